@@ -1,1 +1,18 @@
+//! Llama-family models: hyperparameters from GGUF metadata, weights repacked for the
+//! kernels, a forward pass over a batch of sequences on a paged KV cache, and sampling.
 
+mod config;
+mod error;
+mod forward;
+pub mod generate;
+mod kv_cache;
+pub mod paths;
+mod sampling;
+mod weights;
+
+pub use config::{Config, RopeScaling};
+pub use error::{Error, Result};
+pub use forward::{Logits, SeqInput, WantLogits};
+pub use kv_cache::KvCache;
+pub use sampling::{log_softmax_top, Sampler, SamplingParams, TokenLogprobs};
+pub use weights::Model;

@@ -1,0 +1,185 @@
+//! One forward pass over a batch of sequences: prefill chunks and single-token decodes go
+//! through the same code, each sequence with its own positions and KV block table.
+
+use crate::weights::{Model, Stacked};
+use crate::{Error, KvCache, Result, RopeScaling};
+use kernels::ops::{self, AttnSeq, PagedKv};
+use kernels::{matmul, ThreadPool};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WantLogits {
+    None,
+    Last,
+    All,
+}
+
+/// One sequence's share of a step: `tokens` sit at positions `start_pos..`, and
+/// `block_table` maps every position up to the last of them to a KV block.
+pub struct SeqInput<'a> {
+    pub tokens: &'a [u32],
+    pub start_pos: usize,
+    pub block_table: &'a [u32],
+    pub logits: WantLogits,
+}
+
+/// Logit rows in batch order; `rows[i]` says which sequence and position row `i` is for.
+pub struct Logits {
+    pub data: Vec<f32>,
+    pub vocab: usize,
+    pub rows: Vec<(usize, usize)>,
+}
+
+impl Logits {
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.vocab..(i + 1) * self.vocab]
+    }
+
+    /// The last logit row computed for sequence `seq`.
+    pub fn last_for(&self, seq: usize) -> Option<&[f32]> {
+        self.rows.iter().rposition(|r| r.0 == seq).map(|i| self.row(i))
+    }
+}
+
+fn stacked_matmul(pool: &ThreadPool, s: &Stacked, x: &[f32], m: usize, out: &mut [f32]) {
+    if s.parts.len() == 1 {
+        matmul(pool, &s.parts[0], x, m, out);
+        return;
+    }
+    let width = s.width();
+    let mut col = 0;
+    for (p, &w) in s.parts.iter().zip(&s.widths) {
+        let mut tmp = vec![0f32; m * w];
+        matmul(pool, p, x, m, &mut tmp);
+        for r in 0..m {
+            out[r * width + col..r * width + col + w].copy_from_slice(&tmp[r * w..(r + 1) * w]);
+        }
+        col += w;
+    }
+}
+
+impl Model {
+    fn validate(&self, kv: &KvCache, seqs: &[SeqInput]) -> Result<()> {
+        for (i, s) in seqs.iter().enumerate() {
+            if let Some(&t) = s.tokens.iter().find(|&&t| t as usize >= self.config.vocab_size) {
+                return Err(Error::Batch(format!("sequence {i}: token {t} outside the vocabulary of {}", self.config.vocab_size)));
+            }
+            let end = s.start_pos + s.tokens.len();
+            if end > s.block_table.len() * kv.block_size {
+                return Err(Error::Batch(format!("sequence {i}: block table covers {} positions, needs {end}", s.block_table.len() * kv.block_size)));
+            }
+            if let Some(&b) = s.block_table.iter().find(|&&b| b as usize >= kv.n_blocks) {
+                return Err(Error::Batch(format!("sequence {i}: block {b} outside the pool of {}", kv.n_blocks)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the batch, writing each new token's K and V into its slot, and returns the
+    /// logits asked for.
+    pub fn forward(&self, kv: &mut KvCache, seqs: &[SeqInput]) -> Result<Logits> {
+        self.validate(kv, seqs)?;
+        let c = &self.config;
+        let pool = &*self.pool;
+        let (d, qd, kvd, hd) = (c.n_embd, c.q_dim(), c.kv_dim(), c.head_dim);
+        let rows: usize = seqs.iter().map(|s| s.tokens.len()).sum();
+        let mut x = vec![0f32; rows * d];
+        let mut pos = Vec::with_capacity(rows);
+        let mut r = 0;
+        for s in seqs {
+            for (i, &t) in s.tokens.iter().enumerate() {
+                self.embd.row_f32(t as usize, &mut x[r * d..(r + 1) * d]);
+                pos.push(s.start_pos + i);
+                r += 1;
+            }
+        }
+        let freq_scale = match c.rope_scaling {
+            RopeScaling::None => 1.0,
+            RopeScaling::Linear { factor } => 1.0 / factor,
+        };
+        let mut rope = Vec::with_capacity(rows);
+        let mut tbl = Vec::new();
+        for &p in &pos {
+            ops::rope_table(p, c.n_rot, c.rope_base, freq_scale, self.rope_factors.as_deref(), &mut tbl);
+            rope.push(tbl.clone());
+        }
+        let mut slots = Vec::with_capacity(rows);
+        for s in seqs {
+            slots.extend((0..s.tokens.len()).map(|i| kv.slot_offset(s.block_table, s.start_pos + i)));
+        }
+        let mut first_row = 0;
+        let attn_seqs: Vec<AttnSeq> = seqs
+            .iter()
+            .map(|s| {
+                let a = AttnSeq { block_table: s.block_table, first_row, n_rows: s.tokens.len(), first_pos: s.start_pos };
+                first_row += s.tokens.len();
+                a
+            })
+            .collect();
+
+        let qkv_w = qd + 2 * kvd;
+        let mut xn = vec![0f32; rows * d];
+        let mut qkv = vec![0f32; rows * qkv_w];
+        let mut q = vec![0f32; rows * qd];
+        let mut att = vec![0f32; rows * qd];
+        let mut proj = vec![0f32; rows * d];
+        let mut gu = vec![0f32; rows * 2 * c.n_ff];
+        let mut h = vec![0f32; rows * c.n_ff];
+        let scale = 1.0 / (hd as f32).sqrt();
+
+        for (li, layer) in self.layers.iter().enumerate() {
+            for r in 0..rows {
+                ops::rmsnorm(&x[r * d..(r + 1) * d], &layer.attn_norm, c.rms_eps, &mut xn[r * d..(r + 1) * d]);
+            }
+            stacked_matmul(pool, &layer.qkv, &xn, rows, &mut qkv);
+            let (kc, vc) = &mut kv.layers[li];
+            for (r, &slot) in slots.iter().enumerate() {
+                let row = &mut qkv[r * qkv_w..(r + 1) * qkv_w];
+                ops::rope_pairs(&mut row[..qd + kvd], hd, &rope[r]);
+                q[r * qd..(r + 1) * qd].copy_from_slice(&row[..qd]);
+                kc[slot..slot + kvd].copy_from_slice(&row[qd..qd + kvd]);
+                vc[slot..slot + kvd].copy_from_slice(&row[qd + kvd..]);
+            }
+            let paged = PagedKv { k: kc, v: vc, block_size: kv.block_size, n_kv_heads: c.n_kv_heads, head_dim: hd };
+            ops::attention(pool, &q, c.n_heads, &paged, &attn_seqs, scale, &mut att);
+            matmul(pool, &layer.wo, &att, rows, &mut proj);
+            for (a, b) in x.iter_mut().zip(&proj) {
+                *a += b;
+            }
+            for r in 0..rows {
+                ops::rmsnorm(&x[r * d..(r + 1) * d], &layer.ffn_norm, c.rms_eps, &mut xn[r * d..(r + 1) * d]);
+            }
+            stacked_matmul(pool, &layer.gate_up, &xn, rows, &mut gu);
+            let ff = c.n_ff;
+            for r in 0..rows {
+                let (g, u) = gu[r * 2 * ff..(r + 1) * 2 * ff].split_at_mut(ff);
+                ops::silu_mul(g, u);
+                h[r * ff..(r + 1) * ff].copy_from_slice(g);
+            }
+            matmul(pool, &layer.down, &h, rows, &mut proj);
+            for (a, b) in x.iter_mut().zip(&proj) {
+                *a += b;
+            }
+        }
+
+        let mut want = Vec::new();
+        let mut r = 0;
+        for (si, s) in seqs.iter().enumerate() {
+            let n = s.tokens.len();
+            match s.logits {
+                WantLogits::None => {}
+                WantLogits::Last if n > 0 => want.push((si, s.start_pos + n - 1, r + n - 1)),
+                WantLogits::Last => {}
+                WantLogits::All => want.extend((0..n).map(|i| (si, s.start_pos + i, r + i))),
+            }
+            r += n;
+        }
+        let mut normed = vec![0f32; want.len() * d];
+        for (i, &(_, _, row)) in want.iter().enumerate() {
+            ops::rmsnorm(&x[row * d..(row + 1) * d], &self.out_norm, c.rms_eps, &mut normed[i * d..(i + 1) * d]);
+        }
+        let vocab = c.vocab_size;
+        let mut data = vec![0f32; want.len() * vocab];
+        matmul(pool, self.lm_head(), &normed, want.len(), &mut data);
+        Ok(Logits { data, vocab, rows: want.iter().map(|&(s, p, _)| (s, p)).collect() })
+    }
+}
