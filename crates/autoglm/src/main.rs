@@ -1,1 +1,42 @@
-fn main(){}
+//! autoglm: serve, generate, benchmark and pull GGUF models on CPUs.
+
+mod generate_cmd;
+mod load;
+mod perf;
+mod perplexity;
+mod pull;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "autoglm", version, about = "OpenAI-compatible LLM inference for GGUF models on CPUs")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Fetch the default model (SmolLM2-135M-Instruct Q4_1) into the cache; prints its path.
+    Pull,
+    /// Generate text from a prompt or a chat.
+    Generate(generate_cmd::Args),
+    /// Measure prefill and batched decode throughput (like llama-bench / llama-batched-bench).
+    Perf(perf::Args),
+    /// Perplexity of a text file, computed the way llama-perplexity does.
+    Perplexity(perplexity::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Pull => {
+            let p = pull::pull_default()?;
+            println!("{}", p.display());
+            Ok(())
+        }
+        Cmd::Generate(a) => generate_cmd::run(a),
+        Cmd::Perf(a) => perf::run(a),
+        Cmd::Perplexity(a) => perplexity::run(a),
+    }
+}

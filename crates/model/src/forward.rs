@@ -11,6 +11,8 @@ pub enum WantLogits {
     None,
     Last,
     All,
+    /// Rows for tokens `i..` of this sequence's input.
+    From(usize),
 }
 
 /// One sequence's share of a step: `tokens` sit at positions `start_pos..`, and
@@ -170,6 +172,7 @@ impl Model {
                 WantLogits::Last if n > 0 => want.push((si, s.start_pos + n - 1, r + n - 1)),
                 WantLogits::Last => {}
                 WantLogits::All => want.extend((0..n).map(|i| (si, s.start_pos + i, r + i))),
+                WantLogits::From(f) => want.extend((f.min(n)..n).map(|i| (si, s.start_pos + i, r + i))),
             }
             r += n;
         }
