@@ -49,6 +49,16 @@ pub fn matmul(pool: &ThreadPool, w: &PackedMatrix, x: &[f32], m: usize, y: &mut 
     let n_tasks = n.div_ceil(panel);
     let out = OutPtr(y.as_mut_ptr());
     let out = &out;
+    if m <= FUSED_MAX_ROWS && fused_applies(w) {
+        pool.run(n_tasks, &|t| {
+            let r0 = t * panel;
+            let r1 = (r0 + panel).min(n);
+            // SAFETY: as below, task t writes only columns r0..r1.
+            let y = unsafe { std::slice::from_raw_parts_mut(out.0, m * n) };
+            fused(w, r0, r1, x, m, y, n);
+        });
+        return;
+    }
     pool.run(n_tasks, &|t| {
         let r0 = t * panel;
         let r1 = (r0 + panel).min(n);
@@ -68,6 +78,29 @@ pub fn matmul(pool: &ThreadPool, w: &PackedMatrix, x: &[f32], m: usize, y: &mut 
             panel_gemm(x, m, k, wrows, r1 - r0, y, n, r0);
         });
     });
+}
+
+/// Up to this many activation rows, weights are dequantized in registers per block
+/// rather than into a scratch panel: with few rows the panel's store and reload would
+/// cost more than the arithmetic it saves.
+const FUSED_MAX_ROWS: usize = 4;
+
+fn fused_applies(w: &PackedMatrix) -> bool {
+    isa() == Isa::Avx512 && w.cols() % 32 == 0 && !matches!(w.data, Packed::F32(_))
+}
+
+#[allow(unused_variables)]
+fn fused(w: &PackedMatrix, r0: usize, r1: usize, x: &[f32], m: usize, y: &mut [f32], ldy: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: fused_applies checked avx512f and the packing; shapes were asserted by matmul.
+    unsafe {
+        match m {
+            1 => x86::fused_rows::<1>(w, r0, r1, x, y, ldy),
+            2 => x86::fused_rows::<2>(w, r0, r1, x, y, ldy),
+            3 => x86::fused_rows::<3>(w, r0, r1, x, y, ldy),
+            _ => x86::fused_rows::<4>(w, r0, r1, x, y, ldy),
+        }
+    }
 }
 
 /// Multiplies `m` activation rows with `nw` dequantized weight rows, writing columns
