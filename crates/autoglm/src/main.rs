@@ -5,6 +5,7 @@ mod load;
 mod perf;
 mod perplexity;
 mod pull;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -17,6 +18,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Serve the OpenAI-compatible API (chat, completions, models, health, metrics).
+    Serve(serve::Args),
     /// Fetch the default model (SmolLM2-135M-Instruct Q4_1) into the cache; prints its path.
     Pull,
     /// Generate text from a prompt or a chat.
@@ -35,6 +38,7 @@ fn main() -> anyhow::Result<()> {
             println!("{}", p.display());
             Ok(())
         }
+        Cmd::Serve(a) => serve::run(a),
         Cmd::Generate(a) => generate_cmd::run(a),
         Cmd::Perf(a) => perf::run(a),
         Cmd::Perplexity(a) => perplexity::run(a),

@@ -131,7 +131,12 @@ impl Sampler {
         }
         let cand = &mut self.cand;
         cand.clear();
-        cand.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
+        // Tokens more than 30 nats (at this temperature) below the best carry less than
+        // e^-30 of its probability each, under 1e-8 in total for any vocabulary in use:
+        // dropping them before sorting turns a full-vocabulary sort into a short one.
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let floor = max - 30.0 * p.temperature;
+        cand.extend(logits.iter().enumerate().filter(|&(_, &l)| l >= floor).map(|(i, &l)| (i as u32, l)));
         let by_logit_desc = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
         if p.top_k > 0 && p.top_k < cand.len() {
             cand.select_nth_unstable_by(p.top_k - 1, by_logit_desc);

@@ -1,0 +1,129 @@
+use anyhow::{Context, Result};
+use engine::metrics_names as m;
+use engine::{EngineConfig, EngineHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use server::{AppState, Loaded, ServerConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokenizer::ChatTemplate;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// GGUF model file (default: the pulled default model, fetched on first use).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// Accepted API key (repeatable). Without any, no authentication is required.
+    #[arg(long = "api-key")]
+    api_keys: Vec<String>,
+    /// File with one API key per line.
+    #[arg(long)]
+    api_key_file: Option<PathBuf>,
+    /// Name reported by /v1/models and expected in requests (default: the file's name).
+    #[arg(long)]
+    served_model_name: Option<String>,
+    /// Compute threads (default: all cores, or AUTOGLM_THREADS).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Tokens of KV cache (f32; about 46 KiB per token on the default model).
+    #[arg(long, default_value_t = 32768)]
+    kv_cache_tokens: usize,
+    /// Tokens per KV block.
+    #[arg(long, default_value_t = 16)]
+    block_size: usize,
+    /// Tokens per engine step (decodes plus prefill chunks).
+    #[arg(long, default_value_t = 512)]
+    max_batch_tokens: usize,
+    /// Sequences decoded together.
+    #[arg(long, default_value_t = 64)]
+    max_seqs: usize,
+    /// Requests allowed to wait; beyond that, 429 with Retry-After.
+    #[arg(long, default_value_t = 256)]
+    max_waiting: usize,
+    /// Context length limit (default: the model's).
+    #[arg(long)]
+    ctx_size: Option<usize>,
+    /// Largest accepted request body, bytes.
+    #[arg(long, default_value_t = 4 << 20)]
+    max_body_bytes: usize,
+    /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
+    #[arg(long, default_value_t = 30)]
+    shutdown_grace_s: u64,
+    /// Log format: json or text.
+    #[arg(long, default_value = "json")]
+    log_format: String,
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "text" {
+        b.init();
+    } else {
+        b.json().with_current_span(true).with_span_list(false).init();
+    }
+}
+
+pub fn run(a: Args) -> Result<()> {
+    init_logging(&a.log_format);
+    let metrics = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(m::TTFT.into()), m::LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(m::ITL.into()), m::LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(m::STEP_SECONDS.into()), m::LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(m::STEP_TOKENS.into()), m::TOKEN_BUCKETS)?
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let mut keys = a.api_keys.clone();
+    if let Some(f) = &a.api_key_file {
+        let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        keys.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string));
+    }
+    let model_id = match (&a.served_model_name, &a.model) {
+        (Some(n), _) => n.clone(),
+        (None, Some(p)) => p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()),
+        (None, None) => model::paths::DEFAULT_MODEL_FILE.trim_end_matches(".gguf").to_string(),
+    };
+    let cfg = ServerConfig { model_id, api_keys: keys, max_body_bytes: a.max_body_bytes, shutdown_grace: Duration::from_secs(a.shutdown_grace_s), keep_alive: Duration::from_secs(5) };
+    let state = AppState::new(cfg, Some(metrics));
+    let addr: SocketAddr = format!("{}:{}", a.host, a.port).parse().with_context(|| format!("bad address {}:{}", a.host, a.port))?;
+    let engine_cfg = EngineConfig { kv_cache_tokens: a.kv_cache_tokens, block_size: a.block_size, max_batch_tokens: a.max_batch_tokens, max_seqs: a.max_seqs, max_waiting: a.max_waiting, max_context: a.ctx_size };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async move {
+        let st = state.clone();
+        let (model_arg, threads) = (a.model.clone(), a.threads);
+        // The port is open (health says 503) while the model is fetched and loaded.
+        let loader = tokio::task::spawn_blocking(move || -> Result<()> {
+            let l = crate::load::load(model_arg, threads)?;
+            let template = match l.tokenizer.chat_template() {
+                Some(src) => Some(ChatTemplate::new(src, l.tokenizer.bos_text(), l.tokenizer.eos_text())?),
+                None => None,
+            };
+            let ctx = l.model.config.context_length;
+            let engine = EngineHandle::start(Arc::new(l.model), engine_cfg);
+            tracing::info!(context = ctx, kv_blocks = engine.stats().kv_blocks_total, "model loaded");
+            st.set_loaded(Loaded { engine, tokenizer: Arc::new(l.tokenizer), template });
+            Ok(())
+        });
+        let st = state.clone();
+        tokio::spawn(async move {
+            match loader.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %format!("{e:#}"), "loading the model failed");
+                    std::process::exit(1);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "loader panicked");
+                    std::process::exit(1);
+                }
+            }
+            let _ = st;
+        });
+        server::serve(state, addr).await.context("serving")
+    })
+}

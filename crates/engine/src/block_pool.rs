@@ -1,0 +1,171 @@
+//! The KV block pool with automatic prefix caching.
+//!
+//! A full block is identified by a chained hash of its tokens and of every token before
+//! it. Registered blocks stay in the cache after their sequences release them (refcount
+//! zero, in LRU order) until an allocation needs the space. Hits are verified token by
+//! token and against the parent hash, so a hash collision cannot serve wrong KV.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+
+struct Registered {
+    hash: u64,
+    parent: u64,
+    tokens: Vec<u32>,
+}
+
+pub struct BlockPool {
+    block_size: usize,
+    refcount: Vec<u32>,
+    free: Vec<u32>,
+    by_hash: HashMap<u64, u32>,
+    meta: Vec<Option<Registered>>,
+    /// Evictable cached blocks by last use.
+    lru: BTreeMap<u64, u32>,
+    lru_tick: Vec<u64>,
+    tick: u64,
+}
+
+/// Hash of a block's tokens chained onto its parent's hash (0 for the first block).
+pub fn chain_hash(parent: u64, tokens: &[u32]) -> u64 {
+    // SipHash with fixed keys: deterministic across runs and processes.
+    #[allow(deprecated)]
+    let mut h = std::hash::SipHasher::new_with_keys(0x6175_746f_676c_6d31, 0x7072_6566_6978_3031);
+    parent.hash(&mut h);
+    tokens.hash(&mut h);
+    h.finish()
+}
+
+impl BlockPool {
+    pub fn new(n_blocks: usize, block_size: usize) -> Self {
+        Self {
+            block_size,
+            refcount: vec![0; n_blocks],
+            free: (0..n_blocks as u32).rev().collect(),
+            by_hash: HashMap::new(),
+            meta: (0..n_blocks).map(|_| None).collect(),
+            lru: BTreeMap::new(),
+            lru_tick: vec![0; n_blocks],
+            tick: 0,
+        }
+    }
+
+    pub fn block_size(&self) -> usize {
+        self.block_size
+    }
+
+    pub fn total(&self) -> usize {
+        self.refcount.len()
+    }
+
+    /// Blocks an allocation can still get (free or evictable).
+    pub fn available(&self) -> usize {
+        self.free.len() + self.lru.len()
+    }
+
+    /// Blocks referenced by at least one sequence.
+    pub fn used(&self) -> usize {
+        self.total() - self.available()
+    }
+
+    /// Unreferenced blocks kept for prefix hits.
+    pub fn cached_free(&self) -> usize {
+        self.lru.len()
+    }
+
+    pub fn allocate(&mut self) -> Option<u32> {
+        let b = match self.free.pop() {
+            Some(b) => b,
+            None => {
+                let (&t, &b) = self.lru.iter().next()?;
+                self.lru.remove(&t);
+                if let Some(m) = self.meta[b as usize].take() {
+                    self.by_hash.remove(&m.hash);
+                }
+                b
+            }
+        };
+        self.refcount[b as usize] = 1;
+        Some(b)
+    }
+
+    /// A cached block holding exactly `tokens` after the prefix hashed as `parent`.
+    pub fn lookup(&mut self, parent: u64, tokens: &[u32]) -> Option<(u32, u64)> {
+        let hash = chain_hash(parent, tokens);
+        let &b = self.by_hash.get(&hash)?;
+        let m = self.meta[b as usize].as_ref()?;
+        if m.parent != parent || m.tokens != tokens {
+            return None;
+        }
+        if self.refcount[b as usize] == 0 {
+            self.lru.remove(&self.lru_tick[b as usize]);
+        }
+        self.refcount[b as usize] += 1;
+        Some((b, hash))
+    }
+
+    /// Makes a full block findable. A block whose content is already cached elsewhere stays
+    /// private (the two are interchangeable; one copy is enough).
+    pub fn register(&mut self, block: u32, parent: u64, tokens: &[u32]) -> u64 {
+        let hash = chain_hash(parent, tokens);
+        if self.meta[block as usize].is_none() && !self.by_hash.contains_key(&hash) {
+            self.by_hash.insert(hash, block);
+            self.meta[block as usize] = Some(Registered { hash, parent, tokens: tokens.to_vec() });
+        }
+        hash
+    }
+
+    pub fn release(&mut self, block: u32) {
+        let rc = &mut self.refcount[block as usize];
+        debug_assert!(*rc > 0, "double release of block {block}");
+        if *rc == 0 {
+            return;
+        }
+        *rc -= 1;
+        if *rc == 0 {
+            if self.meta[block as usize].is_some() {
+                self.tick += 1;
+                self.lru_tick[block as usize] = self.tick;
+                self.lru.insert(self.tick, block);
+            } else {
+                self.free.push(block);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn released_registered_blocks_are_found_again_until_evicted() {
+        let mut p = BlockPool::new(2, 4);
+        let a = p.allocate().unwrap();
+        let h = p.register(a, 0, &[1, 2, 3, 4]);
+        p.release(a);
+        assert_eq!((p.used(), p.available(), p.cached_free()), (0, 2, 1));
+        assert_eq!(p.lookup(0, &[1, 2, 3, 4]), Some((a, h)));
+        assert_eq!(p.used(), 1);
+        assert_eq!(p.lookup(0, &[1, 2, 3, 5]), None);
+        assert_eq!(p.lookup(7, &[1, 2, 3, 4]), None, "same tokens after a different prefix");
+        p.release(a);
+        let b = p.allocate().unwrap();
+        let c = p.allocate().unwrap();
+        assert!(p.allocate().is_none());
+        assert!([b, c].contains(&a), "the cached block is evicted last");
+        assert_eq!(p.lookup(0, &[1, 2, 3, 4]), None);
+    }
+
+    #[test]
+    fn shared_blocks_are_refcounted() {
+        let mut p = BlockPool::new(4, 2);
+        let a = p.allocate().unwrap();
+        p.register(a, 0, &[9, 9]);
+        assert!(p.lookup(0, &[9, 9]).is_some());
+        p.release(a);
+        assert_eq!(p.used(), 1);
+        p.release(a);
+        assert_eq!(p.used(), 0);
+    }
+}

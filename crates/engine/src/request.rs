@@ -1,0 +1,54 @@
+use model::SamplingParams;
+
+/// One generation, already tokenized.
+#[derive(Clone, Debug)]
+pub struct GenerationRequest {
+    pub prompt: Vec<u32>,
+    pub sampling: SamplingParams,
+    pub max_tokens: usize,
+    /// Tokens that end generation (EOS/EOT); empty with ignore_eos.
+    pub stop_tokens: Vec<u32>,
+    /// Top alternatives per step; `None` computes no log-probabilities at all.
+    pub logprobs: Option<usize>,
+    /// Lower runs first (as in vLLM); FCFS within a priority.
+    pub priority: i32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenEvent {
+    pub token: u32,
+    /// Present when the request asked for log-probabilities.
+    pub logprob: Option<f32>,
+    pub top: Vec<(u32, f32)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An end-of-generation token.
+    Stop,
+    /// `max_tokens` or the context length.
+    Length,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    Token(TokenEvent),
+    Finished { reason: FinishReason, prompt_tokens: usize, completion_tokens: usize, cached_tokens: usize },
+    Error(String),
+}
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    #[error("prompt ({prompt} tokens) + max_tokens ({max_tokens}) needs {needed} tokens but the context length is {limit}")]
+    TooLong { prompt: usize, max_tokens: usize, needed: usize, limit: usize },
+    #[error("the request needs {needed} KV tokens but the whole cache holds {capacity}")]
+    ExceedsCache { needed: usize, capacity: usize },
+    #[error("token id {0} is outside the vocabulary")]
+    BadToken(u32),
+    #[error("the waiting queue is full ({0} requests)")]
+    QueueFull(usize),
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+}
