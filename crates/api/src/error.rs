@@ -52,7 +52,14 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: u16, kind: ErrorType, message: impl Into<String>) -> Self {
-        Self { status, kind, message: message.into(), param: None, code: None, retry_after: None }
+        Self {
+            status,
+            kind,
+            message: message.into(),
+            param: None,
+            code: None,
+            retry_after: None,
+        }
     }
     pub fn invalid(param: &str, message: impl Into<String>) -> Self {
         let mut e = Self::new(400, ErrorType::InvalidRequest, message);
@@ -67,13 +74,26 @@ impl ApiError {
         self
     }
     pub fn body(&self) -> ErrorBody {
-        ErrorBody { error: ApiErrorDetail { message: self.message.clone(), kind: self.kind.as_str().to_string(), param: self.param.clone(), code: self.code.clone() } }
+        ErrorBody {
+            error: ApiErrorDetail {
+                message: self.message.clone(),
+                kind: self.kind.as_str().to_string(),
+                param: self.param.clone(),
+                code: self.code.clone(),
+            },
+        }
     }
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status, self.kind.as_str(), self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status,
+            self.kind.as_str(),
+            self.message
+        )
     }
 }
 

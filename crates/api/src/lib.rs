@@ -6,5 +6,8 @@ mod request;
 mod response;
 
 pub use error::{ApiError, ErrorBody, ErrorType};
-pub use request::{ChatRequest, CompletionRequest, Message, MessageContent, Prompt, SamplingFields, StopSpec, StreamOptions};
+pub use request::{
+    ChatRequest, CompletionRequest, Message, MessageContent, Prompt, SamplingFields, StopSpec,
+    StreamOptions,
+};
 pub use response::*;

@@ -87,7 +87,10 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 fn wrong(field: &str, want: &str, v: &Value) -> ApiError {
-    ApiError::invalid(field, format!("'{field}' must be {want}, got {}", type_name(v)))
+    ApiError::invalid(
+        field,
+        format!("'{field}' must be {want}, got {}", type_name(v)),
+    )
 }
 
 /// Present and not null.
@@ -95,13 +98,22 @@ fn field<'a>(o: &'a Map<String, Value>, k: &str) -> Option<&'a Value> {
     o.get(k).filter(|v| !v.is_null())
 }
 
-fn get_f32(o: &Map<String, Value>, k: &str, lo: f32, hi: f32, default: f32) -> Result<f32, ApiError> {
+fn get_f32(
+    o: &Map<String, Value>,
+    k: &str,
+    lo: f32,
+    hi: f32,
+    default: f32,
+) -> Result<f32, ApiError> {
     match field(o, k) {
         None => Ok(default),
         Some(v) => {
             let x = v.as_f64().ok_or_else(|| wrong(k, "a number", v))? as f32;
             if !(lo..=hi).contains(&x) {
-                return Err(ApiError::invalid(k, format!("'{k}' must be between {lo} and {hi}, got {x}")));
+                return Err(ApiError::invalid(
+                    k,
+                    format!("'{k}' must be between {lo} and {hi}, got {x}"),
+                ));
             }
             Ok(x)
         }
@@ -112,9 +124,14 @@ fn get_uint(o: &Map<String, Value>, k: &str, lo: u64, hi: u64) -> Result<Option<
     match field(o, k) {
         None => Ok(None),
         Some(v) => {
-            let x = v.as_u64().ok_or_else(|| wrong(k, "a non-negative integer", v))?;
+            let x = v
+                .as_u64()
+                .ok_or_else(|| wrong(k, "a non-negative integer", v))?;
             if !(lo..=hi).contains(&x) {
-                return Err(ApiError::invalid(k, format!("'{k}' must be between {lo} and {hi}, got {x}")));
+                return Err(ApiError::invalid(
+                    k,
+                    format!("'{k}' must be between {lo} and {hi}, got {x}"),
+                ));
             }
             Ok(Some(x))
         }
@@ -129,8 +146,13 @@ fn get_bool(o: &Map<String, Value>, k: &str) -> Result<bool, ApiError> {
     }
 }
 
-fn object<'a>(body: &'a Value) -> Result<&'a Map<String, Value>, ApiError> {
-    body.as_object().ok_or_else(|| ApiError::bad_request(format!("the request body must be a JSON object, got {}", type_name(body))))
+fn object(body: &Value) -> Result<&Map<String, Value>, ApiError> {
+    body.as_object().ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "the request body must be a JSON object, got {}",
+            type_name(body)
+        ))
+    })
 }
 
 impl SamplingFields {
@@ -150,18 +172,37 @@ impl SamplingFields {
             Some(Value::String(s)) => vec![s.clone()],
             Some(Value::Array(a)) => {
                 if a.len() > MAX_STOP {
-                    return Err(ApiError::invalid("stop", format!("'stop' takes at most {MAX_STOP} sequences")));
+                    return Err(ApiError::invalid(
+                        "stop",
+                        format!("'stop' takes at most {MAX_STOP} sequences"),
+                    ));
                 }
-                a.iter().map(|v| v.as_str().map(str::to_string).ok_or_else(|| wrong("stop", "a string or an array of strings", v))).collect::<Result<_, _>>()?
+                a.iter()
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_string)
+                            .ok_or_else(|| wrong("stop", "a string or an array of strings", v))
+                    })
+                    .collect::<Result<_, _>>()?
             }
             Some(v) => return Err(wrong("stop", "a string or an array of strings", v)),
         };
         if stop.iter().any(|s: &String| s.is_empty()) {
-            return Err(ApiError::invalid("stop", "stop sequences must not be empty"));
+            return Err(ApiError::invalid(
+                "stop",
+                "stop sequences must not be empty",
+            ));
         }
         let stream_options = match field(o, "stream_options") {
             None => StreamOptions::default(),
-            Some(Value::Object(so)) => StreamOptions { include_usage: get_bool(so, "include_usage").map_err(|_| ApiError::invalid("stream_options.include_usage", "'stream_options.include_usage' must be a boolean"))? },
+            Some(Value::Object(so)) => StreamOptions {
+                include_usage: get_bool(so, "include_usage").map_err(|_| {
+                    ApiError::invalid(
+                        "stream_options.include_usage",
+                        "'stream_options.include_usage' must be a boolean",
+                    )
+                })?,
+            },
             Some(v) => return Err(wrong("stream_options", "an object", v)),
         };
         let user = match field(o, "user") {
@@ -171,12 +212,20 @@ impl SamplingFields {
         };
         let priority = match field(o, "priority") {
             None => 0,
-            Some(v) => v.as_i64().filter(|p| i32::try_from(*p).is_ok()).ok_or_else(|| wrong("priority", "an integer", v))? as i32,
+            Some(v) => v
+                .as_i64()
+                .filter(|p| i32::try_from(*p).is_ok())
+                .ok_or_else(|| wrong("priority", "an integer", v))? as i32,
         };
         let seed = match field(o, "seed") {
             None => None,
             // Negative seeds are accepted (OpenAI allows any integer) and reinterpreted.
-            Some(v) => Some(v.as_i64().map(|s| s as u64).or_else(|| v.as_u64()).ok_or_else(|| wrong("seed", "an integer", v))?),
+            Some(v) => Some(
+                v.as_i64()
+                    .map(|s| s as u64)
+                    .or_else(|| v.as_u64())
+                    .ok_or_else(|| wrong("seed", "an integer", v))?,
+            ),
         };
         Ok(Self {
             model,
@@ -193,7 +242,10 @@ impl SamplingFields {
                 None => 0,
                 // vLLM and llama.cpp use -1 / 0 for "disabled".
                 Some(v) if v.as_i64() == Some(-1) => 0,
-                Some(v) => v.as_u64().ok_or_else(|| wrong("top_k", "a non-negative integer or -1", v))? as usize,
+                Some(v) => v
+                    .as_u64()
+                    .ok_or_else(|| wrong("top_k", "a non-negative integer or -1", v))?
+                    as usize,
             },
             min_p: get_f32(o, "min_p", 0.0, 1.0, 0.0)?,
             frequency_penalty: get_f32(o, "frequency_penalty", -2.0, 2.0, 0.0)?,
@@ -221,7 +273,9 @@ fn content_text(v: Option<&Value>, at: &str) -> Result<String, ApiError> {
             let mut out = String::new();
             for (j, p) in parts.iter().enumerate() {
                 let param = format!("{at}.content[{j}]");
-                let kind = p.get("type").and_then(|t| t.as_str()).ok_or_else(|| ApiError::invalid(&param, format!("'{param}' needs a string 'type'")))?;
+                let kind = p.get("type").and_then(|t| t.as_str()).ok_or_else(|| {
+                    ApiError::invalid(&param, format!("'{param}' needs a string 'type'"))
+                })?;
                 match kind {
                     "text" => out.push_str(p.get("text").and_then(|t| t.as_str()).ok_or_else(|| ApiError::invalid(&param, format!("'{param}' is a text part without a string 'text'")))?),
                     "image_url" | "input_image" | "image" => {
@@ -232,7 +286,11 @@ fn content_text(v: Option<&Value>, at: &str) -> Result<String, ApiError> {
             }
             Ok(out)
         }
-        Some(v) => Err(wrong(&format!("{at}.content"), "a string or an array of content parts", v)),
+        Some(v) => Err(wrong(
+            &format!("{at}.content"),
+            "a string or an array of content parts",
+            v,
+        )),
     }
 }
 
@@ -246,28 +304,60 @@ impl ChatRequest {
             Some(v) => return Err(wrong("messages", "an array", v)),
         };
         if msgs.is_empty() {
-            return Err(ApiError::invalid("messages", "'messages' must not be empty"));
+            return Err(ApiError::invalid(
+                "messages",
+                "'messages' must not be empty",
+            ));
         }
         let mut messages = Vec::with_capacity(msgs.len());
         for (i, m) in msgs.iter().enumerate() {
             let at = format!("messages[{i}]");
             let mo = m.as_object().ok_or_else(|| wrong(&at, "an object", m))?;
             let role = match mo.get("role") {
-                Some(Value::String(r)) if ["system", "user", "assistant", "tool", "developer"].contains(&r.as_str()) => {
-                    if r == "developer" { "system".to_string() } else { r.clone() }
+                Some(Value::String(r))
+                    if ["system", "user", "assistant", "tool", "developer"]
+                        .contains(&r.as_str()) =>
+                {
+                    if r == "developer" {
+                        "system".to_string()
+                    } else {
+                        r.clone()
+                    }
                 }
-                Some(Value::String(r)) => return Err(ApiError::invalid(&format!("{at}.role"), format!("unknown role '{r}'"))),
+                Some(Value::String(r)) => {
+                    return Err(ApiError::invalid(
+                        &format!("{at}.role"),
+                        format!("unknown role '{r}'"),
+                    ))
+                }
                 Some(v) => return Err(wrong(&format!("{at}.role"), "a string", v)),
-                None => return Err(ApiError::invalid(&format!("{at}.role"), format!("'{at}.role' is required"))),
+                None => {
+                    return Err(ApiError::invalid(
+                        &format!("{at}.role"),
+                        format!("'{at}.role' is required"),
+                    ))
+                }
             };
-            messages.push(Message { role, content: content_text(mo.get("content"), &at)? });
+            messages.push(Message {
+                role,
+                content: content_text(mo.get("content"), &at)?,
+            });
         }
         let logprobs = get_bool(o, "logprobs")?;
-        let top_logprobs = get_uint(o, "top_logprobs", 0, MAX_TOP_LOGPROBS as u64)?.unwrap_or(0) as usize;
+        let top_logprobs =
+            get_uint(o, "top_logprobs", 0, MAX_TOP_LOGPROBS as u64)?.unwrap_or(0) as usize;
         if top_logprobs > 0 && !logprobs {
-            return Err(ApiError::invalid("top_logprobs", "'top_logprobs' requires 'logprobs': true"));
+            return Err(ApiError::invalid(
+                "top_logprobs",
+                "'top_logprobs' requires 'logprobs': true",
+            ));
         }
-        Ok(Self { fields, messages, logprobs, top_logprobs })
+        Ok(Self {
+            fields,
+            messages,
+            logprobs,
+            top_logprobs,
+        })
     }
 }
 
@@ -275,18 +365,44 @@ impl CompletionRequest {
     pub fn from_json(body: &Value) -> Result<Self, ApiError> {
         let o = object(body)?;
         let fields = SamplingFields::parse(o)?;
-        let bad = || ApiError::invalid("prompt", "'prompt' must be a string, an array of strings, an array of token ids, or an array of token-id arrays");
+        let bad = || {
+            ApiError::invalid("prompt", "'prompt' must be a string, an array of strings, an array of token ids, or an array of token-id arrays")
+        };
         let prompt = match field(o, "prompt") {
             None => return Err(ApiError::invalid("prompt", "'prompt' is required")),
             Some(Value::String(s)) => Prompt::Text(vec![s.clone()]),
-            Some(Value::Array(a)) if a.is_empty() => return Err(ApiError::invalid("prompt", "'prompt' must not be empty")),
+            Some(Value::Array(a)) if a.is_empty() => {
+                return Err(ApiError::invalid("prompt", "'prompt' must not be empty"))
+            }
             Some(Value::Array(a)) => {
                 if a.iter().all(|v| v.is_string()) {
-                    Prompt::Text(a.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect())
+                    Prompt::Text(
+                        a.iter()
+                            .map(|v| v.as_str().unwrap_or_default().to_string())
+                            .collect(),
+                    )
                 } else if a.iter().all(|v| v.is_u64()) {
-                    Prompt::Tokens(vec![a.iter().map(|v| v.as_u64().unwrap_or_default() as u32).collect()])
-                } else if a.iter().all(|v| v.as_array().is_some_and(|t| !t.is_empty() && t.iter().all(|x| x.is_u64()))) {
-                    Prompt::Tokens(a.iter().map(|v| v.as_array().map(|t| t.iter().map(|x| x.as_u64().unwrap_or_default() as u32).collect()).unwrap_or_default()).collect())
+                    Prompt::Tokens(vec![a
+                        .iter()
+                        .map(|v| v.as_u64().unwrap_or_default() as u32)
+                        .collect()])
+                } else if a.iter().all(|v| {
+                    v.as_array()
+                        .is_some_and(|t| !t.is_empty() && t.iter().all(|x| x.is_u64()))
+                }) {
+                    Prompt::Tokens(
+                        a.iter()
+                            .map(|v| {
+                                v.as_array()
+                                    .map(|t| {
+                                        t.iter()
+                                            .map(|x| x.as_u64().unwrap_or_default() as u32)
+                                            .collect()
+                                    })
+                                    .unwrap_or_default()
+                            })
+                            .collect(),
+                    )
                 } else {
                     return Err(bad());
                 }
@@ -294,7 +410,12 @@ impl CompletionRequest {
             Some(_) => return Err(bad()),
         };
         let logprobs = get_uint(o, "logprobs", 0, MAX_TOP_LOGPROBS as u64)?.map(|v| v as usize);
-        Ok(Self { fields, prompt, logprobs, echo: get_bool(o, "echo")? })
+        Ok(Self {
+            fields,
+            prompt,
+            logprobs,
+            echo: get_bool(o, "echo")?,
+        })
     }
 }
 
@@ -313,24 +434,49 @@ mod tests {
 
     #[test]
     fn wrong_fields_are_named() {
-        let e = ChatRequest::from_json(&json!({"messages":[{"role":"user","content":"x"}],"temperature":"hot"})).unwrap_err();
+        let e = ChatRequest::from_json(
+            &json!({"messages":[{"role":"user","content":"x"}],"temperature":"hot"}),
+        )
+        .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("temperature"));
-        let e = ChatRequest::from_json(&json!({"messages":[{"role":"user","content":"x"}],"n":0})).unwrap_err();
+        let e = ChatRequest::from_json(&json!({"messages":[{"role":"user","content":"x"}],"n":0}))
+            .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("n"));
         let e = ChatRequest::from_json(&json!({"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]})).unwrap_err();
         assert!(e.message.contains("text-only"));
         assert_eq!(e.status, 400);
         let e = CompletionRequest::from_json(&json!({"prompt": [1, "a"]})).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("prompt"));
-        let e = CompletionRequest::from_json(&json!({"prompt": "x", "max_tokens": -3})).unwrap_err();
+        let e =
+            CompletionRequest::from_json(&json!({"prompt": "x", "max_tokens": -3})).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("max_tokens"));
     }
 
     #[test]
     fn prompts_of_every_shape() {
-        assert_eq!(CompletionRequest::from_json(&json!({"prompt": "a"})).unwrap().prompt, Prompt::Text(vec!["a".into()]));
-        assert_eq!(CompletionRequest::from_json(&json!({"prompt": ["a", "b"]})).unwrap().prompt, Prompt::Text(vec!["a".into(), "b".into()]));
-        assert_eq!(CompletionRequest::from_json(&json!({"prompt": [1, 2]})).unwrap().prompt, Prompt::Tokens(vec![vec![1, 2]]));
-        assert_eq!(CompletionRequest::from_json(&json!({"prompt": [[1], [2, 3]]})).unwrap().prompt, Prompt::Tokens(vec![vec![1], vec![2, 3]]));
+        assert_eq!(
+            CompletionRequest::from_json(&json!({"prompt": "a"}))
+                .unwrap()
+                .prompt,
+            Prompt::Text(vec!["a".into()])
+        );
+        assert_eq!(
+            CompletionRequest::from_json(&json!({"prompt": ["a", "b"]}))
+                .unwrap()
+                .prompt,
+            Prompt::Text(vec!["a".into(), "b".into()])
+        );
+        assert_eq!(
+            CompletionRequest::from_json(&json!({"prompt": [1, 2]}))
+                .unwrap()
+                .prompt,
+            Prompt::Tokens(vec![vec![1, 2]])
+        );
+        assert_eq!(
+            CompletionRequest::from_json(&json!({"prompt": [[1], [2, 3]]}))
+                .unwrap()
+                .prompt,
+            Prompt::Tokens(vec![vec![1], vec![2, 3]])
+        );
     }
 }

@@ -13,7 +13,11 @@ pub struct Args {
     #[arg(long)]
     model: Option<PathBuf>,
     /// Raw prompt text (no chat template; no BOS unless the model asks for one).
-    #[arg(long, conflicts_with = "messages", required_unless_present = "messages")]
+    #[arg(
+        long,
+        conflicts_with = "messages",
+        required_unless_present = "messages"
+    )]
     prompt: Option<String>,
     /// JSON file with an OpenAI-style messages array; the chat template is applied.
     #[arg(long)]
@@ -60,8 +64,14 @@ pub fn content_text(content: &Value) -> Result<String> {
             let mut out = String::new();
             for p in parts {
                 match p.get("type").and_then(|t| t.as_str()) {
-                    Some("text") => out.push_str(p.get("text").and_then(|t| t.as_str()).context("text part without text")?),
-                    Some(other) => bail!("content part of type {other:?} is not supported by a text-only model"),
+                    Some("text") => out.push_str(
+                        p.get("text")
+                            .and_then(|t| t.as_str())
+                            .context("text part without text")?,
+                    ),
+                    Some(other) => bail!(
+                        "content part of type {other:?} is not supported by a text-only model"
+                    ),
                     None => bail!("content part without a type"),
                 }
             }
@@ -72,13 +82,25 @@ pub fn content_text(content: &Value) -> Result<String> {
 }
 
 fn read_messages(path: &PathBuf) -> Result<Vec<ChatMessage>> {
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?)
-        .with_context(|| format!("{} is not JSON", path.display()))?;
-    let arr = v.get("messages").unwrap_or(&v).as_array().context("expected a JSON array of messages")?;
+    let v: Value = serde_json::from_str(
+        &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("{} is not JSON", path.display()))?;
+    let arr = v
+        .get("messages")
+        .unwrap_or(&v)
+        .as_array()
+        .context("expected a JSON array of messages")?;
     arr.iter()
         .map(|m| {
-            let role = m.get("role").and_then(|r| r.as_str()).context("message without a role")?;
-            Ok(ChatMessage { role: role.to_string(), content: content_text(m.get("content").unwrap_or(&Value::Null))? })
+            let role = m
+                .get("role")
+                .and_then(|r| r.as_str())
+                .context("message without a role")?;
+            Ok(ChatMessage {
+                role: role.to_string(),
+                content: content_text(m.get("content").unwrap_or(&Value::Null))?,
+            })
         })
         .collect()
 }
@@ -90,7 +112,9 @@ pub fn run(a: Args) -> Result<()> {
         (Some(p), _) => tok.encode(p, true, true)?,
         (None, Some(file)) => {
             let msgs = read_messages(file)?;
-            let tmpl_src = tok.chat_template().context("this model has no chat template")?;
+            let tmpl_src = tok
+                .chat_template()
+                .context("this model has no chat template")?;
             let tmpl = ChatTemplate::new(tmpl_src, tok.bos_text(), tok.eos_text())?;
             tok.encode(&tmpl.render(&msgs, true)?, true, true)?
         }
@@ -98,7 +122,11 @@ pub fn run(a: Args) -> Result<()> {
     };
     let ctx = l.model.config.context_length;
     if prompt_ids.len() + a.max_tokens > ctx {
-        bail!("prompt ({} tokens) + max_tokens ({}) exceeds the context length {ctx}", prompt_ids.len(), a.max_tokens);
+        bail!(
+            "prompt ({} tokens) + max_tokens ({}) exceeds the context length {ctx}",
+            prompt_ids.len(),
+            a.max_tokens
+        );
     }
     let mut sampler = Sampler::new(SamplingParams {
         temperature: a.temperature,
@@ -110,30 +138,43 @@ pub fn run(a: Args) -> Result<()> {
         presence_penalty: a.presence_penalty,
         seed: a.seed,
     });
-    let stops: Vec<u32> = if a.ignore_eos { Vec::new() } else { tok.eog_tokens().to_vec() };
-    let opts = GenerateOptions { max_tokens: a.max_tokens, top_logprobs: a.top_logprobs, stop_tokens: &stops, prefill_chunk: 512 };
+    let stops: Vec<u32> = if a.ignore_eos {
+        Vec::new()
+    } else {
+        tok.eog_tokens().to_vec()
+    };
+    let opts = GenerateOptions {
+        max_tokens: a.max_tokens,
+        top_logprobs: a.top_logprobs,
+        stop_tokens: &stops,
+        prefill_chunk: 512,
+    };
     let mut detok = Detokenizer::new();
     let mut text = String::new();
     let stdout = std::io::stdout();
     let stream = !a.json;
     let mut failed = None;
-    let gen = l.model.generate(&prompt_ids, &mut sampler, &opts, &mut |t| {
-        match detok.push(tok, t.token) {
-            Ok(piece) => {
-                if stream {
-                    let mut o = stdout.lock();
-                    let _ = o.write_all(piece.as_bytes());
-                    let _ = o.flush();
+    let gen =
+        l.model.generate(
+            &prompt_ids,
+            &mut sampler,
+            &opts,
+            &mut |t| match detok.push(tok, t.token) {
+                Ok(piece) => {
+                    if stream {
+                        let mut o = stdout.lock();
+                        let _ = o.write_all(piece.as_bytes());
+                        let _ = o.flush();
+                    }
+                    text.push_str(&piece);
+                    true
                 }
-                text.push_str(&piece);
-                true
-            }
-            Err(e) => {
-                failed = Some(e);
-                false
-            }
-        }
-    })?;
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            },
+        )?;
     if let Some(e) = failed {
         return Err(e.into());
     }
@@ -152,7 +193,15 @@ pub fn run(a: Args) -> Result<()> {
         });
         if a.top_logprobs > 0 {
             out["logprobs"] = json!(gen.tokens.iter().map(|t| t.logprob).collect::<Vec<_>>());
-            out["top_logprobs"] = json!(gen.tokens.iter().map(|t| t.top.iter().map(|&(i, lp)| json!([i, lp])).collect::<Vec<_>>()).collect::<Vec<_>>());
+            out["top_logprobs"] = json!(gen
+                .tokens
+                .iter()
+                .map(|t| t
+                    .top
+                    .iter()
+                    .map(|&(i, lp)| json!([i, lp]))
+                    .collect::<Vec<_>>())
+                .collect::<Vec<_>>());
         }
         println!("{out}");
     } else {

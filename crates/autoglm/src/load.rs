@@ -23,8 +23,12 @@ pub struct Loaded {
 pub fn load(arg: Option<PathBuf>, threads: Option<usize>) -> Result<Loaded> {
     let path = model_path(arg)?;
     let f = GgufFile::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    let pool = Arc::new(ThreadPool::new(threads.unwrap_or_else(ThreadPool::default_threads)));
-    let model = Model::from_gguf(&f, pool).with_context(|| format!("loading {}", path.display()))?;
-    let tokenizer = Tokenizer::from_gguf(&f).with_context(|| format!("tokenizer of {}", path.display()))?;
+    let pool = Arc::new(ThreadPool::new(
+        threads.unwrap_or_else(ThreadPool::default_threads),
+    ));
+    let model =
+        Model::from_gguf(&f, pool).with_context(|| format!("loading {}", path.display()))?;
+    let tokenizer =
+        Tokenizer::from_gguf(&f).with_context(|| format!("tokenizer of {}", path.display()))?;
     Ok(Loaded { model, tokenizer })
 }

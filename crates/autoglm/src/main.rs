@@ -10,7 +10,11 @@ mod serve;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "autoglm", version, about = "OpenAI-compatible LLM inference for GGUF models on CPUs")]
+#[command(
+    name = "autoglm",
+    version,
+    about = "OpenAI-compatible LLM inference for GGUF models on CPUs"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

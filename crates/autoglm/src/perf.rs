@@ -46,9 +46,14 @@ fn prompt(seed: usize, len: usize, vocab: usize) -> Vec<u32> {
 fn stats(v: &[f64]) -> (f64, f64) {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
-    let median = if s.len() % 2 == 1 { s[s.len() / 2] } else { (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0 };
+    let median = if s.len() % 2 == 1 {
+        s[s.len() / 2]
+    } else {
+        (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0
+    };
     let mean = v.iter().sum::<f64>() / v.len() as f64;
-    let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len().max(2) - 1) as f64).sqrt();
+    let sd =
+        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len().max(2) - 1) as f64).sqrt();
     (median, sd)
 }
 
@@ -64,20 +69,43 @@ pub fn run(a: Args) -> Result<()> {
 
     // Warm-up: page in the weights and spin up the pool.
     let (mut kv, table) = m.private_cache(64);
-    m.forward(&mut kv, &[SeqInput { tokens: &prompt(999, 32, vocab), start_pos: 0, block_table: &table, logits: WantLogits::Last }])?;
+    m.forward(
+        &mut kv,
+        &[SeqInput {
+            tokens: &prompt(999, 32, vocab),
+            start_pos: 0,
+            block_table: &table,
+            logits: WantLogits::Last,
+        }],
+    )?;
 
     let mut pp = Vec::new();
     let (mut kv, table) = m.private_cache(a.prompt_tokens);
     for r in 0..a.repetitions {
         let p = prompt(r, a.prompt_tokens, vocab);
         let t = Instant::now();
-        m.forward(&mut kv, &[SeqInput { tokens: &p, start_pos: 0, block_table: &table, logits: WantLogits::Last }])?;
+        m.forward(
+            &mut kv,
+            &[SeqInput {
+                tokens: &p,
+                start_pos: 0,
+                block_table: &table,
+                logits: WantLogits::Last,
+            }],
+        )?;
         pp.push(a.prompt_tokens as f64 / t.elapsed().as_secs_f64());
     }
     let (pp_med, pp_sd) = stats(&pp);
     if !a.json {
-        println!("model weights streamed per token: {:.1} MiB, threads {threads}, kernels {isa}", m.weight_bytes() as f64 / (1 << 20) as f64);
-        println!("prefill pp{}: {pp_med:.1} tok/s (sd {pp_sd:.1}, runs {:?})", a.prompt_tokens, pp.iter().map(|v| v.round()).collect::<Vec<_>>());
+        println!(
+            "model weights streamed per token: {:.1} MiB, threads {threads}, kernels {isa}",
+            m.weight_bytes() as f64 / (1 << 20) as f64
+        );
+        println!(
+            "prefill pp{}: {pp_med:.1} tok/s (sd {pp_sd:.1}, runs {:?})",
+            a.prompt_tokens,
+            pp.iter().map(|v| v.round()).collect::<Vec<_>>()
+        );
     }
 
     let mut decode = Vec::new();
@@ -85,33 +113,54 @@ pub fn run(a: Args) -> Result<()> {
         let per_seq = a.decode_context + a.gen_tokens;
         let mut kv = KvCache::new(&m.config, b * per_seq, 16);
         let blocks_per = per_seq.div_ceil(16) as u32;
-        let tables: Vec<Vec<u32>> = (0..b as u32).map(|s| (s * blocks_per..(s + 1) * blocks_per).collect()).collect();
+        let tables: Vec<Vec<u32>> = (0..b as u32)
+            .map(|s| (s * blocks_per..(s + 1) * blocks_per).collect())
+            .collect();
         let mut runs = Vec::new();
         for r in 0..a.repetitions {
-            let prompts: Vec<Vec<u32>> = (0..b).map(|s| prompt(1000 + r * 100 + s, a.decode_context, vocab)).collect();
+            let prompts: Vec<Vec<u32>> = (0..b)
+                .map(|s| prompt(1000 + r * 100 + s, a.decode_context, vocab))
+                .collect();
             let inputs: Vec<SeqInput> = prompts
                 .iter()
                 .zip(&tables)
-                .map(|(p, t)| SeqInput { tokens: p, start_pos: 0, block_table: t, logits: WantLogits::Last })
+                .map(|(p, t)| SeqInput {
+                    tokens: p,
+                    start_pos: 0,
+                    block_table: t,
+                    logits: WantLogits::Last,
+                })
                 .collect();
             let out = m.forward(&mut kv, &inputs)?;
-            let mut next: Vec<u32> = (0..b).map(|s| out.last_for(s).map(argmax).unwrap_or(0)).collect();
+            let mut next: Vec<u32> = (0..b)
+                .map(|s| out.last_for(s).map(argmax).unwrap_or(0))
+                .collect();
             let t = Instant::now();
             for step in 0..a.gen_tokens {
                 let toks: Vec<[u32; 1]> = next.iter().map(|&t| [t]).collect();
                 let inputs: Vec<SeqInput> = toks
                     .iter()
                     .zip(&tables)
-                    .map(|(tk, t)| SeqInput { tokens: tk, start_pos: a.decode_context + step, block_table: t, logits: WantLogits::Last })
+                    .map(|(tk, t)| SeqInput {
+                        tokens: tk,
+                        start_pos: a.decode_context + step,
+                        block_table: t,
+                        logits: WantLogits::Last,
+                    })
                     .collect();
                 let out = m.forward(&mut kv, &inputs)?;
-                next = (0..b).map(|s| out.last_for(s).map(argmax).unwrap_or(0)).collect();
+                next = (0..b)
+                    .map(|s| out.last_for(s).map(argmax).unwrap_or(0))
+                    .collect();
             }
             runs.push((b * a.gen_tokens) as f64 / t.elapsed().as_secs_f64());
         }
         let (med, sd) = stats(&runs);
         if !a.json {
-            println!("decode batch {b:>2}: {med:.1} tok/s aggregate (sd {sd:.1}, runs {:?})", runs.iter().map(|v| v.round()).collect::<Vec<_>>());
+            println!(
+                "decode batch {b:>2}: {med:.1} tok/s aggregate (sd {sd:.1}, runs {:?})",
+                runs.iter().map(|v| v.round()).collect::<Vec<_>>()
+            );
         }
         decode.push(json!({"batch": b, "tokens_per_s": med, "stddev": sd, "runs": runs}));
     }

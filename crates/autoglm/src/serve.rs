@@ -60,12 +60,18 @@ pub struct Args {
 }
 
 fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "text" {
         b.init();
     } else {
-        b.json().with_current_span(true).with_span_list(false).init();
+        b.json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
     }
 }
 
@@ -80,19 +86,48 @@ pub fn run(a: Args) -> Result<()> {
         .context("installing the metrics recorder")?;
     let mut keys = a.api_keys.clone();
     if let Some(f) = &a.api_key_file {
-        let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        keys.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string));
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        keys.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
     }
     let model_id = match (&a.served_model_name, &a.model) {
         (Some(n), _) => n.clone(),
-        (None, Some(p)) => p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()),
-        (None, None) => model::paths::DEFAULT_MODEL_FILE.trim_end_matches(".gguf").to_string(),
+        (None, Some(p)) => p
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into()),
+        (None, None) => model::paths::DEFAULT_MODEL_FILE
+            .trim_end_matches(".gguf")
+            .to_string(),
     };
-    let cfg = ServerConfig { model_id, api_keys: keys, max_body_bytes: a.max_body_bytes, shutdown_grace: Duration::from_secs(a.shutdown_grace_s), keep_alive: Duration::from_secs(5) };
+    let cfg = ServerConfig {
+        model_id,
+        api_keys: keys,
+        max_body_bytes: a.max_body_bytes,
+        shutdown_grace: Duration::from_secs(a.shutdown_grace_s),
+        keep_alive: Duration::from_secs(5),
+    };
     let state = AppState::new(cfg, Some(metrics));
-    let addr: SocketAddr = format!("{}:{}", a.host, a.port).parse().with_context(|| format!("bad address {}:{}", a.host, a.port))?;
-    let engine_cfg = EngineConfig { kv_cache_tokens: a.kv_cache_tokens, block_size: a.block_size, max_batch_tokens: a.max_batch_tokens, max_seqs: a.max_seqs, max_waiting: a.max_waiting, max_context: a.ctx_size };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let addr: SocketAddr = format!("{}:{}", a.host, a.port)
+        .parse()
+        .with_context(|| format!("bad address {}:{}", a.host, a.port))?;
+    let engine_cfg = EngineConfig {
+        kv_cache_tokens: a.kv_cache_tokens,
+        block_size: a.block_size,
+        max_batch_tokens: a.max_batch_tokens,
+        max_seqs: a.max_seqs,
+        max_waiting: a.max_waiting,
+        max_context: a.ctx_size,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let st = state.clone();
         let (model_arg, threads) = (a.model.clone(), a.threads);
@@ -100,13 +135,25 @@ pub fn run(a: Args) -> Result<()> {
         let loader = tokio::task::spawn_blocking(move || -> Result<()> {
             let l = crate::load::load(model_arg, threads)?;
             let template = match l.tokenizer.chat_template() {
-                Some(src) => Some(ChatTemplate::new(src, l.tokenizer.bos_text(), l.tokenizer.eos_text())?),
+                Some(src) => Some(ChatTemplate::new(
+                    src,
+                    l.tokenizer.bos_text(),
+                    l.tokenizer.eos_text(),
+                )?),
                 None => None,
             };
             let ctx = l.model.config.context_length;
             let engine = EngineHandle::start(Arc::new(l.model), engine_cfg);
-            tracing::info!(context = ctx, kv_blocks = engine.stats().kv_blocks_total, "model loaded");
-            st.set_loaded(Loaded { engine, tokenizer: Arc::new(l.tokenizer), template });
+            tracing::info!(
+                context = ctx,
+                kv_blocks = engine.stats().kv_blocks_total,
+                "model loaded"
+            );
+            st.set_loaded(Loaded {
+                engine,
+                tokenizer: Arc::new(l.tokenizer),
+                template,
+            });
             Ok(())
         });
         let st = state.clone();

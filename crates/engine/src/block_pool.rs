@@ -110,7 +110,11 @@ impl BlockPool {
         let hash = chain_hash(parent, tokens);
         if self.meta[block as usize].is_none() && !self.by_hash.contains_key(&hash) {
             self.by_hash.insert(hash, block);
-            self.meta[block as usize] = Some(Registered { hash, parent, tokens: tokens.to_vec() });
+            self.meta[block as usize] = Some(Registered {
+                hash,
+                parent,
+                tokens: tokens.to_vec(),
+            });
         }
         hash
     }
@@ -148,7 +152,11 @@ mod tests {
         assert_eq!(p.lookup(0, &[1, 2, 3, 4]), Some((a, h)));
         assert_eq!(p.used(), 1);
         assert_eq!(p.lookup(0, &[1, 2, 3, 5]), None);
-        assert_eq!(p.lookup(7, &[1, 2, 3, 4]), None, "same tokens after a different prefix");
+        assert_eq!(
+            p.lookup(7, &[1, 2, 3, 4]),
+            None,
+            "same tokens after a different prefix"
+        );
         p.release(a);
         let b = p.allocate().unwrap();
         let c = p.allocate().unwrap();

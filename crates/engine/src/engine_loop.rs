@@ -27,7 +27,13 @@ pub(crate) struct EngineLoop {
 }
 
 impl EngineLoop {
-    pub fn new(model: Arc<Model>, cfg: &EngineConfig, context: usize, rx: mpsc::Receiver<Command>, stats: Arc<SharedStats>) -> Self {
+    pub fn new(
+        model: Arc<Model>,
+        cfg: &EngineConfig,
+        context: usize,
+        rx: mpsc::Receiver<Command>,
+        stats: Arc<SharedStats>,
+    ) -> Self {
         let kv = KvCache::new(&model.config, cfg.kv_cache_tokens, cfg.block_size);
         let pool = BlockPool::new(kv.n_blocks, kv.block_size);
         metrics::gauge!(m::KV_BLOCKS_TOTAL).set(kv.n_blocks as f64);
@@ -84,7 +90,8 @@ impl EngineLoop {
         // only until this store, which is the accuracy a queue limit needs.
         s.waiting.store(self.waiting.len(), Ordering::Release);
         s.kv_used.store(self.pool.used(), Ordering::Release);
-        s.kv_cached.store(self.pool.cached_free(), Ordering::Release);
+        s.kv_cached
+            .store(self.pool.cached_free(), Ordering::Release);
         metrics::gauge!(m::REQUESTS_RUNNING).set(self.running.len() as f64);
         metrics::gauge!(m::REQUESTS_WAITING).set(self.waiting.len() as f64);
         metrics::gauge!(m::KV_BLOCKS_USED).set(self.pool.used() as f64);
@@ -138,7 +145,10 @@ impl EngineLoop {
         for pass in 0..2 {
             for &i in &order {
                 let rem = self.running[i].remaining();
-                if (pass == 0) != (rem == 1) || preempted.contains(&i) || planned.iter().any(|p| p.0 == i) {
+                if (pass == 0) != (rem == 1)
+                    || preempted.contains(&i)
+                    || planned.iter().any(|p| p.0 == i)
+                {
                     continue;
                 }
                 let chunk = rem.min(budget);
@@ -147,7 +157,9 @@ impl EngineLoop {
                 }
                 let need = self.running[i].blocks_short(self.running[i].computed + chunk, bs);
                 while self.pool.available() < need {
-                    let victim = order.iter().rev().copied().find(|&j| j != i && !preempted.contains(&j) && !planned.iter().any(|p| p.0 == j));
+                    let victim = order.iter().rev().copied().find(|&j| {
+                        j != i && !preempted.contains(&j) && !planned.iter().any(|p| p.0 == j)
+                    });
                     match victim {
                         Some(j) => {
                             self.preempt(j);
@@ -180,7 +192,9 @@ impl EngineLoop {
         // Admit waiting requests into the remaining budget.
         let now = Instant::now();
         while budget > 0 && self.running.len() < self.max_seqs {
-            let Some(w) = next_waiting(&self.waiting, now) else { break };
+            let Some(w) = next_waiting(&self.waiting, now) else {
+                break;
+            };
             let mut s = self.waiting.swap_remove(w);
             let first_time = s.preempted == 0;
             let matched = s.match_prefix(&mut self.pool);
@@ -220,7 +234,11 @@ impl EngineLoop {
                     tokens: &s.tokens[s.computed..end],
                     start_pos: s.computed,
                     block_table: &s.blocks,
-                    logits: if end == s.tokens.len() { WantLogits::Last } else { WantLogits::None },
+                    logits: if end == s.tokens.len() {
+                        WantLogits::Last
+                    } else {
+                        WantLogits::None
+                    },
                 }
             })
             .collect();
@@ -252,7 +270,9 @@ impl EngineLoop {
             if s.computed != s.tokens.len() {
                 continue;
             }
-            let Some(logits) = out.last_for(bi) else { continue };
+            let Some(logits) = out.last_for(bi) else {
+                continue;
+            };
             let plen = s.req.prompt.len();
             let (prompt, output) = s.tokens.split_at(plen);
             let tok = s.sampler.sample(logits, prompt, output);
@@ -263,13 +283,23 @@ impl EngineLoop {
             let ev = match s.req.logprobs {
                 Some(k) => {
                     let (lse, top) = log_softmax_top(logits, k);
-                    TokenEvent { token: tok, logprob: Some((logits[tok as usize] as f64 - lse) as f32), top }
+                    TokenEvent {
+                        token: tok,
+                        logprob: Some((logits[tok as usize] as f64 - lse) as f32),
+                        top,
+                    }
                 }
-                None => TokenEvent { token: tok, logprob: None, top: Vec::new() },
+                None => TokenEvent {
+                    token: tok,
+                    logprob: None,
+                    top: Vec::new(),
+                },
             };
             let _ = s.tx.send(Event::Token(ev));
             match s.last_token_at {
-                None => metrics::histogram!(m::TTFT).record(now.duration_since(s.arrival).as_secs_f64()),
+                None => {
+                    metrics::histogram!(m::TTFT).record(now.duration_since(s.arrival).as_secs_f64())
+                }
                 Some(t) => metrics::histogram!(m::ITL).record(now.duration_since(t).as_secs_f64()),
             }
             s.last_token_at = Some(now);
@@ -282,7 +312,12 @@ impl EngineLoop {
         finished.sort_unstable_by_key(|f| f.0);
         for &(i, reason) in finished.iter().rev() {
             let mut s = self.running.remove(i);
-            let _ = s.tx.send(Event::Finished { reason, prompt_tokens: s.req.prompt.len(), completion_tokens: s.generated(), cached_tokens: s.cached_tokens });
+            let _ = s.tx.send(Event::Finished {
+                reason,
+                prompt_tokens: s.req.prompt.len(),
+                completion_tokens: s.generated(),
+                cached_tokens: s.cached_tokens,
+            });
             s.release(&mut self.pool);
             metrics::counter!(m::REQUESTS_FINISHED).increment(1);
         }

@@ -23,7 +23,14 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { kv_cache_tokens: 32768, block_size: 16, max_batch_tokens: 512, max_seqs: 64, max_waiting: 256, max_context: None }
+        Self {
+            kv_cache_tokens: 32768,
+            block_size: 16,
+            max_batch_tokens: 512,
+            max_seqs: 64,
+            max_waiting: 256,
+            max_context: None,
+        }
     }
 }
 
@@ -79,14 +86,28 @@ impl RequestStream {
 impl EngineHandle {
     /// Starts the engine thread on `model`.
     pub fn start(model: Arc<Model>, cfg: EngineConfig) -> Self {
-        let context = cfg.max_context.unwrap_or(model.config.context_length).min(model.config.context_length);
+        let context = cfg
+            .max_context
+            .unwrap_or(model.config.context_length)
+            .min(model.config.context_length);
         let vocab = model.config.vocab_size;
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(SharedStats::default());
         let lp = EngineLoop::new(model, &cfg, context, rx, stats.clone());
         let n_blocks = lp.n_blocks();
-        std::thread::Builder::new().name("autoglm-engine".into()).spawn(move || lp.run()).expect("spawning the engine thread");
-        Self { tx, stats, next_id: Arc::new(AtomicU64::new(1)), cfg: Arc::new(cfg), vocab, context, n_blocks }
+        std::thread::Builder::new()
+            .name("autoglm-engine".into())
+            .spawn(move || lp.run())
+            .expect("spawning the engine thread");
+        Self {
+            tx,
+            stats,
+            next_id: Arc::new(AtomicU64::new(1)),
+            cfg: Arc::new(cfg),
+            vocab,
+            context,
+            n_blocks,
+        }
     }
 
     pub fn context_length(&self) -> usize {
@@ -108,7 +129,12 @@ impl EngineHandle {
         }
         let needed = req.prompt.len() + req.max_tokens;
         if needed > self.context {
-            return Err(SubmitError::TooLong { prompt: req.prompt.len(), max_tokens: req.max_tokens, needed, limit: self.context });
+            return Err(SubmitError::TooLong {
+                prompt: req.prompt.len(),
+                max_tokens: req.max_tokens,
+                needed,
+                limit: self.context,
+            });
         }
         let capacity = self.n_blocks * self.cfg.block_size;
         if needed > capacity {
@@ -131,7 +157,9 @@ impl EngineHandle {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (etx, erx) = unbounded_channel();
         let seq = Sequence::new(id, req, etx);
-        self.tx.send(Command::Submit(Box::new(seq))).map_err(|_| SubmitError::ShuttingDown)?;
+        self.tx
+            .send(Command::Submit(Box::new(seq)))
+            .map_err(|_| SubmitError::ShuttingDown)?;
         Ok(RequestStream { id, rx: erx })
     }
 

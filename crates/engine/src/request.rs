@@ -33,7 +33,12 @@ pub enum FinishReason {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     Token(TokenEvent),
-    Finished { reason: FinishReason, prompt_tokens: usize, completion_tokens: usize, cached_tokens: usize },
+    Finished {
+        reason: FinishReason,
+        prompt_tokens: usize,
+        completion_tokens: usize,
+        cached_tokens: usize,
+    },
     Error(String),
 }
 
@@ -42,7 +47,12 @@ pub enum SubmitError {
     #[error("the prompt is empty")]
     EmptyPrompt,
     #[error("prompt ({prompt} tokens) + max_tokens ({max_tokens}) needs {needed} tokens but the context length is {limit}")]
-    TooLong { prompt: usize, max_tokens: usize, needed: usize, limit: usize },
+    TooLong {
+        prompt: usize,
+        max_tokens: usize,
+        needed: usize,
+        limit: usize,
+    },
     #[error("the request needs {needed} KV tokens but the whole cache holds {capacity}")]
     ExceedsCache { needed: usize, capacity: usize },
     #[error("token id {0} is outside the vocabulary")]

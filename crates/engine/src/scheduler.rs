@@ -14,7 +14,13 @@ pub(crate) fn effective_priority(s: &Sequence, now: Instant) -> i64 {
 
 /// Index of the waiting sequence to admit next.
 pub(crate) fn next_waiting(waiting: &[Sequence], now: Instant) -> Option<usize> {
-    (0..waiting.len()).min_by_key(|&i| (effective_priority(&waiting[i], now), waiting[i].arrival, waiting[i].id))
+    (0..waiting.len()).min_by_key(|&i| {
+        (
+            effective_priority(&waiting[i], now),
+            waiting[i].arrival,
+            waiting[i].id,
+        )
+    })
 }
 
 /// Running sequences in service order: best priority first, then oldest.

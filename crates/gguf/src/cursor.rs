@@ -69,7 +69,10 @@ impl<'a> Cursor<'a> {
         if n > fits {
             return Err(invalid(
                 what,
-                format!("count {n} at offset {at} exceeds what the remaining {} bytes can hold", self.remaining()),
+                format!(
+                    "count {n} at offset {at} exceeds what the remaining {} bytes can hold",
+                    self.remaining()
+                ),
             ));
         }
         Ok(n as usize)

@@ -59,11 +59,17 @@ impl std::fmt::Debug for GgufFile {
 impl GgufFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let file = std::fs::File::open(path).map_err(|source| Error::Open { path: path.to_path_buf(), source })?;
+        let file = std::fs::File::open(path).map_err(|source| Error::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
         // SAFETY: the map is read-only and private; we never hand out references that
         // outlive `self`. Another process truncating the file underneath us is outside what
         // any mmap reader can defend against, as with every GGUF loader.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| Error::Open { path: path.to_path_buf(), source })?;
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| Error::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::parse(Backing::Map(map))
     }
 
@@ -103,7 +109,12 @@ impl GgufFile {
             None => DEFAULT_ALIGNMENT,
             Some(v) => match v.as_u64() {
                 Some(a) if a > 0 && a.is_power_of_two() && a <= 1 << 20 => a,
-                _ => return Err(invalid("general.alignment", format!("{v:?} is not a power of two"))),
+                _ => {
+                    return Err(invalid(
+                        "general.alignment",
+                        format!("{v:?} is not a power of two"),
+                    ))
+                }
             },
         };
 
@@ -112,7 +123,10 @@ impl GgufFile {
         for i in 0..n_tensors {
             let t = read_tensor_info(&mut c, i, alignment)?;
             if tensor_index.insert(t.name.clone(), tensors.len()).is_some() {
-                return Err(invalid("tensor table", format!("duplicate tensor name {}", t.name)));
+                return Err(invalid(
+                    "tensor table",
+                    format!("duplicate tensor name {}", t.name),
+                ));
             }
             tensors.push(t);
         }
@@ -133,7 +147,16 @@ impl GgufFile {
                 });
             }
         }
-        Ok(Self { backing, version, alignment, data_start, metadata, meta_index, tensors, tensor_index })
+        Ok(Self {
+            backing,
+            version,
+            alignment,
+            data_start,
+            metadata,
+            meta_index,
+            tensors,
+            tensor_index,
+        })
     }
 
     pub fn metadata(&self) -> &[(String, Value)] {
@@ -145,16 +168,22 @@ impl GgufFile {
     }
 
     fn require(&self, key: &str) -> Result<&Value> {
-        self.get(key).ok_or_else(|| Error::MissingKey(key.to_string()))
+        self.get(key)
+            .ok_or_else(|| Error::MissingKey(key.to_string()))
     }
 
     fn wrong(key: &str, expected: &'static str, v: &Value) -> Error {
-        Error::WrongType { key: key.to_string(), expected, found: v.type_name() }
+        Error::WrongType {
+            key: key.to_string(),
+            expected,
+            found: v.type_name(),
+        }
     }
 
     pub fn get_u64(&self, key: &str) -> Result<u64> {
         let v = self.require(key)?;
-        v.as_u64().ok_or_else(|| Self::wrong(key, "unsigned integer", v))
+        v.as_u64()
+            .ok_or_else(|| Self::wrong(key, "unsigned integer", v))
     }
 
     pub fn get_f64(&self, key: &str) -> Result<f64> {
@@ -192,7 +221,9 @@ impl GgufFile {
     }
 
     pub fn tensor_bytes(&self, name: &str) -> Result<(&TensorInfo, &[u8])> {
-        let t = self.tensor(name).ok_or_else(|| Error::MissingTensor(name.to_string()))?;
+        let t = self
+            .tensor(name)
+            .ok_or_else(|| Error::MissingTensor(name.to_string()))?;
         Ok((t, self.tensor_data(t)))
     }
 }
@@ -202,17 +233,26 @@ fn read_tensor_info(c: &mut Cursor, i: usize, alignment: u64) -> Result<TensorIn
     let what = format!("tensor {name}");
     let n_dims = c.u32(&what)? as usize;
     if n_dims == 0 || n_dims > MAX_DIMS {
-        return Err(invalid(&what, format!("{n_dims} dimensions (1..={MAX_DIMS} allowed)")));
+        return Err(invalid(
+            &what,
+            format!("{n_dims} dimensions (1..={MAX_DIMS} allowed)"),
+        ));
     }
     let mut dims = Vec::with_capacity(n_dims);
     for _ in 0..n_dims {
         dims.push(c.u64(&what)?);
     }
     let id = c.u32(&what)?;
-    let ty = GgmlType::from_id(id).ok_or(Error::UnknownTensorType { name: name.clone(), id })?;
+    let ty = GgmlType::from_id(id).ok_or(Error::UnknownTensorType {
+        name: name.clone(),
+        id,
+    })?;
     let offset = c.u64(&what)?;
     if offset % alignment != 0 {
-        return Err(invalid(&what, format!("data offset {offset} is not a multiple of the alignment {alignment}")));
+        return Err(invalid(
+            &what,
+            format!("data offset {offset} is not a multiple of the alignment {alignment}"),
+        ));
     }
     let n_elements = dims
         .iter()
@@ -221,8 +261,21 @@ fn read_tensor_info(c: &mut Cursor, i: usize, alignment: u64) -> Result<TensorIn
         .ok_or_else(|| invalid(&what, format!("dimensions {dims:?} overflow")))?;
     let (block_elems, block_bytes) = ty.block();
     if dims[0] % block_elems as u64 != 0 {
-        return Err(invalid(&what, format!("row length {} is not a multiple of the {ty} block size {block_elems}", dims[0])));
+        return Err(invalid(
+            &what,
+            format!(
+                "row length {} is not a multiple of the {ty} block size {block_elems}",
+                dims[0]
+            ),
+        ));
     }
     let n_bytes = n_elements / block_elems as u64 * block_bytes as u64;
-    Ok(TensorInfo { name, dims, ty, offset, n_elements, n_bytes })
+    Ok(TensorInfo {
+        name,
+        dims,
+        ty,
+        offset,
+        n_elements,
+        n_bytes,
+    })
 }

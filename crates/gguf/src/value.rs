@@ -96,7 +96,10 @@ impl Value {
                     0 => Value::Bool(false),
                     1 => Value::Bool(true),
                     b => {
-                        return Err(crate::error::invalid(what, format!("bool byte {b} at offset {at}")))
+                        return Err(crate::error::invalid(
+                            what,
+                            format!("bool byte {b} at offset {at}"),
+                        ))
                     }
                 }
             }

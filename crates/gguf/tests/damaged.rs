@@ -17,8 +17,20 @@ fn fixture() -> Vec<u8> {
         .meta("u64", Value::U64(1 << 40))
         .meta("i64", Value::I64(-(1 << 40)))
         .meta("f64", Value::F64(2.25))
-        .meta("arr", Value::Array(ValueType::String, vec![Value::String("a".into()), Value::String("bc".into())]))
-        .meta("nested", Value::Array(ValueType::Array, vec![Value::Array(ValueType::U8, vec![Value::U8(1)])]));
+        .meta(
+            "arr",
+            Value::Array(
+                ValueType::String,
+                vec![Value::String("a".into()), Value::String("bc".into())],
+            ),
+        )
+        .meta(
+            "nested",
+            Value::Array(
+                ValueType::Array,
+                vec![Value::Array(ValueType::U8, vec![Value::U8(1)])],
+            ),
+        );
     let f32s: Vec<u8> = (0..64).flat_map(|i| (i as f32).to_le_bytes()).collect();
     w.tensor("a", &[32, 2], GgmlType::F32, f32s);
     w.tensor("b", &[32], GgmlType::Q4_1, vec![0x11; 20]);
@@ -46,7 +58,10 @@ fn a_written_file_reads_back_with_every_value_type() {
     assert_eq!(f32::from_le_bytes(data[4..8].try_into().unwrap()), 1.0);
     let (t, data) = f.tensor_bytes("b").unwrap();
     assert_eq!((t.ty, t.n_bytes, data.len()), (GgmlType::Q4_1, 20, 20));
-    assert!(matches!(f.tensor_bytes("zzz"), Err(Error::MissingTensor(_))));
+    assert!(matches!(
+        f.tensor_bytes("zzz"),
+        Err(Error::MissingTensor(_))
+    ));
 }
 
 #[test]
@@ -107,33 +122,61 @@ fn unknown_types_and_bad_offsets_are_named() {
     let type_at = 24 + 8 + 1 + 4 + 8;
     let mut b = good.clone();
     b[type_at..type_at + 4].copy_from_slice(&77u32.to_le_bytes());
-    assert!(matches!(GgufFile::from_bytes(b), Err(Error::UnknownTensorType { id: 77, .. })));
+    assert!(matches!(
+        GgufFile::from_bytes(b),
+        Err(Error::UnknownTensorType { id: 77, .. })
+    ));
     let mut b = good.clone();
     b[type_at + 4..type_at + 12].copy_from_slice(&3u64.to_le_bytes());
-    assert!(GgufFile::from_bytes(b).unwrap_err().to_string().contains("alignment"));
+    assert!(GgufFile::from_bytes(b)
+        .unwrap_err()
+        .to_string()
+        .contains("alignment"));
     let mut b = good.clone();
     b[type_at + 4..type_at + 12].copy_from_slice(&(1u64 << 20).to_le_bytes());
-    assert!(matches!(GgufFile::from_bytes(b), Err(Error::Truncated { .. })));
+    assert!(matches!(
+        GgufFile::from_bytes(b),
+        Err(Error::Truncated { .. })
+    ));
     let mut b = good;
     b[type_at - 8..type_at].copy_from_slice(&33u64.to_le_bytes());
-    assert!(GgufFile::from_bytes(b).unwrap_err().to_string().contains("block size"));
+    assert!(GgufFile::from_bytes(b)
+        .unwrap_err()
+        .to_string()
+        .contains("block size"));
 }
 
 #[test]
 fn the_real_model_parses_and_its_truncations_fail_cleanly() {
-    let path = std::env::var_os("AUTOGLM_MODEL").map(std::path::PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("AUTOGLM_HOME").map(std::path::PathBuf::from).unwrap_or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME").map(std::path::PathBuf::from).unwrap_or_else(|| std::path::PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache")).join("autoglm")
+    let path = std::env::var_os("AUTOGLM_MODEL")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("AUTOGLM_HOME")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| {
+                    std::env::var_os("XDG_CACHE_HOME")
+                        .map(std::path::PathBuf::from)
+                        .unwrap_or_else(|| {
+                            std::path::PathBuf::from(std::env::var_os("HOME").unwrap())
+                                .join(".cache")
+                        })
+                        .join("autoglm")
+                });
+            home.join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
         });
-        home.join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
-    });
     let f = GgufFile::open(&path).unwrap_or_else(|e| panic!("{e}: run `autoglm pull` first"));
     assert_eq!(f.tensors().len(), 272);
     assert_eq!(f.get_u64("llama.block_count").unwrap(), 30);
     assert_eq!(f.tensor("token_embd.weight").unwrap().ty, GgmlType::Q8_0);
     let bytes = std::fs::read(&path).unwrap();
     for len in [0, 3, 100, 5000, 1 << 20, bytes.len() - 1] {
-        assert!(GgufFile::from_bytes(bytes[..len].to_vec()).is_err(), "{len}");
+        assert!(
+            GgufFile::from_bytes(bytes[..len].to_vec()).is_err(),
+            "{len}"
+        );
     }
-    assert!(matches!(GgufFile::open("/nonexistent/model.gguf"), Err(Error::Open { .. })));
+    assert!(matches!(
+        GgufFile::open("/nonexistent/model.gguf"),
+        Err(Error::Open { .. })
+    ));
 }

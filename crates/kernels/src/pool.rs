@@ -51,7 +51,12 @@ impl ThreadPool {
                     .expect("spawning a worker thread")
             })
             .collect();
-        Self { shared, handles, n_threads, busy: Mutex::new(()) }
+        Self {
+            shared,
+            handles,
+            n_threads,
+            busy: Mutex::new(()),
+        }
     }
 
     /// Threads from `AUTOGLM_THREADS`, else the machine's available parallelism.
@@ -60,7 +65,11 @@ impl ThreadPool {
             .ok()
             .and_then(|v| v.parse().ok())
             .filter(|&n| n > 0)
-            .unwrap_or_else(|| thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+            .unwrap_or_else(|| {
+                thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            })
     }
 
     pub fn threads(&self) -> usize {
@@ -87,7 +96,12 @@ impl ThreadPool {
         s.next.store(0, Ordering::Relaxed);
         s.workers_done.store(0, Ordering::Relaxed);
         s.generation.fetch_add(1, Ordering::Release);
-        for t in s.sleepers.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        for t in s
+            .sleepers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
             t.unpark();
         }
         run_tasks(s, f);
@@ -122,14 +136,19 @@ fn worker(s: Arc<Shared>) {
                 break g;
             }
             spins += 1;
-            if spins % 64 == 0 && start.elapsed() > SPIN {
+            if spins.is_multiple_of(64) && start.elapsed() > SPIN {
                 if !registered {
-                    s.sleepers.lock().unwrap_or_else(|e| e.into_inner()).push(thread::current());
+                    s.sleepers
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(thread::current());
                     registered = true;
                 }
                 // Re-check after registering so a wake-up between the check and the park
                 // is not lost (park returns at once if unpark came first).
-                if s.generation.load(Ordering::Acquire) == seen && !s.shutdown.load(Ordering::Acquire) {
+                if s.generation.load(Ordering::Acquire) == seen
+                    && !s.shutdown.load(Ordering::Acquire)
+                {
                     thread::park_timeout(Duration::from_millis(100));
                 }
             } else {
@@ -173,7 +192,10 @@ mod tests {
             pool.run(n, &|i| {
                 hits[i].fetch_add(1, Ordering::Relaxed);
             });
-            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "round {round}");
+            assert!(
+                hits.iter().all(|h| h.load(Ordering::Relaxed) == 1),
+                "round {round}"
+            );
         }
     }
 

@@ -5,7 +5,9 @@ use gguf::GgufFile;
 pub enum RopeScaling {
     None,
     /// Positions are multiplied by `1 / factor`.
-    Linear { factor: f64 },
+    Linear {
+        factor: f64,
+    },
 }
 
 /// Hyperparameters of a llama-family model, read from `{arch}.*` metadata.
@@ -39,14 +41,31 @@ impl Config {
         let u = |k: &str| -> Result<usize> { Ok(f.get_u64(&key(k))? as usize) };
         let n_embd = u("embedding_length")?;
         let n_heads = u("attention.head_count")?;
-        let n_kv_heads = f.get(&key("attention.head_count_kv")).and_then(|v| v.as_u64()).map_or(n_heads, |v| v as usize);
-        if n_heads == 0 || n_kv_heads == 0 || n_heads % n_kv_heads != 0 || n_embd % n_heads != 0 {
-            return Err(Error::Config(format!("{n_heads} heads, {n_kv_heads} KV heads, width {n_embd} do not divide")));
+        let n_kv_heads = f
+            .get(&key("attention.head_count_kv"))
+            .and_then(|v| v.as_u64())
+            .map_or(n_heads, |v| v as usize);
+        if n_heads == 0
+            || n_kv_heads == 0
+            || !n_heads.is_multiple_of(n_kv_heads)
+            || !n_embd.is_multiple_of(n_heads)
+        {
+            return Err(Error::Config(format!(
+                "{n_heads} heads, {n_kv_heads} KV heads, width {n_embd} do not divide"
+            )));
         }
-        let head_dim = f.get(&key("attention.key_length")).and_then(|v| v.as_u64()).map_or(n_embd / n_heads, |v| v as usize);
-        let n_rot = f.get(&key("rope.dimension_count")).and_then(|v| v.as_u64()).map_or(head_dim, |v| v as usize);
-        if n_rot > head_dim || n_rot % 2 != 0 {
-            return Err(Error::Config(format!("rope dimension {n_rot} with head size {head_dim}")));
+        let head_dim = f
+            .get(&key("attention.key_length"))
+            .and_then(|v| v.as_u64())
+            .map_or(n_embd / n_heads, |v| v as usize);
+        let n_rot = f
+            .get(&key("rope.dimension_count"))
+            .and_then(|v| v.as_u64())
+            .map_or(head_dim, |v| v as usize);
+        if n_rot > head_dim || !n_rot.is_multiple_of(2) {
+            return Err(Error::Config(format!(
+                "rope dimension {n_rot} with head size {head_dim}"
+            )));
         }
         let rope_scaling = match f.get(&key("rope.scaling.type")).and_then(|v| v.as_str()) {
             None | Some("none") => RopeScaling::None,
@@ -58,7 +77,11 @@ impl Config {
                     RopeScaling::Linear { factor }
                 }
             }
-            Some(other) => return Err(Error::Config(format!("rope scaling {other:?} is not supported (none, linear)"))),
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "rope scaling {other:?} is not supported (none, linear)"
+                )))
+            }
         };
         let vocab_size = match f.get(&key("vocab_size")).and_then(|v| v.as_u64()) {
             Some(v) => v as usize,
@@ -72,9 +95,15 @@ impl Config {
             n_kv_heads,
             head_dim,
             n_rot,
-            rope_base: f.get(&key("rope.freq_base")).and_then(|v| v.as_f64()).unwrap_or(10000.0),
+            rope_base: f
+                .get(&key("rope.freq_base"))
+                .and_then(|v| v.as_f64())
+                .unwrap_or(10000.0),
             rope_scaling,
-            rms_eps: f.get(&key("attention.layer_norm_rms_epsilon")).and_then(|v| v.as_f64()).unwrap_or(1e-5) as f32,
+            rms_eps: f
+                .get(&key("attention.layer_norm_rms_epsilon"))
+                .and_then(|v| v.as_f64())
+                .unwrap_or(1e-5) as f32,
             vocab_size,
             context_length: u("context_length").unwrap_or(2048),
             arch,

@@ -9,7 +9,11 @@ pub enum Error {
     #[error("tensor {name}: unsupported weight type {ty} (supported: F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K)")]
     UnsupportedType { name: String, ty: String },
     #[error("tensor {name}: shape {got:?}, expected {want:?}")]
-    Shape { name: String, got: Vec<u64>, want: Vec<u64> },
+    Shape {
+        name: String,
+        got: Vec<u64>,
+        want: Vec<u64>,
+    },
     #[error("model config: {0}")]
     Config(String),
     #[error("batch: {0}")]

@@ -38,7 +38,10 @@ impl Logits {
 
     /// The last logit row computed for sequence `seq`.
     pub fn last_for(&self, seq: usize) -> Option<&[f32]> {
-        self.rows.iter().rposition(|r| r.0 == seq).map(|i| self.row(i))
+        self.rows
+            .iter()
+            .rposition(|r| r.0 == seq)
+            .map(|i| self.row(i))
     }
 }
 
@@ -62,15 +65,28 @@ fn stacked_matmul(pool: &ThreadPool, s: &Stacked, x: &[f32], m: usize, out: &mut
 impl Model {
     fn validate(&self, kv: &KvCache, seqs: &[SeqInput]) -> Result<()> {
         for (i, s) in seqs.iter().enumerate() {
-            if let Some(&t) = s.tokens.iter().find(|&&t| t as usize >= self.config.vocab_size) {
-                return Err(Error::Batch(format!("sequence {i}: token {t} outside the vocabulary of {}", self.config.vocab_size)));
+            if let Some(&t) = s
+                .tokens
+                .iter()
+                .find(|&&t| t as usize >= self.config.vocab_size)
+            {
+                return Err(Error::Batch(format!(
+                    "sequence {i}: token {t} outside the vocabulary of {}",
+                    self.config.vocab_size
+                )));
             }
             let end = s.start_pos + s.tokens.len();
             if end > s.block_table.len() * kv.block_size {
-                return Err(Error::Batch(format!("sequence {i}: block table covers {} positions, needs {end}", s.block_table.len() * kv.block_size)));
+                return Err(Error::Batch(format!(
+                    "sequence {i}: block table covers {} positions, needs {end}",
+                    s.block_table.len() * kv.block_size
+                )));
             }
             if let Some(&b) = s.block_table.iter().find(|&&b| b as usize >= kv.n_blocks) {
-                return Err(Error::Batch(format!("sequence {i}: block {b} outside the pool of {}", kv.n_blocks)));
+                return Err(Error::Batch(format!(
+                    "sequence {i}: block {b} outside the pool of {}",
+                    kv.n_blocks
+                )));
             }
         }
         Ok(())
@@ -101,18 +117,32 @@ impl Model {
         let mut rope = Vec::with_capacity(rows);
         let mut tbl = Vec::new();
         for &p in &pos {
-            ops::rope_table(p, c.n_rot, c.rope_base, freq_scale, self.rope_factors.as_deref(), &mut tbl);
+            ops::rope_table(
+                p,
+                c.n_rot,
+                c.rope_base,
+                freq_scale,
+                self.rope_factors.as_deref(),
+                &mut tbl,
+            );
             rope.push(tbl.clone());
         }
         let mut slots = Vec::with_capacity(rows);
         for s in seqs {
-            slots.extend((0..s.tokens.len()).map(|i| kv.slot_offset(s.block_table, s.start_pos + i)));
+            slots.extend(
+                (0..s.tokens.len()).map(|i| kv.slot_offset(s.block_table, s.start_pos + i)),
+            );
         }
         let mut first_row = 0;
         let attn_seqs: Vec<AttnSeq> = seqs
             .iter()
             .map(|s| {
-                let a = AttnSeq { block_table: s.block_table, first_row, n_rows: s.tokens.len(), first_pos: s.start_pos };
+                let a = AttnSeq {
+                    block_table: s.block_table,
+                    first_row,
+                    n_rows: s.tokens.len(),
+                    first_pos: s.start_pos,
+                };
                 first_row += s.tokens.len();
                 a
             })
@@ -130,7 +160,12 @@ impl Model {
 
         for (li, layer) in self.layers.iter().enumerate() {
             for r in 0..rows {
-                ops::rmsnorm(&x[r * d..(r + 1) * d], &layer.attn_norm, c.rms_eps, &mut xn[r * d..(r + 1) * d]);
+                ops::rmsnorm(
+                    &x[r * d..(r + 1) * d],
+                    &layer.attn_norm,
+                    c.rms_eps,
+                    &mut xn[r * d..(r + 1) * d],
+                );
             }
             stacked_matmul(pool, &layer.qkv, &xn, rows, &mut qkv);
             let (kc, vc) = &mut kv.layers[li];
@@ -141,14 +176,25 @@ impl Model {
                 kc[slot..slot + kvd].copy_from_slice(&row[qd..qd + kvd]);
                 vc[slot..slot + kvd].copy_from_slice(&row[qd + kvd..]);
             }
-            let paged = PagedKv { k: kc, v: vc, block_size: kv.block_size, n_kv_heads: c.n_kv_heads, head_dim: hd };
+            let paged = PagedKv {
+                k: kc,
+                v: vc,
+                block_size: kv.block_size,
+                n_kv_heads: c.n_kv_heads,
+                head_dim: hd,
+            };
             ops::attention(pool, &q, c.n_heads, &paged, &attn_seqs, scale, &mut att);
             matmul(pool, &layer.wo, &att, rows, &mut proj);
             for (a, b) in x.iter_mut().zip(&proj) {
                 *a += b;
             }
             for r in 0..rows {
-                ops::rmsnorm(&x[r * d..(r + 1) * d], &layer.ffn_norm, c.rms_eps, &mut xn[r * d..(r + 1) * d]);
+                ops::rmsnorm(
+                    &x[r * d..(r + 1) * d],
+                    &layer.ffn_norm,
+                    c.rms_eps,
+                    &mut xn[r * d..(r + 1) * d],
+                );
             }
             stacked_matmul(pool, &layer.gate_up, &xn, rows, &mut gu);
             let ff = c.n_ff;
@@ -172,17 +218,28 @@ impl Model {
                 WantLogits::Last if n > 0 => want.push((si, s.start_pos + n - 1, r + n - 1)),
                 WantLogits::Last => {}
                 WantLogits::All => want.extend((0..n).map(|i| (si, s.start_pos + i, r + i))),
-                WantLogits::From(f) => want.extend((f.min(n)..n).map(|i| (si, s.start_pos + i, r + i))),
+                WantLogits::From(f) => {
+                    want.extend((f.min(n)..n).map(|i| (si, s.start_pos + i, r + i)))
+                }
             }
             r += n;
         }
         let mut normed = vec![0f32; want.len() * d];
         for (i, &(_, _, row)) in want.iter().enumerate() {
-            ops::rmsnorm(&x[row * d..(row + 1) * d], &self.out_norm, c.rms_eps, &mut normed[i * d..(i + 1) * d]);
+            ops::rmsnorm(
+                &x[row * d..(row + 1) * d],
+                &self.out_norm,
+                c.rms_eps,
+                &mut normed[i * d..(i + 1) * d],
+            );
         }
         let vocab = c.vocab_size;
         let mut data = vec![0f32; want.len() * vocab];
         matmul(pool, self.lm_head(), &normed, want.len(), &mut data);
-        Ok(Logits { data, vocab, rows: want.iter().map(|&(s, p, _)| (s, p)).collect() })
+        Ok(Logits {
+            data,
+            vocab,
+            rows: want.iter().map(|&(s, p, _)| (s, p)).collect(),
+        })
     }
 }

@@ -35,15 +35,33 @@ impl Model {
         (kv, table)
     }
 
-    pub fn generate(&self, prompt: &[u32], sampler: &mut Sampler, opts: &GenerateOptions, on_token: &mut OnToken) -> Result<Generation> {
+    pub fn generate(
+        &self,
+        prompt: &[u32],
+        sampler: &mut Sampler,
+        opts: &GenerateOptions,
+        on_token: &mut OnToken,
+    ) -> Result<Generation> {
         let total = prompt.len() + opts.max_tokens;
         let (mut kv, table) = self.private_cache(total);
         let chunk = opts.prefill_chunk.max(1);
         let mut last = None;
         let mut pos = 0;
         for piece in prompt.chunks(chunk) {
-            let want = if pos + piece.len() == prompt.len() { WantLogits::Last } else { WantLogits::None };
-            let out = self.forward(&mut kv, &[SeqInput { tokens: piece, start_pos: pos, block_table: &table, logits: want }])?;
+            let want = if pos + piece.len() == prompt.len() {
+                WantLogits::Last
+            } else {
+                WantLogits::None
+            };
+            let out = self.forward(
+                &mut kv,
+                &[SeqInput {
+                    tokens: piece,
+                    start_pos: pos,
+                    block_table: &table,
+                    logits: want,
+                }],
+            )?;
             pos += piece.len();
             if want == WantLogits::Last {
                 last = out.last_for(0).map(|l| l.to_vec());
@@ -53,7 +71,12 @@ impl Model {
         let mut tokens = Vec::new();
         let mut logits = match last {
             Some(l) => l,
-            None => return Ok(Generation { tokens, finish: FinishReason::Length }),
+            None => {
+                return Ok(Generation {
+                    tokens,
+                    finish: FinishReason::Length,
+                })
+            }
         };
         let finish = loop {
             if tokens.len() >= opts.max_tokens {
@@ -64,7 +87,11 @@ impl Model {
                 break FinishReason::Stop;
             }
             let (lse, top) = log_softmax_top(&logits, opts.top_logprobs);
-            let tl = TokenLogprobs { token: next, logprob: (logits[next as usize] as f64 - lse) as f32, top };
+            let tl = TokenLogprobs {
+                token: next,
+                logprob: (logits[next as usize] as f64 - lse) as f32,
+                top,
+            };
             let go_on = on_token(&tl);
             tokens.push(tl);
             output.push(next);
@@ -74,7 +101,15 @@ impl Model {
             if tokens.len() >= opts.max_tokens {
                 break FinishReason::Length;
             }
-            let out = self.forward(&mut kv, &[SeqInput { tokens: &[next], start_pos: pos, block_table: &table, logits: WantLogits::Last }])?;
+            let out = self.forward(
+                &mut kv,
+                &[SeqInput {
+                    tokens: &[next],
+                    start_pos: pos,
+                    block_table: &table,
+                    logits: WantLogits::Last,
+                }],
+            )?;
             pos += 1;
             logits = out.last_for(0).map(|l| l.to_vec()).unwrap_or_default();
         };

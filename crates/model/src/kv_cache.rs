@@ -18,8 +18,15 @@ impl KvCache {
         let kv_dim = cfg.kv_dim();
         let per_layer = n_blocks * block_size * kv_dim;
         // vec![0.0; n] maps zeroed pages lazily, so an unused pool costs no memory.
-        let layers = (0..cfg.n_layers).map(|_| (vec![0f32; per_layer], vec![0f32; per_layer])).collect();
-        Self { block_size, n_blocks, layers, kv_dim }
+        let layers = (0..cfg.n_layers)
+            .map(|_| (vec![0f32; per_layer], vec![0f32; per_layer]))
+            .collect();
+        Self {
+            block_size,
+            n_blocks,
+            layers,
+            kv_dim,
+        }
     }
 
     pub fn capacity_tokens(&self) -> usize {
@@ -27,6 +34,7 @@ impl KvCache {
     }
 
     pub(crate) fn slot_offset(&self, table: &[u32], pos: usize) -> usize {
-        (table[pos / self.block_size] as usize * self.block_size + pos % self.block_size) * self.kv_dim
+        (table[pos / self.block_size] as usize * self.block_size + pos % self.block_size)
+            * self.kv_dim
     }
 }

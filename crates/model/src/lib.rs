@@ -14,5 +14,7 @@ pub use config::{Config, RopeScaling};
 pub use error::{Error, Result};
 pub use forward::{Logits, SeqInput, WantLogits};
 pub use kv_cache::KvCache;
-pub use sampling::{argmax as sampling_argmax, log_softmax_top, Sampler, SamplingParams, TokenLogprobs};
+pub use sampling::{
+    argmax as sampling_argmax, log_softmax_top, Sampler, SamplingParams, TokenLogprobs,
+};
 pub use weights::Model;

@@ -26,7 +26,9 @@ pub fn default_model_path() -> PathBuf {
 /// For tests and benchmarks: `$AUTOGLM_MODEL`, else the pulled default model. Panics with
 /// the command to run when it is missing, because every fidelity test needs the real model.
 pub fn test_model_path() -> PathBuf {
-    let p = std::env::var_os("AUTOGLM_MODEL").map(PathBuf::from).unwrap_or_else(default_model_path);
+    let p = std::env::var_os("AUTOGLM_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(default_model_path);
     assert!(p.exists(), "model not found at {}: run `cargo run --release -p autoglm -- pull` (or scripts/test.sh) first", p.display());
     p
 }

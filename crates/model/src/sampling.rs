@@ -22,13 +22,25 @@ pub struct SamplingParams {
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        Self { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.0, frequency_penalty: 0.0, presence_penalty: 0.0, seed: None }
+        Self {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repetition_penalty: 1.0,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            seed: None,
+        }
     }
 }
 
 impl SamplingParams {
     pub fn greedy() -> Self {
-        Self { temperature: 0.0, ..Self::default() }
+        Self {
+            temperature: 0.0,
+            ..Self::default()
+        }
     }
 }
 
@@ -97,16 +109,28 @@ pub fn log_softmax_top(logits: &[f32], k: usize) -> (f64, Vec<(u32, f32)>) {
             }
         }
     }
-    (lse, top.into_iter().map(|(i, l)| (i, (l as f64 - lse) as f32)).collect())
+    (
+        lse,
+        top.into_iter()
+            .map(|(i, l)| (i, (l as f64 - lse) as f32))
+            .collect(),
+    )
 }
 
 impl Sampler {
     pub fn new(params: SamplingParams) -> Self {
         let seed = params.seed.unwrap_or_else(|| {
-            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
             t ^ (std::process::id() as u64) << 32
         });
-        Self { params, rng: Rng::new(seed), cand: Vec::new() }
+        Self {
+            params,
+            rng: Rng::new(seed),
+            cand: Vec::new(),
+        }
     }
 
     pub fn params(&self) -> &SamplingParams {
@@ -116,7 +140,8 @@ impl Sampler {
     /// Picks the next token. `prompt` and `output` are the tokens so far, for penalties.
     pub fn sample(&mut self, logits: &[f32], prompt: &[u32], output: &[u32]) -> u32 {
         let p = &self.params;
-        let penalized = p.repetition_penalty != 1.0 || p.frequency_penalty != 0.0 || p.presence_penalty != 0.0;
+        let penalized =
+            p.repetition_penalty != 1.0 || p.frequency_penalty != 0.0 || p.presence_penalty != 0.0;
         let mut owned;
         let logits = if penalized {
             owned = logits.to_vec();
@@ -136,8 +161,15 @@ impl Sampler {
         // dropping them before sorting turns a full-vocabulary sort into a short one.
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let floor = max - 30.0 * p.temperature;
-        cand.extend(logits.iter().enumerate().filter(|&(_, &l)| l >= floor).map(|(i, &l)| (i as u32, l)));
-        let by_logit_desc = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        cand.extend(
+            logits
+                .iter()
+                .enumerate()
+                .filter(|&(_, &l)| l >= floor)
+                .map(|(i, &l)| (i as u32, l)),
+        );
+        let by_logit_desc =
+            |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
         if p.top_k > 0 && p.top_k < cand.len() {
             cand.select_nth_unstable_by(p.top_k - 1, by_logit_desc);
             cand.truncate(p.top_k);
@@ -145,7 +177,10 @@ impl Sampler {
         cand.sort_unstable_by(by_logit_desc);
         let max = cand[0].1 as f64;
         let t = p.temperature as f64;
-        let mut probs: Vec<f64> = cand.iter().map(|&(_, l)| ((l as f64 - max) / t).exp()).collect();
+        let mut probs: Vec<f64> = cand
+            .iter()
+            .map(|&(_, l)| ((l as f64 - max) / t).exp())
+            .collect();
         let z: f64 = probs.iter().sum();
         probs.iter_mut().for_each(|v| *v /= z);
         let mut keep = probs.len();
@@ -181,7 +216,11 @@ impl Sampler {
             for &t in prompt.iter().chain(output) {
                 if seen.insert(t) {
                     if let Some(l) = logits.get_mut(t as usize) {
-                        *l = if *l > 0.0 { *l / p.repetition_penalty } else { *l * p.repetition_penalty };
+                        *l = if *l > 0.0 {
+                            *l / p.repetition_penalty
+                        } else {
+                            *l * p.repetition_penalty
+                        };
                     }
                 }
             }
@@ -223,7 +262,11 @@ mod tests {
     fn same_seed_same_tokens_different_seed_differs() {
         let l = logits();
         let run = |seed| {
-            let mut s = Sampler::new(SamplingParams { temperature: 1.5, seed: Some(seed), ..Default::default() });
+            let mut s = Sampler::new(SamplingParams {
+                temperature: 1.5,
+                seed: Some(seed),
+                ..Default::default()
+            });
             (0..50).map(|_| s.sample(&l, &[], &[])).collect::<Vec<_>>()
         };
         assert_eq!(run(7), run(7));
@@ -234,9 +277,16 @@ mod tests {
     fn top_k_one_and_zero_temperature_are_argmax() {
         let l = logits();
         let best = argmax(&l);
-        let mut s = Sampler::new(SamplingParams { temperature: 0.0, ..Default::default() });
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 0.0,
+            ..Default::default()
+        });
         assert_eq!(s.sample(&l, &[], &[]), best);
-        let mut s = Sampler::new(SamplingParams { top_k: 1, seed: Some(1), ..Default::default() });
+        let mut s = Sampler::new(SamplingParams {
+            top_k: 1,
+            seed: Some(1),
+            ..Default::default()
+        });
         assert_eq!(s.sample(&l, &[], &[]), best);
     }
 
@@ -246,7 +296,12 @@ mod tests {
         let mut top3: Vec<u32> = (0..100u32).collect();
         top3.sort_by(|&a, &b| l[b as usize].total_cmp(&l[a as usize]));
         top3.truncate(3);
-        let mut s = Sampler::new(SamplingParams { temperature: 5.0, top_k: 3, seed: Some(3), ..Default::default() });
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 5.0,
+            top_k: 3,
+            seed: Some(3),
+            ..Default::default()
+        });
         for _ in 0..200 {
             assert!(top3.contains(&s.sample(&l, &[], &[])));
         }
@@ -257,11 +312,21 @@ mod tests {
         let mut l = vec![-10.0f32; 50];
         l[4] = 5.0;
         l[9] = 4.9;
-        let mut s = Sampler::new(SamplingParams { temperature: 1.0, min_p: 0.5, seed: Some(5), ..Default::default() });
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 1.0,
+            min_p: 0.5,
+            seed: Some(5),
+            ..Default::default()
+        });
         for _ in 0..100 {
             assert!([4, 9].contains(&s.sample(&l, &[], &[])));
         }
-        let mut s = Sampler::new(SamplingParams { temperature: 1.0, top_p: 0.1, seed: Some(5), ..Default::default() });
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 1.0,
+            top_p: 0.1,
+            seed: Some(5),
+            ..Default::default()
+        });
         for _ in 0..100 {
             assert_eq!(s.sample(&l, &[], &[]), 4);
         }
@@ -272,11 +337,23 @@ mod tests {
         let mut l = vec![0.0f32; 10];
         l[2] = 2.0;
         l[3] = 1.5;
-        let mut s = Sampler::new(SamplingParams { temperature: 0.0, presence_penalty: 1.0, ..Default::default() });
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 0.0,
+            presence_penalty: 1.0,
+            ..Default::default()
+        });
         assert_eq!(s.sample(&l, &[], &[2]), 3);
-        let mut s = Sampler::new(SamplingParams { temperature: 0.0, repetition_penalty: 2.0, ..Default::default() });
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 0.0,
+            repetition_penalty: 2.0,
+            ..Default::default()
+        });
         assert_eq!(s.sample(&l, &[2], &[]), 3);
-        let mut s = Sampler::new(SamplingParams { temperature: 0.0, frequency_penalty: 0.3, ..Default::default() });
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 0.0,
+            frequency_penalty: 0.3,
+            ..Default::default()
+        });
         assert_eq!(s.sample(&l, &[], &[2]), 2);
         assert_eq!(s.sample(&l, &[], &[2, 2]), 3);
     }

@@ -38,8 +38,14 @@ pub struct Model {
 }
 
 fn format_of(f: &GgufFile, name: &str) -> Result<(QuantFormat, gguf::TensorInfo)> {
-    let t = f.tensor(name).ok_or_else(|| gguf::Error::MissingTensor(name.to_string()))?.clone();
-    let fmt = QuantFormat::from_ggml_name(t.ty.name()).ok_or_else(|| Error::UnsupportedType { name: name.to_string(), ty: t.ty.name().to_string() })?;
+    let t = f
+        .tensor(name)
+        .ok_or_else(|| gguf::Error::MissingTensor(name.to_string()))?
+        .clone();
+    let fmt = QuantFormat::from_ggml_name(t.ty.name()).ok_or_else(|| Error::UnsupportedType {
+        name: name.to_string(),
+        ty: t.ty.name().to_string(),
+    })?;
     Ok((fmt, t))
 }
 
@@ -47,7 +53,11 @@ fn matrix(f: &GgufFile, name: &str, cols: usize, rows: usize) -> Result<PackedMa
     let (fmt, t) = format_of(f, name)?;
     let want = vec![cols as u64, rows as u64];
     if t.dims != want {
-        return Err(Error::Shape { name: name.to_string(), got: t.dims.clone(), want });
+        return Err(Error::Shape {
+            name: name.to_string(),
+            got: t.dims.clone(),
+            want,
+        });
     }
     Ok(PackedMatrix::from_ggml(fmt, f.tensor_data(&t), rows, cols)?)
 }
@@ -55,7 +65,11 @@ fn matrix(f: &GgufFile, name: &str, cols: usize, rows: usize) -> Result<PackedMa
 fn vector(f: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>> {
     let (fmt, t) = format_of(f, name)?;
     if t.n_elements != len as u64 {
-        return Err(Error::Shape { name: name.to_string(), got: t.dims.clone(), want: vec![len as u64] });
+        return Err(Error::Shape {
+            name: name.to_string(),
+            got: t.dims.clone(),
+            want: vec![len as u64],
+        });
     }
     let mut v = vec![0f32; len];
     kernels::quant::dequantize_row(fmt, f.tensor_data(&t), &mut v);
@@ -63,23 +77,40 @@ fn vector(f: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>> {
 }
 
 fn stacked(f: &GgufFile, names: &[String], cols: usize, rows: &[usize]) -> Result<Stacked> {
-    let fmts: Vec<QuantFormat> = names.iter().map(|n| format_of(f, n).map(|x| x.0)).collect::<Result<_>>()?;
+    let fmts: Vec<QuantFormat> = names
+        .iter()
+        .map(|n| format_of(f, n).map(|x| x.0))
+        .collect::<Result<_>>()?;
     if fmts.iter().all(|&x| x == fmts[0]) {
         let mut bytes = Vec::new();
         for (n, &r) in names.iter().zip(rows) {
             let (t, data) = f.tensor_bytes(n)?;
             let want = vec![cols as u64, r as u64];
             if t.dims != want {
-                return Err(Error::Shape { name: n.clone(), got: t.dims.clone(), want });
+                return Err(Error::Shape {
+                    name: n.clone(),
+                    got: t.dims.clone(),
+                    want,
+                });
             }
             bytes.extend_from_slice(data);
         }
         let total = rows.iter().sum();
         let m = PackedMatrix::from_ggml(fmts[0], &bytes, total, cols)?;
-        return Ok(Stacked { parts: vec![m], widths: vec![total] });
+        return Ok(Stacked {
+            parts: vec![m],
+            widths: vec![total],
+        });
     }
-    let parts = names.iter().zip(rows).map(|(n, &r)| matrix(f, n, cols, r)).collect::<Result<_>>()?;
-    Ok(Stacked { parts, widths: rows.to_vec() })
+    let parts = names
+        .iter()
+        .zip(rows)
+        .map(|(n, &r)| matrix(f, n, cols, r))
+        .collect::<Result<_>>()?;
+    Ok(Stacked {
+        parts,
+        widths: rows.to_vec(),
+    })
 }
 
 impl Model {
@@ -92,14 +123,27 @@ impl Model {
         let c = Config::from_gguf(f)?;
         let (d, qd, kvd) = (c.n_embd, c.q_dim(), c.kv_dim());
         let embd = matrix(f, "token_embd.weight", d, c.vocab_size)?;
-        let output = if f.tensor("output.weight").is_some() { Some(matrix(f, "output.weight", d, c.vocab_size)?) } else { None };
-        let rope_factors = if f.tensor("rope_freqs.weight").is_some() { Some(vector(f, "rope_freqs.weight", c.n_rot / 2)?) } else { None };
+        let output = if f.tensor("output.weight").is_some() {
+            Some(matrix(f, "output.weight", d, c.vocab_size)?)
+        } else {
+            None
+        };
+        let rope_factors = if f.tensor("rope_freqs.weight").is_some() {
+            Some(vector(f, "rope_freqs.weight", c.n_rot / 2)?)
+        } else {
+            None
+        };
         let mut layers = Vec::with_capacity(c.n_layers);
         for i in 0..c.n_layers {
             let n = |s: &str| format!("blk.{i}.{s}.weight");
             layers.push(Layer {
                 attn_norm: vector(f, &n("attn_norm"), d)?,
-                qkv: stacked(f, &[n("attn_q"), n("attn_k"), n("attn_v")], d, &[qd, kvd, kvd])?,
+                qkv: stacked(
+                    f,
+                    &[n("attn_q"), n("attn_k"), n("attn_v")],
+                    d,
+                    &[qd, kvd, kvd],
+                )?,
                 wo: matrix(f, &n("attn_output"), qd, d)?,
                 ffn_norm: vector(f, &n("ffn_norm"), d)?,
                 gate_up: stacked(f, &[n("ffn_gate"), n("ffn_up")], d, &[c.n_ff, c.n_ff])?,
@@ -107,7 +151,15 @@ impl Model {
             });
         }
         let out_norm = vector(f, "output_norm.weight", d)?;
-        Ok(Self { config: c, embd, layers, out_norm, output, rope_factors, pool })
+        Ok(Self {
+            config: c,
+            embd,
+            layers,
+            out_norm,
+            output,
+            rope_factors,
+            pool,
+        })
     }
 
     /// Bytes of weights the kernels stream per token at batch 1.
@@ -116,7 +168,16 @@ impl Model {
         lm + self
             .layers
             .iter()
-            .map(|l| l.qkv.parts.iter().chain(l.gate_up.parts.iter()).map(|m| m.packed_bytes()).sum::<usize>() + l.wo.packed_bytes() + l.down.packed_bytes())
+            .map(|l| {
+                l.qkv
+                    .parts
+                    .iter()
+                    .chain(l.gate_up.parts.iter())
+                    .map(|m| m.packed_bytes())
+                    .sum::<usize>()
+                    + l.wo.packed_bytes()
+                    + l.down.packed_bytes()
+            })
             .sum::<usize>()
     }
 

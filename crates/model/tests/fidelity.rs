@@ -10,23 +10,46 @@ use std::sync::{Arc, OnceLock};
 
 fn model() -> &'static Model {
     static M: OnceLock<Model> = OnceLock::new();
-    M.get_or_init(|| Model::load(test_model_path(), Arc::new(ThreadPool::new(ThreadPool::default_threads()))).expect("load model"))
+    M.get_or_init(|| {
+        Model::load(
+            test_model_path(),
+            Arc::new(ThreadPool::new(ThreadPool::default_threads())),
+        )
+        .expect("load model")
+    })
 }
 
 fn json(name: &str) -> Value {
     let p = testdata_dir().join("reference").join(name);
-    serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+    serde_json::from_str(
+        &std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+    )
+    .unwrap()
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 /// Log-softmax of every position of `tokens` (teacher forcing), in one causal pass.
 fn teacher_forced(tokens: &[u32]) -> Vec<Vec<f32>> {
     let m = model();
     let (mut kv, table): (KvCache, Vec<u32>) = m.private_cache(tokens.len());
-    let out = m.forward(&mut kv, &[SeqInput { tokens, start_pos: 0, block_table: &table, logits: WantLogits::All }]).unwrap();
+    let out = m
+        .forward(
+            &mut kv,
+            &[SeqInput {
+                tokens,
+                start_pos: 0,
+                block_table: &table,
+                logits: WantLogits::All,
+            }],
+        )
+        .unwrap();
     (0..tokens.len())
         .map(|i| {
             let row = out.row(i);
@@ -54,7 +77,9 @@ fn errors_vs_exact(case: &Value) -> Vec<f64> {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|p| (row[p[0].as_u64().unwrap() as usize] as f64 - p[1].as_f64().unwrap()).abs())
+                .map(|p| {
+                    (row[p[0].as_u64().unwrap() as usize] as f64 - p[1].as_f64().unwrap()).abs()
+                })
                 .fold(0.0, f64::max)
         })
         .collect()
@@ -68,13 +93,26 @@ fn first_token_logprobs_are_closer_to_exact_than_llamacpp() {
     let mut step0 = Vec::new();
     for case in exact["cases"].as_array().unwrap() {
         let errs = errors_vs_exact(case);
-        eprintln!("{}: step0 err {:.5}, max over {} steps {:.5}", case["id"], errs[0], errs.len(), errs.iter().cloned().fold(0.0, f64::max));
+        eprintln!(
+            "{}: step0 err {:.5}, max over {} steps {:.5}",
+            case["id"],
+            errs[0],
+            errs.len(),
+            errs.iter().cloned().fold(0.0, f64::max)
+        );
         step0.push(errs[0]);
         // Every teacher-forced step, not just the first, stays far inside llama.cpp's error.
-        assert!(errs.iter().all(|&e| e < lc_median), "{}: {errs:?}", case["id"]);
+        assert!(
+            errs.iter().all(|&e| e < lc_median),
+            "{}: {errs:?}",
+            case["id"]
+        );
     }
     let max = step0.iter().cloned().fold(0.0, f64::max);
-    assert!(max <= lc_median && max <= lc_max, "step-0 max error {max} vs llama.cpp median {lc_median} / max {lc_max}");
+    assert!(
+        max <= lc_median && max <= lc_max,
+        "step-0 max error {max} vs llama.cpp median {lc_median} / max {lc_max}"
+    );
 }
 
 #[test]
@@ -86,18 +124,41 @@ fn greedy_follows_llamacpp_until_it_errs_and_then_follows_the_exact_model() {
         let prompt = ids(&case["prompt_token_ids"]);
         let want = ids(&case["token_ids"]);
         let mut sampler = Sampler::new(SamplingParams::greedy());
-        let opts = GenerateOptions { max_tokens: want.len(), top_logprobs: 0, stop_tokens: &[], prefill_chunk: 512 };
-        let got: Vec<u32> = model().generate(&prompt, &mut sampler, &opts, &mut |_| true).unwrap().tokens.iter().map(|t| t.token).collect();
+        let opts = GenerateOptions {
+            max_tokens: want.len(),
+            top_logprobs: 0,
+            stop_tokens: &[],
+            prefill_chunk: 512,
+        };
+        let got: Vec<u32> = model()
+            .generate(&prompt, &mut sampler, &opts, &mut |_| true)
+            .unwrap()
+            .tokens
+            .iter()
+            .map(|t| t.token)
+            .collect();
         let agree = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
-        eprintln!("{key}: greedy agrees with llama.cpp for {agree}/{} tokens", want.len());
+        eprintln!(
+            "{key}: greedy agrees with llama.cpp for {agree}/{} tokens",
+            want.len()
+        );
         if agree < want.len() {
             // The exact reference is teacher-forced along llama.cpp's tokens, so at the
             // first divergence both runs share the prefix and the exact model says who
             // was right.
-            let ex = exact["cases"].as_array().unwrap().iter().find(|c| c["id"] == exact_id).unwrap();
+            let ex = exact["cases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["id"] == exact_id)
+                .unwrap();
             assert_eq!(ids(&ex["prompt_token_ids"]), prompt);
             let top1 = ex["steps"][agree]["top1"].as_u64().unwrap() as u32;
-            assert_eq!(got[agree], top1, "{key}: at step {agree} we chose {} but the exact model's argmax is {top1}", got[agree]);
+            assert_eq!(
+                got[agree], top1,
+                "{key}: at step {agree} we chose {} but the exact model's argmax is {top1}",
+                got[agree]
+            );
         }
     }
 }
@@ -107,11 +168,31 @@ fn chunked_prefill_gives_the_same_logits_as_one_pass() {
     let m = model();
     let tokens: Vec<u32> = (0..70u32).map(|i| 100 + i * 13).collect();
     let (mut kv, table) = m.private_cache(tokens.len());
-    let whole = m.forward(&mut kv, &[SeqInput { tokens: &tokens, start_pos: 0, block_table: &table, logits: WantLogits::Last }]).unwrap();
+    let whole = m
+        .forward(
+            &mut kv,
+            &[SeqInput {
+                tokens: &tokens,
+                start_pos: 0,
+                block_table: &table,
+                logits: WantLogits::Last,
+            }],
+        )
+        .unwrap();
     let (mut kv2, table2) = m.private_cache(tokens.len());
     let mut last = Vec::new();
     for (i, c) in tokens.chunks(17).enumerate() {
-        let out = m.forward(&mut kv2, &[SeqInput { tokens: c, start_pos: i * 17, block_table: &table2, logits: WantLogits::Last }]).unwrap();
+        let out = m
+            .forward(
+                &mut kv2,
+                &[SeqInput {
+                    tokens: c,
+                    start_pos: i * 17,
+                    block_table: &table2,
+                    logits: WantLogits::Last,
+                }],
+            )
+            .unwrap();
         last = out.last_for(0).unwrap().to_vec();
     }
     assert_eq!(whole.last_for(0).unwrap(), &last[..]);
@@ -123,7 +204,17 @@ fn a_sequence_gives_identical_logits_alone_and_in_a_batch_on_scattered_blocks() 
     let a: Vec<u32> = (0..40u32).map(|i| 200 + i * 7).collect();
     let b: Vec<u32> = (0..23u32).map(|i| 900 + i * 3).collect();
     let (mut kv, table) = m.private_cache(a.len());
-    let alone = m.forward(&mut kv, &[SeqInput { tokens: &a, start_pos: 0, block_table: &table, logits: WantLogits::All }]).unwrap();
+    let alone = m
+        .forward(
+            &mut kv,
+            &[SeqInput {
+                tokens: &a,
+                start_pos: 0,
+                block_table: &table,
+                logits: WantLogits::All,
+            }],
+        )
+        .unwrap();
     let mut pool = KvCache::new(&m.config, 16 * 8, 16);
     let ta = [5u32, 1, 7];
     let tb = [0u32, 6];
@@ -131,13 +222,27 @@ fn a_sequence_gives_identical_logits_alone_and_in_a_batch_on_scattered_blocks() 
         .forward(
             &mut pool,
             &[
-                SeqInput { tokens: &b, start_pos: 0, block_table: &tb, logits: WantLogits::Last },
-                SeqInput { tokens: &a, start_pos: 0, block_table: &ta, logits: WantLogits::All },
+                SeqInput {
+                    tokens: &b,
+                    start_pos: 0,
+                    block_table: &tb,
+                    logits: WantLogits::Last,
+                },
+                SeqInput {
+                    tokens: &a,
+                    start_pos: 0,
+                    block_table: &ta,
+                    logits: WantLogits::All,
+                },
             ],
         )
         .unwrap();
     for i in 0..a.len() {
-        let row = both.rows.iter().position(|&(s, p)| s == 1 && p == i).unwrap();
+        let row = both
+            .rows
+            .iter()
+            .position(|&(s, p)| s == 1 && p == i)
+            .unwrap();
         assert_eq!(both.row(row), alone.row(i), "position {i}");
     }
 }
@@ -147,7 +252,37 @@ fn bad_batches_are_errors_not_panics() {
     let m = model();
     let mut kv = KvCache::new(&m.config, 32, 16);
     let bad_token = [m.config.vocab_size as u32];
-    assert!(m.forward(&mut kv, &[SeqInput { tokens: &bad_token, start_pos: 0, block_table: &[0], logits: WantLogits::Last }]).is_err());
-    assert!(m.forward(&mut kv, &[SeqInput { tokens: &[1; 20], start_pos: 0, block_table: &[0], logits: WantLogits::Last }]).is_err());
-    assert!(m.forward(&mut kv, &[SeqInput { tokens: &[1], start_pos: 0, block_table: &[9], logits: WantLogits::Last }]).is_err());
+    assert!(m
+        .forward(
+            &mut kv,
+            &[SeqInput {
+                tokens: &bad_token,
+                start_pos: 0,
+                block_table: &[0],
+                logits: WantLogits::Last
+            }]
+        )
+        .is_err());
+    assert!(m
+        .forward(
+            &mut kv,
+            &[SeqInput {
+                tokens: &[1; 20],
+                start_pos: 0,
+                block_table: &[0],
+                logits: WantLogits::Last
+            }]
+        )
+        .is_err());
+    assert!(m
+        .forward(
+            &mut kv,
+            &[SeqInput {
+                tokens: &[1],
+                start_pos: 0,
+                block_table: &[9],
+                logits: WantLogits::Last
+            }]
+        )
+        .is_err());
 }

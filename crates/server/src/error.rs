@@ -34,23 +34,32 @@ impl IntoResponse for HttpError {
 pub fn submit_error(e: SubmitError) -> ApiError {
     match e {
         SubmitError::QueueFull(_) => {
-            let mut a = ApiError::new(429, ErrorType::RateLimit, format!("server overloaded: {e}; retry shortly")).with_code("queue_full");
+            let mut a = ApiError::new(
+                429,
+                ErrorType::RateLimit,
+                format!("server overloaded: {e}; retry shortly"),
+            )
+            .with_code("queue_full");
             a.retry_after = Some(1);
             a
         }
         SubmitError::ShuttingDown => {
-            let mut a = ApiError::new(503, ErrorType::Unavailable, "the server is shutting down").with_code("shutting_down");
+            let mut a = ApiError::new(503, ErrorType::Unavailable, "the server is shutting down")
+                .with_code("shutting_down");
             a.retry_after = Some(5);
             a
         }
-        SubmitError::TooLong { .. } | SubmitError::ExceedsCache { .. } => ApiError::invalid("max_tokens", e.to_string()).with_code("context_length_exceeded"),
+        SubmitError::TooLong { .. } | SubmitError::ExceedsCache { .. } => {
+            ApiError::invalid("max_tokens", e.to_string()).with_code("context_length_exceeded")
+        }
         SubmitError::EmptyPrompt => ApiError::invalid("prompt", e.to_string()),
         SubmitError::BadToken(_) => ApiError::invalid("prompt", e.to_string()),
     }
 }
 
 pub fn not_ready() -> ApiError {
-    let mut a = ApiError::new(503, ErrorType::Unavailable, "the model is still loading").with_code("model_loading");
+    let mut a = ApiError::new(503, ErrorType::Unavailable, "the model is still loading")
+        .with_code("model_loading");
     a.retry_after = Some(2);
     a
 }

@@ -4,7 +4,9 @@
 use crate::error::submit_error;
 use crate::state::Loaded;
 use crate::stop::StopMatcher;
-use api::{ApiError, ChatLogprobs, ChatTokenLogprob, CompletionLogprobs, SamplingFields, TopLogprob, Usage};
+use api::{
+    ApiError, ChatLogprobs, ChatTokenLogprob, CompletionLogprobs, SamplingFields, TopLogprob, Usage,
+};
 use engine::{Event, FinishReason, GenerationRequest, RequestStream, TokenEvent};
 use model::SamplingParams;
 use std::collections::VecDeque;
@@ -13,7 +15,10 @@ use tokenizer::{Detokenizer, Tokenizer};
 
 /// What a choice produced since the last call.
 pub enum Piece {
-    Text { text: String, tokens: Vec<TokenEvent> },
+    Text {
+        text: String,
+        tokens: Vec<TokenEvent>,
+    },
     Finish(&'static str),
     Error(String),
 }
@@ -63,7 +68,10 @@ impl ChoiceRun {
                         }
                     };
                     let (text, hit) = self.stop.push(&piece);
-                    self.queue.push_back(Piece::Text { text, tokens: vec![t] });
+                    self.queue.push_back(Piece::Text {
+                        text,
+                        tokens: vec![t],
+                    });
                     if hit {
                         // Dropping the stream cancels the request in the engine.
                         self.stream = None;
@@ -71,7 +79,12 @@ impl ChoiceRun {
                         self.queue.push_back(Piece::Finish("stop"));
                     }
                 }
-                Some(Event::Finished { reason, prompt_tokens, completion_tokens, cached_tokens }) => {
+                Some(Event::Finished {
+                    reason,
+                    prompt_tokens,
+                    completion_tokens,
+                    cached_tokens,
+                }) => {
                     self.prompt_tokens = prompt_tokens;
                     self.completion_tokens = completion_tokens;
                     self.cached_tokens = cached_tokens;
@@ -81,9 +94,16 @@ impl ChoiceRun {
                         text.push_str(&self.stop.finish());
                     }
                     if !text.is_empty() {
-                        self.queue.push_back(Piece::Text { text, tokens: Vec::new() });
+                        self.queue.push_back(Piece::Text {
+                            text,
+                            tokens: Vec::new(),
+                        });
                     }
-                    self.queue.push_back(Piece::Finish(if hit { "stop" } else { reason_str(reason) }));
+                    self.queue.push_back(Piece::Finish(if hit {
+                        "stop"
+                    } else {
+                        reason_str(reason)
+                    }));
                     self.done = true;
                     self.stream = None;
                 }
@@ -100,7 +120,11 @@ impl ChoiceRun {
     }
 
     pub fn token_text(&self, id: u32) -> (String, Vec<u8>) {
-        let b = self.tokenizer.token_bytes(id).map(|b| b.to_vec()).unwrap_or_default();
+        let b = self
+            .tokenizer
+            .token_bytes(id)
+            .map(|b| b.to_vec())
+            .unwrap_or_default();
         (String::from_utf8_lossy(&b).into_owned(), b)
     }
 
@@ -115,17 +139,31 @@ impl ChoiceRun {
                     .iter()
                     .map(|&(id, l)| {
                         let (token, bytes) = self.token_text(id);
-                        TopLogprob { token, logprob: l, bytes }
+                        TopLogprob {
+                            token,
+                            logprob: l,
+                            bytes,
+                        }
                     })
                     .collect();
-                Some(ChatTokenLogprob { token, logprob: lp, bytes, top_logprobs })
+                Some(ChatTokenLogprob {
+                    token,
+                    logprob: lp,
+                    bytes,
+                    top_logprobs,
+                })
             })
             .collect();
         Some(ChatLogprobs { content })
     }
 
     /// Appends `tokens` to the legacy completions logprobs; `offset` is the text length so far.
-    pub fn completion_logprobs(&self, tokens: &[TokenEvent], offset: &mut usize, into: &mut CompletionLogprobs) {
+    pub fn completion_logprobs(
+        &self,
+        tokens: &[TokenEvent],
+        offset: &mut usize,
+        into: &mut CompletionLogprobs,
+    ) {
         for t in tokens {
             let Some(lp) = t.logprob else { continue };
             let (text, _) = self.token_text(t.token);
@@ -133,7 +171,12 @@ impl ChoiceRun {
             *offset += text.len();
             into.tokens.push(text);
             into.token_logprobs.push(lp);
-            into.top_logprobs.push(t.top.iter().map(|&(id, l)| (self.token_text(id).0, l)).collect());
+            into.top_logprobs.push(
+                t.top
+                    .iter()
+                    .map(|&(id, l)| (self.token_text(id).0, l))
+                    .collect(),
+            );
         }
     }
 }
@@ -146,7 +189,11 @@ pub struct GenSpec<'a> {
 
 /// Validates every prompt first (so a bad one is a 400 before anything runs), then
 /// submits `n` choices per prompt. A refusal cancels what was already submitted.
-pub fn start(loaded: &Loaded, prompts: &[Vec<u32>], spec: &GenSpec) -> Result<Vec<ChoiceRun>, ApiError> {
+pub fn start(
+    loaded: &Loaded,
+    prompts: &[Vec<u32>],
+    spec: &GenSpec,
+) -> Result<Vec<ChoiceRun>, ApiError> {
     let f = spec.fields;
     let ctx = loaded.engine.context_length();
     let mut reqs = Vec::new();
@@ -155,7 +202,14 @@ pub fn start(loaded: &Loaded, prompts: &[Vec<u32>], spec: &GenSpec) -> Result<Ve
             return Err(ApiError::invalid("prompt", "the prompt is empty"));
         }
         if p.len() >= ctx && f.max_tokens.is_none() {
-            return Err(ApiError::invalid("prompt", format!("the prompt has {} tokens but the context length is {ctx}", p.len())).with_code("context_length_exceeded"));
+            return Err(ApiError::invalid(
+                "prompt",
+                format!(
+                    "the prompt has {} tokens but the context length is {ctx}",
+                    p.len()
+                ),
+            )
+            .with_code("context_length_exceeded"));
         }
         let max_tokens = f.max_tokens.unwrap_or(ctx.saturating_sub(p.len()));
         for i in 0..f.n {
@@ -173,7 +227,11 @@ pub fn start(loaded: &Loaded, prompts: &[Vec<u32>], spec: &GenSpec) -> Result<Ve
                     seed: f.seed.map(|s| s.wrapping_add(i as u64)),
                 },
                 max_tokens,
-                stop_tokens: if f.ignore_eos { Vec::new() } else { loaded.tokenizer.eog_tokens().to_vec() },
+                stop_tokens: if f.ignore_eos {
+                    Vec::new()
+                } else {
+                    loaded.tokenizer.eog_tokens().to_vec()
+                },
                 logprobs: spec.logprobs,
                 priority: f.priority,
             };
@@ -206,7 +264,14 @@ pub fn usage(runs: &[ChoiceRun], n: usize) -> Usage {
     let prompt: usize = runs.iter().step_by(n.max(1)).map(|r| r.prompt_tokens).sum();
     let cached: usize = runs.iter().step_by(n.max(1)).map(|r| r.cached_tokens).sum();
     let completion: usize = runs.iter().map(|r| r.completion_tokens).sum();
-    Usage { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion, prompt_tokens_details: Some(api::PromptTokensDetails { cached_tokens: cached }) }
+    Usage {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        total_tokens: prompt + completion,
+        prompt_tokens_details: Some(api::PromptTokensDetails {
+            cached_tokens: cached,
+        }),
+    }
 }
 
 /// Everything a choice produces, for non-streaming responses.
@@ -217,7 +282,11 @@ pub struct Collected {
 }
 
 pub async fn collect(run: &mut ChoiceRun) -> Result<Collected, ApiError> {
-    let mut c = Collected { text: String::new(), tokens: Vec::new(), finish: "length" };
+    let mut c = Collected {
+        text: String::new(),
+        tokens: Vec::new(),
+        finish: "length",
+    };
     while let Some(p) = run.next().await {
         match p {
             Piece::Text { text, tokens } => {

@@ -26,12 +26,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(routes::models::list))
         .route("/v1/models/{id}", get(routes::models::one))
         .route("/metrics", get(routes::metrics::render))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::auth));
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::auth,
+        ));
     Router::new()
         .route("/health", get(routes::health::health))
         .merge(api)
         .fallback(routes::not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::shutdown_gate))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::shutdown_gate,
+        ))
         .layer(axum::middleware::from_fn(middleware::request_id))
         // The compression layer leaves text/event-stream alone, so SSE tokens are never
         // held back in a gzip buffer.

@@ -52,11 +52,36 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request, next: Next) -> 
     if st.config.api_keys.is_empty() {
         return next.run(req).await;
     }
-    let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
     match given {
-        Some(k) if st.config.api_keys.iter().any(|key| constant_time_eq(key.as_bytes(), k.as_bytes())) => next.run(req).await,
-        Some(_) => HttpError(ApiError::new(401, ErrorType::Authentication, "invalid API key").with_code("invalid_api_key")).into_response(),
-        None => HttpError(ApiError::new(401, ErrorType::Authentication, "missing API key: send 'Authorization: Bearer <key>'").with_code("invalid_api_key")).into_response(),
+        Some(k)
+            if st
+                .config
+                .api_keys
+                .iter()
+                .any(|key| constant_time_eq(key.as_bytes(), k.as_bytes())) =>
+        {
+            next.run(req).await
+        }
+        Some(_) => HttpError(
+            ApiError::new(401, ErrorType::Authentication, "invalid API key")
+                .with_code("invalid_api_key"),
+        )
+        .into_response(),
+        None => HttpError(
+            ApiError::new(
+                401,
+                ErrorType::Authentication,
+                "missing API key: send 'Authorization: Bearer <key>'",
+            )
+            .with_code("invalid_api_key"),
+        )
+        .into_response(),
     }
 }
 
@@ -67,7 +92,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// Once shutdown begins, new work on kept-alive connections gets 503.
 pub async fn shutdown_gate(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     if st.is_shutting_down() && req.uri().path().starts_with("/v1/") {
-        return HttpError(crate::error::submit_error(engine::SubmitError::ShuttingDown)).into_response();
+        return HttpError(crate::error::submit_error(
+            engine::SubmitError::ShuttingDown,
+        ))
+        .into_response();
     }
     next.run(req).await
 }

@@ -20,7 +20,13 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { model_id: "model".into(), api_keys: Vec::new(), max_body_bytes: 4 << 20, shutdown_grace: crate::DEFAULT_GRACE, keep_alive: Duration::from_secs(5) }
+        Self {
+            model_id: "model".into(),
+            api_keys: Vec::new(),
+            max_body_bytes: 4 << 20,
+            shutdown_grace: crate::DEFAULT_GRACE,
+            keep_alive: Duration::from_secs(5),
+        }
     }
 }
 
@@ -42,8 +48,18 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(config: ServerConfig, metrics: Option<PrometheusHandle>) -> Arc<Self> {
-        let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        Arc::new(Self { config, metrics, loaded: OnceLock::new(), shutting_down: AtomicBool::new(false), shutdown_notify: Notify::new(), created })
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Arc::new(Self {
+            config,
+            metrics,
+            loaded: OnceLock::new(),
+            shutting_down: AtomicBool::new(false),
+            shutdown_notify: Notify::new(),
+            created,
+        })
     }
 
     /// Marks the model ready; `/health` turns 200.

@@ -8,7 +8,10 @@ pub struct StopMatcher {
 
 impl StopMatcher {
     pub fn new(stops: Vec<String>) -> Self {
-        Self { stops, held: String::new() }
+        Self {
+            stops,
+            held: String::new(),
+        }
     }
 
     /// Adds text; returns what can be released and whether a stop string was reached
@@ -18,7 +21,12 @@ impl StopMatcher {
         if self.stops.is_empty() {
             return (std::mem::take(&mut self.held), false);
         }
-        if let Some(at) = self.stops.iter().filter_map(|s| self.held.find(s.as_str())).min() {
+        if let Some(at) = self
+            .stops
+            .iter()
+            .filter_map(|s| self.held.find(s.as_str()))
+            .min()
+        {
             let out = self.held[..at].to_string();
             self.held.clear();
             return (out, true);
@@ -40,7 +48,10 @@ impl StopMatcher {
                     break;
                 }
                 let start = h.len() - len;
-                if h.is_char_boundary(start) && s.is_char_boundary(len) && s.as_bytes()[..len] == h.as_bytes()[start..] {
+                if h.is_char_boundary(start)
+                    && s.is_char_boundary(len)
+                    && s.as_bytes()[..len] == h.as_bytes()[start..]
+                {
                     best = len;
                     break;
                 }

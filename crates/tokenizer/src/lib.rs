@@ -11,4 +11,4 @@ mod vocab;
 pub use chat::{ChatMessage, ChatTemplate};
 pub use detok::Detokenizer;
 pub use error::{Error, Result};
-pub use vocab::{Tokenizer, TokenType};
+pub use vocab::{TokenType, Tokenizer};

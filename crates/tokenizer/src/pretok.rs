@@ -12,13 +12,18 @@ const LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{
 const QWEN2: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 fn split(pattern: &str) -> Result<PreTokenizerWrapper> {
-    let s = Split::new(SplitPattern::Regex(pattern.to_string()), SplitDelimiterBehavior::Isolated, false)
-        .map_err(|e| Error::Backend(e.to_string()))?;
+    let s = Split::new(
+        SplitPattern::Regex(pattern.to_string()),
+        SplitDelimiterBehavior::Isolated,
+        false,
+    )
+    .map_err(|e| Error::Backend(e.to_string()))?;
     Ok(s.into())
 }
 
 pub fn for_pre(pre: &str) -> Result<PreTokenizerWrapper> {
-    let byte_level = |regex: bool| -> PreTokenizerWrapper { ByteLevel::new(false, false, regex).into() };
+    let byte_level =
+        |regex: bool| -> PreTokenizerWrapper { ByteLevel::new(false, false, regex).into() };
     Ok(match pre {
         // SmolLM: every digit on its own, then the GPT-2 pattern.
         "smollm" => Sequence::new(vec![Digits::new(true).into(), byte_level(true)]).into(),

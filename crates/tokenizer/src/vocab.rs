@@ -29,7 +29,15 @@ impl TokenType {
 }
 
 /// Texts llama.cpp treats as end-of-generation when the vocabulary has them as control tokens.
-const EOG_TEXTS: &[&str] = &["<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|end_of_text|>", "</s>"];
+const EOG_TEXTS: &[&str] = &[
+    "<|endoftext|>",
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|end_of_text|>",
+    "</s>",
+];
 
 pub struct Tokenizer {
     /// Splits special-token text into special tokens before BPE (parse_special = true).
@@ -48,7 +56,10 @@ pub struct Tokenizer {
 }
 
 fn opt_id(f: &GgufFile, key: &str, n: usize) -> Option<u32> {
-    f.get(key).and_then(|v| v.as_u64()).filter(|&v| (v as usize) < n).map(|v| v as u32)
+    f.get(key)
+        .and_then(|v| v.as_u64())
+        .filter(|&v| (v as usize) < n)
+        .map(|v| v as u32)
 }
 
 impl Tokenizer {
@@ -57,7 +68,10 @@ impl Tokenizer {
         if model != "gpt2" {
             return Err(Error::UnsupportedModel(model.to_string()));
         }
-        let pre = f.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("default");
+        let pre = f
+            .get("tokenizer.ggml.pre")
+            .and_then(|v| v.as_str())
+            .unwrap_or("default");
         let pre_tok = pretok::for_pre(pre)?;
         let tokens: Vec<String> = f
             .get_array("tokenizer.ggml.tokens")?
@@ -68,11 +82,18 @@ impl Tokenizer {
         let n = tokens.len();
         let types: Vec<TokenType> = match f.get("tokenizer.ggml.token_type") {
             Some(v) => {
-                let arr = v.as_array().ok_or_else(|| Error::Metadata("token_type is not an array".into()))?;
+                let arr = v
+                    .as_array()
+                    .ok_or_else(|| Error::Metadata("token_type is not an array".into()))?;
                 if arr.len() != n {
-                    return Err(Error::Metadata(format!("{} token types for {n} tokens", arr.len())));
+                    return Err(Error::Metadata(format!(
+                        "{} token types for {n} tokens",
+                        arr.len()
+                    )));
                 }
-                arr.iter().map(|t| TokenType::from_id(t.as_i64().unwrap_or(1))).collect()
+                arr.iter()
+                    .map(|t| TokenType::from_id(t.as_i64().unwrap_or(1)))
+                    .collect()
             }
             None => vec![TokenType::Normal; n],
         };
@@ -80,8 +101,12 @@ impl Tokenizer {
             .get_array("tokenizer.ggml.merges")?
             .iter()
             .map(|v| {
-                let s = v.as_str().ok_or_else(|| Error::Metadata("merge is not a string".into()))?;
-                let (a, b) = s.split_once(' ').ok_or_else(|| Error::Metadata(format!("merge {s:?} has no space")))?;
+                let s = v
+                    .as_str()
+                    .ok_or_else(|| Error::Metadata("merge is not a string".into()))?;
+                let (a, b) = s
+                    .split_once(' ')
+                    .ok_or_else(|| Error::Metadata(format!("merge {s:?} has no space")))?;
                 Ok((a.to_string(), b.to_string()))
             })
             .collect::<Result<_>>()?;
@@ -99,10 +124,15 @@ impl Tokenizer {
             let added: Vec<AddedToken> = tokens
                 .iter()
                 .zip(&types)
-                .filter(|(_, ty)| **ty == TokenType::UserDefined || (specials && **ty == TokenType::Control))
-                .map(|(text, ty)| AddedToken::from(text.clone(), *ty == TokenType::Control).normalized(false))
+                .filter(|(_, ty)| {
+                    **ty == TokenType::UserDefined || (specials && **ty == TokenType::Control)
+                })
+                .map(|(text, ty)| {
+                    AddedToken::from(text.clone(), *ty == TokenType::Control).normalized(false)
+                })
                 .collect();
-            t.add_special_tokens(added).map_err(|e| Error::Backend(e.to_string()))?;
+            t.add_special_tokens(added)
+                .map_err(|e| Error::Backend(e.to_string()))?;
             Ok(t)
         };
         let with_special = build(true)?;
@@ -112,16 +142,25 @@ impl Tokenizer {
             .iter()
             .zip(&types)
             .map(|(t, ty)| match ty {
-                TokenType::Normal | TokenType::Byte => token_bytes(t).unwrap_or_else(|| t.as_bytes().to_vec()),
+                TokenType::Normal | TokenType::Byte => {
+                    token_bytes(t).unwrap_or_else(|| t.as_bytes().to_vec())
+                }
                 TokenType::Control | TokenType::UserDefined => t.as_bytes().to_vec(),
                 TokenType::Unknown | TokenType::Unused => Vec::new(),
             })
             .collect();
         let bos = opt_id(f, "tokenizer.ggml.bos_token_id", n);
         let eos = opt_id(f, "tokenizer.ggml.eos_token_id", n);
-        let mut eog: Vec<u32> = eos.into_iter().chain(opt_id(f, "tokenizer.ggml.eot_token_id", n)).chain(opt_id(f, "tokenizer.ggml.eom_token_id", n)).collect();
+        let mut eog: Vec<u32> = eos
+            .into_iter()
+            .chain(opt_id(f, "tokenizer.ggml.eot_token_id", n))
+            .chain(opt_id(f, "tokenizer.ggml.eom_token_id", n))
+            .collect();
         for (i, (t, ty)) in tokens.iter().zip(&types).enumerate() {
-            if *ty == TokenType::Control && EOG_TEXTS.contains(&t.as_str()) && !eog.contains(&(i as u32)) {
+            if *ty == TokenType::Control
+                && EOG_TEXTS.contains(&t.as_str())
+                && !eog.contains(&(i as u32))
+            {
                 eog.push(i as u32);
             }
         }
@@ -132,10 +171,19 @@ impl Tokenizer {
             types,
             bos,
             eos,
-            add_bos: f.get("tokenizer.ggml.add_bos_token").and_then(|v| v.as_bool()).unwrap_or(false),
-            add_eos: f.get("tokenizer.ggml.add_eos_token").and_then(|v| v.as_bool()).unwrap_or(false),
+            add_bos: f
+                .get("tokenizer.ggml.add_bos_token")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
+            add_eos: f
+                .get("tokenizer.ggml.add_eos_token")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
             eog,
-            chat_template: f.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(str::to_string),
+            chat_template: f
+                .get("tokenizer.chat_template")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
             tokens,
         })
     }
@@ -147,8 +195,14 @@ impl Tokenizer {
     /// Token ids of `text`. `parse_special` turns special-token text into those tokens
     /// (turn it off for untrusted text); `add_special` adds BOS/EOS as the model asks.
     pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<u32>> {
-        let t = if parse_special { &self.with_special } else { &self.plain };
-        let enc = t.encode_fast(text, false).map_err(|e| Error::Backend(e.to_string()))?;
+        let t = if parse_special {
+            &self.with_special
+        } else {
+            &self.plain
+        };
+        let enc = t
+            .encode_fast(text, false)
+            .map_err(|e| Error::Backend(e.to_string()))?;
         let mut ids = Vec::with_capacity(enc.get_ids().len() + 2);
         if add_special && self.add_bos {
             ids.extend(self.bos);
@@ -162,7 +216,10 @@ impl Tokenizer {
 
     /// The bytes token `id` stands for (special tokens as their text).
     pub fn token_bytes(&self, id: u32) -> Result<&[u8]> {
-        self.bytes.get(id as usize).map(|b| b.as_slice()).ok_or(Error::BadToken(id))
+        self.bytes
+            .get(id as usize)
+            .map(|b| b.as_slice())
+            .ok_or(Error::BadToken(id))
     }
 
     /// The token's text as the vocabulary spells it.

@@ -12,11 +12,18 @@ fn tok() -> &'static Tokenizer {
 }
 
 fn json(name: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(testdata_dir().join("reference").join(name)).unwrap()).unwrap()
+    serde_json::from_str(
+        &std::fs::read_to_string(testdata_dir().join("reference").join(name)).unwrap(),
+    )
+    .unwrap()
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 #[test]
@@ -25,7 +32,9 @@ fn every_reference_string_tokenizes_like_llamacpp() {
     let mut n = 0;
     for c in cases["strings"].as_array().unwrap() {
         let text = c["text"].as_str().unwrap();
-        for (variant, parse_special) in [("parse_special_true", true), ("parse_special_false", false)] {
+        for (variant, parse_special) in
+            [("parse_special_true", true), ("parse_special_false", false)]
+        {
             let want = ids(&c["results"][variant]["token_ids"]);
             let got = tok().encode(text, true, parse_special).unwrap();
             assert_eq!(got, want, "{} ({variant}): {text:?}", c["id"]);
@@ -50,21 +59,35 @@ fn special_token_text_is_literal_when_parsing_is_off() {
 fn completion_and_chat_prompts_match_llamacpp() {
     let r = json("llamacpp_smollm2_q4_1.json");
     let c = &r["completion"];
-    assert_eq!(tok().encode(c["request"]["prompt"].as_str().unwrap(), true, true).unwrap(), ids(&c["prompt_token_ids"]));
+    assert_eq!(
+        tok()
+            .encode(c["request"]["prompt"].as_str().unwrap(), true, true)
+            .unwrap(),
+        ids(&c["prompt_token_ids"])
+    );
 
     let chat = &r["chat"];
     let messages: Vec<ChatMessage> = chat["request"]["messages"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| ChatMessage { role: m["role"].as_str().unwrap().into(), content: m["content"].as_str().unwrap().into() })
+        .map(|m| ChatMessage {
+            role: m["role"].as_str().unwrap().into(),
+            content: m["content"].as_str().unwrap().into(),
+        })
         .collect();
     let t = tok();
     let tmpl = ChatTemplate::new(t.chat_template().unwrap(), t.bos_text(), t.eos_text()).unwrap();
     let rendered = tmpl.render(&messages, true).unwrap();
     assert_eq!(rendered, chat["rendered_prompt"].as_str().unwrap());
-    assert_eq!(t.encode(&rendered, true, true).unwrap(), ids(&chat["prompt_token_ids"]));
-    assert_eq!(t.decode(&ids(&chat["token_ids"])).unwrap(), chat["text"].as_str().unwrap());
+    assert_eq!(
+        t.encode(&rendered, true, true).unwrap(),
+        ids(&chat["prompt_token_ids"])
+    );
+    assert_eq!(
+        t.decode(&ids(&chat["token_ids"])).unwrap(),
+        chat["text"].as_str().unwrap()
+    );
 }
 
 #[test]
@@ -72,10 +95,22 @@ fn explicit_system_message_replaces_the_default() {
     let t = tok();
     let tmpl = ChatTemplate::new(t.chat_template().unwrap(), t.bos_text(), t.eos_text()).unwrap();
     let msgs = vec![
-        ChatMessage { role: "system".into(), content: "Be brief.".into() },
-        ChatMessage { role: "user".into(), content: "Hi".into() },
-        ChatMessage { role: "assistant".into(), content: "Hello!".into() },
-        ChatMessage { role: "user".into(), content: "Bye".into() },
+        ChatMessage {
+            role: "system".into(),
+            content: "Be brief.".into(),
+        },
+        ChatMessage {
+            role: "user".into(),
+            content: "Hi".into(),
+        },
+        ChatMessage {
+            role: "assistant".into(),
+            content: "Hello!".into(),
+        },
+        ChatMessage {
+            role: "user".into(),
+            content: "Bye".into(),
+        },
     ];
     let s = tmpl.render(&msgs, true).unwrap();
     assert_eq!(
@@ -88,7 +123,12 @@ fn explicit_system_message_replaces_the_default() {
 #[test]
 fn incremental_detokenization_never_splits_a_character() {
     let t = tok();
-    for text in ["👨\u{200d}👩\u{200d}👧\u{200d}👦 family", "你好，世界！", "Ångström Ærø", "plain ascii"] {
+    for text in [
+        "👨\u{200d}👩\u{200d}👧\u{200d}👦 family",
+        "你好，世界！",
+        "Ångström Ærø",
+        "plain ascii",
+    ] {
         let ids = t.encode(text, false, false).unwrap();
         let mut d = Detokenizer::new();
         let mut out = String::new();
@@ -101,7 +141,10 @@ fn incremental_detokenization_never_splits_a_character() {
         out.push_str(&d.finish());
         assert_eq!(out, text);
         if text.starts_with('👨') {
-            assert!(held_back, "emoji tokens split a character, so some pushes must hold bytes back");
+            assert!(
+                held_back,
+                "emoji tokens split a character, so some pushes must hold bytes back"
+            );
         }
     }
 }

@@ -11,8 +11,8 @@ mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-pub use pack::PackedMatrix;
 pub(crate) use pack::Packed;
+pub use pack::PackedMatrix;
 
 use crate::pool::ThreadPool;
 use crate::{isa, Isa};
@@ -41,7 +41,12 @@ unsafe impl Sync for OutPtr {}
 /// `y[i*n + j] = Σ_k x[i*k + kk] * W[j][kk]` for `i < m`, where `W` is `n × k`.
 pub fn matmul(pool: &ThreadPool, w: &PackedMatrix, x: &[f32], m: usize, y: &mut [f32]) {
     let (n, k) = (w.rows(), w.cols());
-    assert!(x.len() >= m * k && y.len() >= m * n, "matmul shapes: x {} y {} m {m} n {n} k {k}", x.len(), y.len());
+    assert!(
+        x.len() >= m * k && y.len() >= m * n,
+        "matmul shapes: x {} y {} m {m} n {n} k {k}",
+        x.len(),
+        y.len()
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -86,7 +91,7 @@ pub fn matmul(pool: &ThreadPool, w: &PackedMatrix, x: &[f32], m: usize, y: &mut 
 const FUSED_MAX_ROWS: usize = 4;
 
 fn fused_applies(w: &PackedMatrix) -> bool {
-    isa() == Isa::Avx512 && w.cols() % 32 == 0 && !matches!(w.data, Packed::F32(_))
+    isa() == Isa::Avx512 && w.cols().is_multiple_of(32) && !matches!(w.data, Packed::F32(_))
 }
 
 #[allow(unused_variables)]
@@ -106,7 +111,16 @@ fn fused(w: &PackedMatrix, r0: usize, r1: usize, x: &[f32], m: usize, y: &mut [f
 /// Multiplies `m` activation rows with `nw` dequantized weight rows, writing columns
 /// `col0..col0+nw` of `y` (row stride `ldy`).
 #[allow(clippy::too_many_arguments)]
-fn panel_gemm(x: &[f32], m: usize, k: usize, w: &[f32], nw: usize, y: &mut [f32], ldy: usize, col0: usize) {
+fn panel_gemm(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[f32],
+    nw: usize,
+    y: &mut [f32],
+    ldy: usize,
+    col0: usize,
+) {
     for i0 in (0..m).step_by(MR) {
         let mr = MR.min(m - i0);
         for j0 in (0..nw).step_by(NR) {

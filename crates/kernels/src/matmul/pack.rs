@@ -1,7 +1,6 @@
 use crate::quant::{f16_at, scale_min_k4, QuantFormat};
 use crate::{Error, Result};
 
-
 /// A weight matrix (`rows × cols`, row-major) in the layout the kernels read.
 pub struct PackedMatrix {
     rows: usize,
@@ -14,9 +13,18 @@ pub(crate) enum Packed {
     F32(Vec<f32>),
     /// 4-bit codes, 32 per block: byte `j` holds element `j` (low nibble) and `j + 16`
     /// (high nibble). Element value = fma(code, scale, min).
-    Q4 { qs: Vec<u8>, scale: Vec<f32>, min: Vec<f32> },
+    Q4 {
+        qs: Vec<u8>,
+        scale: Vec<f32>,
+        min: Vec<f32>,
+    },
     /// 8-bit codes in blocks of `block` elements; value = fma(code, scale, min or 0).
-    I8 { block: usize, qs: Vec<i8>, scale: Vec<f32>, min: Option<Vec<f32>> },
+    I8 {
+        block: usize,
+        qs: Vec<i8>,
+        scale: Vec<f32>,
+        min: Option<Vec<f32>>,
+    },
 }
 
 impl PackedMatrix {
@@ -35,7 +43,9 @@ impl PackedMatrix {
         match &self.data {
             Packed::F32(v) => v.len() * 4,
             Packed::Q4 { qs, scale, min } => qs.len() + 4 * (scale.len() + min.len()),
-            Packed::I8 { qs, scale, min, .. } => qs.len() + 4 * (scale.len() + min.as_ref().map_or(0, |m| m.len())),
+            Packed::I8 { qs, scale, min, .. } => {
+                qs.len() + 4 * (scale.len() + min.as_ref().map_or(0, |m| m.len()))
+            }
         }
     }
 
@@ -44,7 +54,13 @@ impl PackedMatrix {
         let row_bytes = fmt.row_bytes(cols)?;
         let expected = row_bytes * rows;
         if data.len() != expected {
-            return Err(Error::BadSize { got: data.len(), expected, rows, cols, fmt: fmt.name() });
+            return Err(Error::BadSize {
+                got: data.len(),
+                expected,
+                rows,
+                cols,
+                fmt: fmt.name(),
+            });
         }
         let n = rows * cols;
         let (_, bb) = fmt.block();
@@ -57,7 +73,11 @@ impl PackedMatrix {
             }
             QuantFormat::Q4_0 | QuantFormat::Q4_1 => {
                 let nb = n / 32;
-                let (mut qs, mut scale, mut min) = (Vec::with_capacity(n / 2), Vec::with_capacity(nb), Vec::with_capacity(nb));
+                let (mut qs, mut scale, mut min) = (
+                    Vec::with_capacity(n / 2),
+                    Vec::with_capacity(nb),
+                    Vec::with_capacity(nb),
+                );
                 for b in blocks {
                     if fmt == QuantFormat::Q4_0 {
                         let d = f16_at(b, 0);
@@ -74,7 +94,11 @@ impl PackedMatrix {
             }
             QuantFormat::Q4K => {
                 let nb = n / 32;
-                let (mut qs, mut scale, mut min) = (Vec::with_capacity(n / 2), Vec::with_capacity(nb), Vec::with_capacity(nb));
+                let (mut qs, mut scale, mut min) = (
+                    Vec::with_capacity(n / 2),
+                    Vec::with_capacity(nb),
+                    Vec::with_capacity(nb),
+                );
                 for b in blocks {
                     let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
                     let q = &b[16..144];
@@ -83,7 +107,13 @@ impl PackedMatrix {
                         scale.push(d * sc as f32);
                         min.push(-(dmin * m as f32));
                         let src = &q[32 * (sub / 2)..32 * (sub / 2) + 32];
-                        let code = |l: usize| if sub % 2 == 0 { src[l] & 0xF } else { src[l] >> 4 };
+                        let code = |l: usize| {
+                            if sub % 2 == 0 {
+                                src[l] & 0xF
+                            } else {
+                                src[l] >> 4
+                            }
+                        };
                         for j in 0..16 {
                             qs.push(code(j) | (code(j + 16) << 4));
                         }
@@ -98,7 +128,12 @@ impl PackedMatrix {
                     scale.push(f16_at(b, 0));
                     qs.extend(b[2..34].iter().map(|&v| v as i8));
                 }
-                Packed::I8 { block: 32, qs, scale, min: None }
+                Packed::I8 {
+                    block: 32,
+                    qs,
+                    scale,
+                    min: None,
+                }
             }
             QuantFormat::Q5K => {
                 let mut qs = Vec::with_capacity(n);
@@ -113,13 +148,22 @@ impl PackedMatrix {
                         let src = &ql[32 * (sub / 2)..32 * (sub / 2) + 32];
                         let bit = 1u8 << sub;
                         for l in 0..32 {
-                            let lo = if sub % 2 == 0 { src[l] & 0xF } else { src[l] >> 4 };
+                            let lo = if sub % 2 == 0 {
+                                src[l] & 0xF
+                            } else {
+                                src[l] >> 4
+                            };
                             let hi = if qh[l] & bit != 0 { 16 } else { 0 };
                             qs.push((lo + hi) as i8);
                         }
                     }
                 }
-                Packed::I8 { block: 32, qs, scale, min: Some(min) }
+                Packed::I8 {
+                    block: 32,
+                    qs,
+                    scale,
+                    min: Some(min),
+                }
             }
             QuantFormat::Q6K => {
                 let mut qs = vec![0i8; n];
@@ -140,16 +184,31 @@ impl PackedMatrix {
                         scale.push(d * (b[192 + s] as i8) as f32);
                     }
                 }
-                Packed::I8 { block: 16, qs, scale, min: None }
+                Packed::I8 {
+                    block: 16,
+                    qs,
+                    scale,
+                    min: None,
+                }
             }
         };
-        Ok(Self { rows, cols, source: fmt, data: packed })
+        Ok(Self {
+            rows,
+            cols,
+            source: fmt,
+            data: packed,
+        })
     }
 
     /// A dense matrix from f32 values (tests, tiny models).
     pub fn from_f32(values: Vec<f32>, rows: usize, cols: usize) -> Self {
         assert_eq!(values.len(), rows * cols);
-        Self { rows, cols, source: QuantFormat::F32, data: Packed::F32(values) }
+        Self {
+            rows,
+            cols,
+            source: QuantFormat::F32,
+            data: Packed::F32(values),
+        }
     }
 
     /// One row dequantized, for embedding lookups.
@@ -157,4 +216,3 @@ impl PackedMatrix {
         super::dequant_rows(self, r, r + 1, out);
     }
 }
-

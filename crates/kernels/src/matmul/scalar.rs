@@ -1,4 +1,6 @@
 //! The reference arithmetic. The SIMD kernels must match it bit for bit.
+// Register tiles are indexed [row][col] on purpose: iterator chains obscure the tiling.
+#![allow(clippy::needless_range_loop)]
 
 use super::pack::{Packed, PackedMatrix};
 use super::{MR, NR};
@@ -49,7 +51,12 @@ pub fn dequant_rows(w: &PackedMatrix, r0: usize, r1: usize, out: &mut [f32]) {
                 }
             }
         }
-        Packed::I8 { block, qs, scale, min } => {
+        Packed::I8 {
+            block,
+            qs,
+            scale,
+            min,
+        } => {
             for (bi, o) in out.chunks_exact_mut(*block).enumerate() {
                 let b = e0 / block + bi;
                 let mn = min.as_ref().map_or(0.0, |m| m[b]);

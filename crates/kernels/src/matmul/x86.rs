@@ -1,4 +1,6 @@
 //! AVX-512 kernels, bitwise twins of `scalar.rs`.
+// Register tiles are indexed [row][col] on purpose: iterator chains obscure the tiling.
+#![allow(clippy::needless_range_loop)]
 
 use super::pack::{Packed, PackedMatrix};
 use super::{MR, NR};
@@ -7,7 +9,10 @@ use std::arch::x86_64::*;
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn reduce16(v: __m512) -> f32 {
-    let r8 = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))));
+    let r8 = _mm256_add_ps(
+        _mm512_castps512_ps256(v),
+        _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))),
+    );
     let r4 = _mm_add_ps(_mm256_castps256_ps128(r8), _mm256_extractf128_ps::<1>(r8));
     let r2 = _mm_add_ps(r4, _mm_movehl_ps(r4, r4));
     let r1 = _mm_add_ss(r2, _mm_shuffle_ps::<0b01>(r2, r2));
@@ -15,7 +20,12 @@ unsafe fn reduce16(v: __m512) -> f32 {
 }
 
 #[target_feature(enable = "avx512f,avx512dq")]
-unsafe fn tile<const M: usize, const N: usize>(x: &[f32], w: &[f32], k: usize, out: &mut [[f32; NR]; MR]) {
+unsafe fn tile<const M: usize, const N: usize>(
+    x: &[f32],
+    w: &[f32],
+    k: usize,
+    out: &mut [[f32; NR]; MR],
+) {
     let mut acc = [[_mm512_setzero_ps(); N]; M];
     let xp = x.as_ptr();
     let wp = w.as_ptr();
@@ -54,7 +64,14 @@ unsafe fn tile<const M: usize, const N: usize>(x: &[f32], w: &[f32], k: usize, o
 /// # Safety
 /// The CPU must support avx512f and avx512dq; `x` holds `mr` rows and `w` `nr` rows of `k`.
 #[target_feature(enable = "avx512f,avx512dq")]
-pub unsafe fn micro_tile(x: &[f32], w: &[f32], k: usize, mr: usize, nr: usize, out: &mut [[f32; NR]; MR]) {
+pub unsafe fn micro_tile(
+    x: &[f32],
+    w: &[f32],
+    k: usize,
+    mr: usize,
+    nr: usize,
+    out: &mut [[f32; NR]; MR],
+) {
     assert!(x.len() >= mr * k && w.len() >= nr * k && mr <= MR && nr <= NR);
     macro_rules! go {
         ($($m:literal $n:literal),*) => {
@@ -96,7 +113,12 @@ pub unsafe fn dequant_rows(w: &PackedMatrix, r0: usize, r1: usize, out: &mut [f3
                 _mm512_storeu_ps(op.add(bi * 32 + 16), _mm512_fmadd_ps(fhi, s, m));
             }
         }
-        Packed::I8 { block, qs, scale, min } => {
+        Packed::I8 {
+            block,
+            qs,
+            scale,
+            min,
+        } => {
             let block = *block;
             let b0 = e0 / block;
             let nb = (e1 - e0) / block;
@@ -107,7 +129,8 @@ pub unsafe fn dequant_rows(w: &PackedMatrix, r0: usize, r1: usize, out: &mut [f3
                 let m = _mm512_set1_ps(min.as_ref().map_or(0.0, |mm| mm[b]));
                 for h in 0..block / 16 {
                     // SAFETY: block b has `block` codes (asserted above).
-                    let raw = _mm_loadu_si128(qs.as_ptr().add(b * block + h * 16) as *const __m128i);
+                    let raw =
+                        _mm_loadu_si128(qs.as_ptr().add(b * block + h * 16) as *const __m128i);
                     let f = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(raw));
                     _mm512_storeu_ps(op.add(bi * block + h * 16), _mm512_fmadd_ps(f, s, m));
                 }
@@ -141,9 +164,16 @@ unsafe fn q4_chunk_pair(qs: *const u8, scale: f32, min: f32) -> (__m512, __m512)
 /// Requires avx512f; `w` must be Q4 or I8 packed with `cols % 32 == 0` (I8 blocks of 16
 /// or 32), `x` holds `M` rows of `cols`, `y` has room for rows `< M` at stride `ldy`.
 #[target_feature(enable = "avx512f,avx512dq")]
-pub unsafe fn fused_rows<const M: usize>(w: &PackedMatrix, r0: usize, r1: usize, x: &[f32], y: &mut [f32], ldy: usize) {
+pub unsafe fn fused_rows<const M: usize>(
+    w: &PackedMatrix,
+    r0: usize,
+    r1: usize,
+    x: &[f32],
+    y: &mut [f32],
+    ldy: usize,
+) {
     let k = w.cols();
-    assert!(x.len() >= M * k && k % 32 == 0 && r1 <= w.rows());
+    assert!(x.len() >= M * k && k.is_multiple_of(32) && r1 <= w.rows());
     assert!(M == 0 || y.len() >= (M - 1) * ldy + r1);
     // One weight row at a time: measured faster than 2 or 4 rows in lockstep, whose
     // extra concurrent memory streams (codes, scales, mins per row) cost more than the
@@ -155,7 +185,13 @@ pub unsafe fn fused_rows<const M: usize>(w: &PackedMatrix, r0: usize, r1: usize,
 
 #[target_feature(enable = "avx512f,avx512dq")]
 #[inline]
-unsafe fn fused_group<const M: usize, const R: usize>(w: &PackedMatrix, j0: usize, x: &[f32], y: &mut [f32], ldy: usize) {
+unsafe fn fused_group<const M: usize, const R: usize>(
+    w: &PackedMatrix,
+    j0: usize,
+    x: &[f32],
+    y: &mut [f32],
+    ldy: usize,
+) {
     let k = w.cols();
     let xp = x.as_ptr();
     let nb = k / 32;
@@ -169,7 +205,11 @@ unsafe fn fused_group<const M: usize, const R: usize>(w: &PackedMatrix, j0: usiz
                 let mut whi = [_mm512_setzero_ps(); R];
                 for r in 0..R {
                     let blk = (j0 + r) * nb + b;
-                    (wlo[r], whi[r]) = q4_chunk_pair(qs.as_ptr().add(blk * 16), *scale.get_unchecked(blk), *min.get_unchecked(blk));
+                    (wlo[r], whi[r]) = q4_chunk_pair(
+                        qs.as_ptr().add(blk * 16),
+                        *scale.get_unchecked(blk),
+                        *min.get_unchecked(blk),
+                    );
                 }
                 for i in 0..M {
                     let xl = _mm512_loadu_ps(xp.add(i * k + b * 32));
@@ -181,7 +221,12 @@ unsafe fn fused_group<const M: usize, const R: usize>(w: &PackedMatrix, j0: usiz
                 }
             }
         }
-        Packed::I8 { block, qs, scale, min } => {
+        Packed::I8 {
+            block,
+            qs,
+            scale,
+            min,
+        } => {
             let block = *block;
             assert!(qs.len() >= (j0 + R) * k && scale.len() >= (j0 + R) * k / block);
             for c in 0..k / 16 {

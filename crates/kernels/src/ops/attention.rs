@@ -17,7 +17,8 @@ impl PagedKv<'_> {
     #[inline]
     fn offset(&self, table: &[u32], pos: usize, kv_head: usize) -> usize {
         let block = table[pos / self.block_size] as usize;
-        ((block * self.block_size + pos % self.block_size) * self.n_kv_heads + kv_head) * self.head_dim
+        ((block * self.block_size + pos % self.block_size) * self.n_kv_heads + kv_head)
+            * self.head_dim
     }
 }
 
@@ -43,7 +44,15 @@ unsafe impl Sync for OutPtr {}
 /// `out[row, head] = softmax(q·Kᵀ · scale) · V` over the row's causal context, with
 /// query heads mapped onto KV heads by grouping (GQA). `q` and `out` have
 /// `n_heads * head_dim` columns.
-pub fn attention(pool: &ThreadPool, q: &[f32], n_heads: usize, kv: &PagedKv, seqs: &[AttnSeq], scale: f32, out: &mut [f32]) {
+pub fn attention(
+    pool: &ThreadPool,
+    q: &[f32],
+    n_heads: usize,
+    kv: &PagedKv,
+    seqs: &[AttnSeq],
+    scale: f32,
+    out: &mut [f32],
+) {
     let hd = kv.head_dim;
     let width = n_heads * hd;
     let group = n_heads / kv.n_kv_heads;

@@ -46,7 +46,14 @@ pub fn rope_halves(x: &mut [f32], head_dim: usize, cos_sin: &[(f32, f32)]) {
 
 /// `(cos, sin)` of `pos * base^(-2i/dims)` for `i < dims/2`, computed in f64; `freq_scale`
 /// is linear RoPE scaling (1.0 for none), `factors` per-pair divisors (rope_freqs tensor).
-pub fn rope_table(pos: usize, dims: usize, base: f64, freq_scale: f64, factors: Option<&[f32]>, out: &mut Vec<(f32, f32)>) {
+pub fn rope_table(
+    pos: usize,
+    dims: usize,
+    base: f64,
+    freq_scale: f64,
+    factors: Option<&[f32]>,
+    out: &mut Vec<(f32, f32)>,
+) {
     out.clear();
     for i in 0..dims / 2 {
         let mut theta = pos as f64 * freq_scale * base.powf(-2.0 * i as f64 / dims as f64);

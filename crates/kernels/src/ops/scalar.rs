@@ -7,7 +7,14 @@ pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
 pub(crate) const EXP_LO: f32 = -87.336_55;
 pub(crate) const EXP_HI: f32 = 88.376_26;
 /// Minimax coefficients of exp(r) on [-ln2/2, ln2/2] (degree 6, Cephes expf).
-pub(crate) const P: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_66, 0.5];
+pub(crate) const P: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    0.166_666_66,
+    0.5,
+];
 
 /// exp(x) to about 1 ulp: x = n·ln2 + r, a polynomial in r, then scaling by 2ⁿ.
 pub fn exp(x: f32) -> f32 {

@@ -2,7 +2,12 @@ use super::*;
 use proptest::prelude::*;
 
 fn vals(n: usize, seed: u64, spread: f32) -> Vec<f32> {
-    (0..n).map(|i| ((((i as u64 + 1) * 2654435761 + seed * 97) % 20001) as f32 - 10000.0) / 10000.0 * spread).collect()
+    (0..n)
+        .map(|i| {
+            ((((i as u64 + 1) * 2654435761 + seed * 97) % 20001) as f32 - 10000.0) / 10000.0
+                * spread
+        })
+        .collect()
 }
 
 #[test]
@@ -41,8 +46,19 @@ fn attention_over_pages_matches_dense_softmax() {
     let k = vals(n_blocks * bs * n_kv * hd, 1, 1.0);
     let v = vals(n_blocks * bs * n_kv * hd, 2, 1.0);
     let q = vals(2 * n_heads * hd, 3, 1.0);
-    let kv = PagedKv { k: &k, v: &v, block_size: bs, n_kv_heads: n_kv, head_dim: hd };
-    let seqs = [AttnSeq { block_table: &table, first_row: 0, n_rows: 2, first_pos: n_ctx - 2 }];
+    let kv = PagedKv {
+        k: &k,
+        v: &v,
+        block_size: bs,
+        n_kv_heads: n_kv,
+        head_dim: hd,
+    };
+    let seqs = [AttnSeq {
+        block_table: &table,
+        first_row: 0,
+        n_rows: 2,
+        first_pos: n_ctx - 2,
+    }];
     let mut out = vec![0f32; 2 * n_heads * hd];
     attention(&pool, &q, n_heads, &kv, &seqs, 0.25, &mut out);
     for row in 0..2 {
@@ -51,14 +67,24 @@ fn attention_over_pages_matches_dense_softmax() {
             let kvh = h / 2;
             let at = |p: usize| ((table[p / bs] as usize * bs + p % bs) * n_kv + kvh) * hd;
             let qv = &q[(row * n_heads + h) * hd..][..hd];
-            let s: Vec<f64> = (0..ctx).map(|p| (0..hd).map(|d| qv[d] as f64 * k[at(p) + d] as f64).sum::<f64>() * 0.25).collect();
+            let s: Vec<f64> = (0..ctx)
+                .map(|p| {
+                    (0..hd)
+                        .map(|d| qv[d] as f64 * k[at(p) + d] as f64)
+                        .sum::<f64>()
+                        * 0.25
+                })
+                .collect();
             let m = s.iter().cloned().fold(f64::MIN, f64::max);
             let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
             let z: f64 = e.iter().sum();
             for d in 0..hd {
                 let want: f64 = (0..ctx).map(|p| e[p] / z * v[at(p) + d] as f64).sum();
                 let got = out[(row * n_heads + h) * hd + d] as f64;
-                assert!((got - want).abs() < 1e-5, "row {row} head {h} dim {d}: {got} vs {want}");
+                assert!(
+                    (got - want).abs() < 1e-5,
+                    "row {row} head {h} dim {d}: {got} vs {want}"
+                );
             }
         }
     }

@@ -8,7 +8,9 @@ use std::arch::x86_64::*;
 unsafe fn exp16(x: __m512) -> __m512 {
     let under = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_set1_ps(EXP_LO));
     let x = _mm512_min_ps(x, _mm512_set1_ps(EXP_HI));
-    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(x, _mm512_set1_ps(LOG2E)));
+    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+        _mm512_mul_ps(x, _mm512_set1_ps(LOG2E)),
+    );
     let r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_HI), x);
     let r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_LO), r);
     let mut p = _mm512_set1_ps(P[0]);
@@ -17,7 +19,10 @@ unsafe fn exp16(x: __m512) -> __m512 {
     }
     let r2 = _mm512_mul_ps(r, r);
     let y = _mm512_add_ps(_mm512_fmadd_ps(p, r2, r), _mm512_set1_ps(1.0));
-    let e = _mm512_slli_epi32::<23>(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)));
+    let e = _mm512_slli_epi32::<23>(_mm512_add_epi32(
+        _mm512_cvtps_epi32(n),
+        _mm512_set1_epi32(127),
+    ));
     let out = _mm512_mul_ps(y, _mm512_castsi512_ps(e));
     _mm512_maskz_mov_ps(!under, out)
 }
@@ -56,7 +61,10 @@ pub unsafe fn silu_mul(gate: &mut [f32], up: &[f32]) {
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn reduce16(v: __m512) -> f32 {
-    let r8 = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))));
+    let r8 = _mm256_add_ps(
+        _mm512_castps512_ps256(v),
+        _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))),
+    );
     let r4 = _mm_add_ps(_mm256_castps256_ps128(r8), _mm256_extractf128_ps::<1>(r8));
     let r2 = _mm_add_ps(r4, _mm_movehl_ps(r4, r4));
     let r1 = _mm_add_ss(r2, _mm_shuffle_ps::<0b01>(r2, r2));
@@ -72,7 +80,11 @@ pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = _mm512_setzero_ps();
     for i in 0..full {
         // SAFETY: (i+1)*16 <= len.
-        acc = _mm512_fmadd_ps(_mm512_loadu_ps(a.as_ptr().add(i * 16)), _mm512_loadu_ps(b.as_ptr().add(i * 16)), acc);
+        acc = _mm512_fmadd_ps(
+            _mm512_loadu_ps(a.as_ptr().add(i * 16)),
+            _mm512_loadu_ps(b.as_ptr().add(i * 16)),
+            acc,
+        );
     }
     let rem = len - full * 16;
     if rem > 0 {
@@ -93,7 +105,11 @@ pub unsafe fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     let av = _mm512_set1_ps(a);
     for i in (0..n).step_by(16) {
         // SAFETY: i + 16 <= n <= both lengths.
-        let yv = _mm512_fmadd_ps(av, _mm512_loadu_ps(x.as_ptr().add(i)), _mm512_loadu_ps(y.as_ptr().add(i)));
+        let yv = _mm512_fmadd_ps(
+            av,
+            _mm512_loadu_ps(x.as_ptr().add(i)),
+            _mm512_loadu_ps(y.as_ptr().add(i)),
+        );
         _mm512_storeu_ps(y.as_mut_ptr().add(i), yv);
     }
     super::scalar::axpy(a, &x[n..len], &mut y[n..len]);

@@ -69,8 +69,12 @@ impl QuantFormat {
     /// Bytes of one row of `cols` elements, or an error when the row is ragged.
     pub fn row_bytes(self, cols: usize) -> crate::Result<usize> {
         let (be, bb) = self.block();
-        if cols % be != 0 {
-            return Err(crate::Error::RaggedRow { cols, fmt: self.name(), block: be });
+        if !cols.is_multiple_of(be) {
+            return Err(crate::Error::RaggedRow {
+                cols,
+                fmt: self.name(),
+                block: be,
+            });
         }
         Ok(cols / be * bb)
     }

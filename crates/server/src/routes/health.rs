@@ -11,9 +11,20 @@ pub async fn health(State(st): State<Arc<AppState>>) -> impl IntoResponse {
     match st.loaded() {
         Some(l) if !st.is_shutting_down() => {
             let s = l.engine.stats();
-            (StatusCode::OK, Json(json!({"status": "ok", "running": s.running, "waiting": s.waiting, "kv_blocks_used": s.kv_blocks_used, "kv_blocks_total": s.kv_blocks_total})))
+            (
+                StatusCode::OK,
+                Json(
+                    json!({"status": "ok", "running": s.running, "waiting": s.waiting, "kv_blocks_used": s.kv_blocks_used, "kv_blocks_total": s.kv_blocks_total}),
+                ),
+            )
         }
-        Some(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "shutting_down"}))),
-        None => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "loading"}))),
+        Some(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "shutting_down"})),
+        ),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "loading"})),
+        ),
     }
 }

@@ -6,7 +6,15 @@ use std::sync::Arc;
 
 pub async fn render(State(st): State<Arc<AppState>>) -> impl IntoResponse {
     match &st.metrics {
-        Some(h) => (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()),
-        None => (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain")], "metrics are not enabled\n".to_string()),
+        Some(h) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            h.render(),
+        ),
+        None => (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/plain")],
+            "metrics are not enabled\n".to_string(),
+        ),
     }
 }
