@@ -90,7 +90,7 @@ fn hostile_counts_are_rejected_before_allocating() {
     for field in [8usize, 16] {
         let mut b = fixture();
         b[field..field + 8].copy_from_slice(&u64::MAX.to_le_bytes());
-        let e = GgufFile::from_bytes(b).err().expect("must fail");
+        let e = GgufFile::from_bytes(b).expect_err("must fail");
         assert!(e.to_string().contains("count"), "{e}");
     }
 }
