@@ -75,11 +75,18 @@ pub fn attention(
         // SAFETY: (row, h) is unique to this task, so the slice is written by it alone.
         let o = unsafe { std::slice::from_raw_parts_mut(optr.0.add(row * width + h * hd), hd) };
         debug_assert!(row * width + (h + 1) * hd <= total);
+        let offset = |p: usize| kv.offset(seq.block_table, p, kvh);
         SCORES.with(|sc| {
             let mut sc = sc.borrow_mut();
+            #[cfg(target_arch = "x86_64")]
+            if crate::isa() == crate::Isa::Avx512 && hd % 16 == 0 && hd <= 256 {
+                // SAFETY: avx512f detected; offsets come from the validated block table.
+                unsafe { super::x86::attend_head(qv, kv.k, kv.v, n_ctx, &offset, scale, &mut sc, o) };
+                return;
+            }
             sc.clear();
             for p in 0..n_ctx {
-                let off = kv.offset(seq.block_table, p, kvh);
+                let off = offset(p);
                 sc.push(dot(qv, &kv.k[off..off + hd]) * scale);
             }
             let max = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -91,7 +98,7 @@ pub fn attention(
             let inv = (1.0 / sum) as f32;
             o.fill(0.0);
             for (p, &w) in sc.iter().enumerate() {
-                let off = kv.offset(seq.block_table, p, kvh);
+                let off = offset(p);
                 axpy(w * inv, &kv.v[off..off + hd], o);
             }
         });

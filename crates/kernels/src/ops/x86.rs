@@ -1,4 +1,5 @@
 //! AVX-512 twins of `scalar.rs`.
+#![allow(clippy::needless_range_loop)]
 
 use super::scalar::{EXP_HI, EXP_LO, LN2_HI, LN2_LO, LOG2E, P};
 use std::arch::x86_64::*;
@@ -113,4 +114,57 @@ pub unsafe fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
         _mm512_storeu_ps(y.as_mut_ptr().add(i), yv);
     }
     super::scalar::axpy(a, &x[n..len], &mut y[n..len]);
+}
+
+/// Attention of one query head over its context: the same arithmetic as the generic
+/// path in `attention.rs` (16-lane dot products, `exp`, f64 sum, `fma` accumulation of
+/// V), with every per-key step inlined.
+///
+/// # Safety
+/// Requires avx512f; `head_dim` is a multiple of 16 and at most 256; every offset that
+/// `offset(p)` returns for `p < n_ctx` has `head_dim` valid elements in `k` and `v`.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn attend_head(q: &[f32], k: &[f32], v: &[f32], n_ctx: usize, offset: &dyn Fn(usize) -> usize, scale: f32, scores: &mut Vec<f32>, out: &mut [f32]) {
+    let hd = q.len();
+    let nv = hd / 16;
+    assert!(hd % 16 == 0 && nv <= 16 && out.len() >= hd);
+    let mut qv = [_mm512_setzero_ps(); 16];
+    for c in 0..nv {
+        qv[c] = _mm512_loadu_ps(q.as_ptr().add(c * 16));
+    }
+    scores.clear();
+    scores.reserve(n_ctx);
+    let mut max = f32::NEG_INFINITY;
+    for p in 0..n_ctx {
+        let off = offset(p);
+        assert!(off + hd <= k.len());
+        let kp = k.as_ptr().add(off);
+        let mut acc = _mm512_setzero_ps();
+        for c in 0..nv {
+            acc = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(kp.add(c * 16)), acc);
+        }
+        let s = reduce16(acc) * scale;
+        max = max.max(s);
+        scores.push(s);
+    }
+    for s in scores.iter_mut() {
+        *s -= max;
+    }
+    exp_inplace(scores);
+    let sum: f64 = scores.iter().map(|&s| s as f64).sum();
+    let inv = (1.0 / sum) as f32;
+    let mut o = [_mm512_setzero_ps(); 16];
+    for (p, &w) in scores.iter().enumerate() {
+        let off = offset(p);
+        assert!(off + hd <= v.len());
+        let vp = v.as_ptr().add(off);
+        let a = _mm512_set1_ps(w * inv);
+        for c in 0..nv {
+            o[c] = _mm512_fmadd_ps(a, _mm512_loadu_ps(vp.add(c * 16)), o[c]);
+        }
+    }
+    for c in 0..nv {
+        _mm512_storeu_ps(out.as_mut_ptr().add(c * 16), o[c]);
+    }
 }
