@@ -1,10 +1,15 @@
 //! `y = x · Wᵀ` for quantized `W`, batched over activation rows.
 //!
-//! Weights are repacked at load into one of three layouts. A call walks panels of weight
-//! rows: a panel is dequantized once into an f32 scratch (exactly `fma(q, scale, min)` per
-//! element) and then multiplied with every activation row. Each output is a 16-lane FMA
-//! chain over `k` followed by a fixed reduction tree, whatever the batch size or tile
-//! shape, so a row's result never depends on which other rows share the batch.
+//! Weights are repacked at load into panels of 16 rows stored k-major, so one vector load
+//! holds element `k` of 16 rows. Every output is the same sequential FMA chain
+//! `acc = fma(x[k], w[k], acc)` over `k = 0..K`, with `w[k] = fma(code, scale, min)`
+//! computed exactly, on every path:
+//! * up to four activation rows (decode), weights are dequantized in registers;
+//! * more rows, a pair of panels is dequantized once into a scratch buffer and reused
+//!   by every row.
+//!
+//! So a row's result never depends on which other rows share the batch, and each SIMD
+//! kernel is bitwise equal to its scalar twin.
 
 mod pack;
 mod scalar;
@@ -12,152 +17,109 @@ mod scalar;
 mod x86;
 
 pub(crate) use pack::Packed;
-pub use pack::PackedMatrix;
+pub use pack::{PackedMatrix, PANEL};
 
 use crate::pool::ThreadPool;
 use crate::{isa, Isa};
 use std::cell::RefCell;
 
-/// Rows of activations per micro-tile.
-pub const MR: usize = 4;
-/// Weight rows per micro-tile.
-pub const NR: usize = 4;
+/// Activation rows per register tile on the scratch path.
+pub const MR: usize = 8;
+
+/// Up to this many activation rows, dequantizing in registers beats a scratch panel.
+const FUSED_MAX_ROWS: usize = 4;
 
 thread_local! {
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Weight rows per parallel task: small enough to balance two or more threads on the
-/// narrow K/V projections, at most 64 so that a dequantized panel stays in L2.
-fn panel_rows(n: usize, threads: usize) -> usize {
-    let per = n.div_ceil(threads * 4);
-    per.div_ceil(NR).clamp(1, 16) * NR
 }
 
 struct OutPtr(*mut f32);
 // SAFETY: tasks write disjoint column ranges of `y`; see `matmul`.
 unsafe impl Sync for OutPtr {}
 
+/// Panels per parallel task: enough tasks to balance the threads, at most 4 panels.
+fn panels_per_task(panels: usize, threads: usize) -> usize {
+    (panels / (threads * 3)).clamp(1, 4)
+}
+
 /// `y[i*n + j] = Σ_k x[i*k + kk] * W[j][kk]` for `i < m`, where `W` is `n × k`.
 pub fn matmul(pool: &ThreadPool, w: &PackedMatrix, x: &[f32], m: usize, y: &mut [f32]) {
     let (n, k) = (w.rows(), w.cols());
-    assert!(
-        x.len() >= m * k && y.len() >= m * n,
-        "matmul shapes: x {} y {} m {m} n {n} k {k}",
-        x.len(),
-        y.len()
-    );
+    assert!(x.len() >= m * k && y.len() >= m * n, "matmul shapes: x {} y {} m {m} n {n} k {k}", x.len(), y.len());
     if m == 0 || n == 0 {
         return;
     }
-    let panel = panel_rows(n, pool.threads());
-    let n_tasks = n.div_ceil(panel);
+    let panels = w.panels();
+    let ppt = panels_per_task(panels, pool.threads());
     let out = OutPtr(y.as_mut_ptr());
     let out = &out;
-    if m <= FUSED_MAX_ROWS && fused_applies(w) {
-        pool.run(n_tasks, &|t| {
-            let r0 = t * panel;
-            let r1 = (r0 + panel).min(n);
-            // SAFETY: as below, task t writes only columns r0..r1.
-            let y = unsafe { std::slice::from_raw_parts_mut(out.0, m * n) };
-            fused(w, r0, r1, x, m, y, n);
-        });
-        return;
-    }
-    pool.run(n_tasks, &|t| {
-        let r0 = t * panel;
-        let r1 = (r0 + panel).min(n);
-        SCRATCH.with(|s| {
-            let mut s = s.borrow_mut();
-            let wrows: &[f32] = match &w.data {
-                Packed::F32(v) => &v[r0 * k..r1 * k],
-                _ => {
-                    s.resize((r1 - r0) * k, 0.0);
-                    dequant_rows(w, r0, r1, &mut s);
-                    &s[..]
+    let fused = m <= FUSED_MAX_ROWS && isa() == Isa::Avx512 && !matches!(w.data, Packed::F32(_));
+    pool.run(panels.div_ceil(ppt), &|t| {
+        let p0 = t * ppt;
+        let p1 = (p0 + ppt).min(panels);
+        // SAFETY: task t writes only columns p0*16..p1*16 (clipped to n) of each of the m
+        // rows of y; column ranges of different tasks are disjoint; y outlives pool.run.
+        let y = unsafe { std::slice::from_raw_parts_mut(out.0, m * n) };
+        if fused {
+            fused_panels(w, p0, p1, x, m, y);
+        } else {
+            SCRATCH.with(|s| {
+                let mut s = s.borrow_mut();
+                s.resize(k * PANEL, 0.0);
+                for p in p0..p1 {
+                    let wp: &[f32] = match &w.data {
+                        Packed::F32(v) => &v[p * k * PANEL..(p + 1) * k * PANEL],
+                        _ => {
+                            dequant_panel(w, p, &mut s);
+                            &s[..]
+                        }
+                    };
+                    panel_gemm(x, m, k, wp, y, n, p * PANEL, (n - p * PANEL).min(PANEL));
                 }
-            };
-            // SAFETY: task t writes only columns r0..r1 of each of the m rows of y, and
-            // the column ranges of different tasks are disjoint; y outlives pool.run.
-            let y = unsafe { std::slice::from_raw_parts_mut(out.0, m * n) };
-            panel_gemm(x, m, k, wrows, r1 - r0, y, n, r0);
-        });
+            });
+        }
     });
 }
 
-/// Up to this many activation rows, weights are dequantized in registers per block
-/// rather than into a scratch panel: with few rows the panel's store and reload would
-/// cost more than the arithmetic it saves.
-const FUSED_MAX_ROWS: usize = 4;
-
-fn fused_applies(w: &PackedMatrix) -> bool {
-    isa() == Isa::Avx512 && w.cols().is_multiple_of(32) && !matches!(w.data, Packed::F32(_))
-}
-
 #[allow(unused_variables)]
-fn fused(w: &PackedMatrix, r0: usize, r1: usize, x: &[f32], m: usize, y: &mut [f32], ldy: usize) {
+fn fused_panels(w: &PackedMatrix, p0: usize, p1: usize, x: &[f32], m: usize, y: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: fused_applies checked avx512f and the packing; shapes were asserted by matmul.
+    // SAFETY: the caller checked avx512f and a quantized packing; shapes were asserted.
     unsafe {
         match m {
-            1 => x86::fused_rows::<1>(w, r0, r1, x, y, ldy),
-            2 => x86::fused_rows::<2>(w, r0, r1, x, y, ldy),
-            3 => x86::fused_rows::<3>(w, r0, r1, x, y, ldy),
-            _ => x86::fused_rows::<4>(w, r0, r1, x, y, ldy),
+            1 => x86::fused::<1>(w, p0, p1, x, y),
+            2 => x86::fused::<2>(w, p0, p1, x, y),
+            3 => x86::fused::<3>(w, p0, p1, x, y),
+            _ => x86::fused::<4>(w, p0, p1, x, y),
         }
     }
 }
 
-/// Multiplies `m` activation rows with `nw` dequantized weight rows, writing columns
-/// `col0..col0+nw` of `y` (row stride `ldy`).
+/// Multiplies `m` activation rows with one dequantized panel (`[k][16]`), writing the
+/// `valid` leading columns from `col0` of `y` (row stride `ldy`).
 #[allow(clippy::too_many_arguments)]
-fn panel_gemm(
-    x: &[f32],
-    m: usize,
-    k: usize,
-    w: &[f32],
-    nw: usize,
-    y: &mut [f32],
-    ldy: usize,
-    col0: usize,
-) {
-    for i0 in (0..m).step_by(MR) {
-        let mr = MR.min(m - i0);
-        for j0 in (0..nw).step_by(NR) {
-            let nr = NR.min(nw - j0);
-            let mut tile = [[0f32; NR]; MR];
-            micro_tile(&x[i0 * k..], &w[j0 * k..], k, mr, nr, &mut tile);
-            for (i, row) in tile.iter().enumerate().take(mr) {
-                let base = (i0 + i) * ldy + col0 + j0;
-                y[base..base + nr].copy_from_slice(&row[..nr]);
-            }
-        }
+fn panel_gemm(x: &[f32], m: usize, k: usize, wp: &[f32], y: &mut [f32], ldy: usize, col0: usize, valid: usize) {
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: avx512f was detected; the slices hold the shapes passed.
+        Isa::Avx512 => unsafe { x86::panel_gemm(x, m, k, wp, y, ldy, col0, valid) },
+        _ => scalar::panel_gemm(x, m, k, wp, y, ldy, col0, valid),
     }
 }
 
-/// One `mr × nr` tile of dot products (rows of `x` and `w` have stride `k`).
-pub fn micro_tile(x: &[f32], w: &[f32], k: usize, mr: usize, nr: usize, out: &mut [[f32; NR]; MR]) {
+/// Dequantizes panel `p` into `out` as `[k][16]` f32.
+pub fn dequant_panel(w: &PackedMatrix, p: usize, out: &mut [f32]) {
     match isa() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: avx512f was detected at run time.
-        Isa::Avx512 => unsafe { x86::micro_tile(x, w, k, mr, nr, out) },
-        _ => scalar::micro_tile(x, w, k, mr, nr, out),
-    }
-}
-
-/// Dequantizes weight rows `r0..r1` into `out` (row-major, `cols` per row).
-pub fn dequant_rows(w: &PackedMatrix, r0: usize, r1: usize, out: &mut [f32]) {
-    match isa() {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: avx512f was detected at run time.
-        Isa::Avx512 => unsafe { x86::dequant_rows(w, r0, r1, out) },
-        _ => scalar::dequant_rows(w, r0, r1, out),
+        Isa::Avx512 => unsafe { x86::dequant_panel(w, p, out) },
+        _ => scalar::dequant_panel(w, p, out),
     }
 }
 
 /// The scalar twins, public for tests and for comparison runs.
 pub mod reference {
-    pub use super::scalar::{dequant_rows, micro_tile, reduce16};
+    pub use super::scalar::{dequant_panel, matmul};
 }
 
 #[cfg(test)]

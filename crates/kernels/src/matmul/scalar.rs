@@ -1,69 +1,67 @@
 //! The reference arithmetic. The SIMD kernels must match it bit for bit.
-// Register tiles are indexed [row][col] on purpose: iterator chains obscure the tiling.
+// Panels are indexed [k][lane] on purpose: iterator chains obscure the layout.
 #![allow(clippy::needless_range_loop)]
 
-use super::pack::{Packed, PackedMatrix};
-use super::{MR, NR};
+use super::pack::{i8_block_bytes, Packed, PackedMatrix, PANEL, Q4_BLOCK_BYTES};
 
-/// The fixed reduction tree of 16 lanes: halves, quarters, pairs, then the last two.
-pub fn reduce16(a: &[f32; 16]) -> f32 {
-    let mut r8 = [0f32; 8];
-    for l in 0..8 {
-        r8[l] = a[l] + a[l + 8];
-    }
-    let mut r4 = [0f32; 4];
-    for l in 0..4 {
-        r4[l] = r8[l] + r8[l + 4];
-    }
-    let r2 = [r4[0] + r4[2], r4[1] + r4[3]];
-    r2[0] + r2[1]
+fn f32_at(d: &[u8], i: usize) -> f32 {
+    f32::from_le_bytes([d[i], d[i + 1], d[i + 2], d[i + 3]])
 }
 
-pub fn micro_tile(x: &[f32], w: &[f32], k: usize, mr: usize, nr: usize, out: &mut [[f32; NR]; MR]) {
-    for i in 0..mr {
-        for j in 0..nr {
-            let xr = &x[i * k..i * k + k];
-            let wr = &w[j * k..j * k + k];
-            let mut acc = [0f32; 16];
-            for (xc, wc) in xr.chunks(16).zip(wr.chunks(16)) {
-                for l in 0..xc.len() {
-                    acc[l] = xc[l].mul_add(wc[l], acc[l]);
-                }
-            }
-            out[i][j] = reduce16(&acc);
-        }
-    }
-}
-
-pub fn dequant_rows(w: &PackedMatrix, r0: usize, r1: usize, out: &mut [f32]) {
+pub fn dequant_panel(w: &PackedMatrix, p: usize, out: &mut [f32]) {
     let k = w.cols();
-    let (e0, e1) = (r0 * k, r1 * k);
-    let out = &mut out[..e1 - e0];
     match &w.data {
-        Packed::F32(v) => out.copy_from_slice(&v[e0..e1]),
-        Packed::Q4 { qs, scale, min } => {
-            for (bi, o) in out.chunks_exact_mut(32).enumerate() {
-                let b = e0 / 32 + bi;
-                let q = &qs[b * 16..b * 16 + 16];
-                for j in 0..16 {
-                    o[j] = ((q[j] & 0xF) as f32).mul_add(scale[b], min[b]);
-                    o[j + 16] = ((q[j] >> 4) as f32).mul_add(scale[b], min[b]);
+        Packed::F32(v) => out[..k * PANEL].copy_from_slice(&v[p * k * PANEL..(p + 1) * k * PANEL]),
+        Packed::Q4(d) => {
+            let nb = k / 32;
+            for b in 0..nb {
+                let base = (p * nb + b) * Q4_BLOCK_BYTES;
+                for t in 0..16 {
+                    for l in 0..PANEL {
+                        let (s, m) = (f32_at(d, base + 4 * l), f32_at(d, base + 64 + 4 * l));
+                        let byte = d[base + 128 + t * PANEL + l];
+                        out[(b * 32 + 2 * t) * PANEL + l] = ((byte & 0xF) as f32).mul_add(s, m);
+                        out[(b * 32 + 2 * t + 1) * PANEL + l] = ((byte >> 4) as f32).mul_add(s, m);
+                    }
                 }
             }
         }
-        Packed::I8 {
-            block,
-            qs,
-            scale,
-            min,
-        } => {
-            for (bi, o) in out.chunks_exact_mut(*block).enumerate() {
-                let b = e0 / block + bi;
-                let mn = min.as_ref().map_or(0.0, |m| m[b]);
-                for (j, v) in o.iter_mut().enumerate() {
-                    *v = (qs[b * block + j] as f32).mul_add(scale[b], mn);
+        Packed::I8 { block, data: d } => {
+            let nb = k / block;
+            let bytes = i8_block_bytes(*block);
+            for b in 0..nb {
+                let base = (p * nb + b) * bytes;
+                for kk in 0..*block {
+                    for l in 0..PANEL {
+                        let (s, m) = (f32_at(d, base + 4 * l), f32_at(d, base + 64 + 4 * l));
+                        let code = d[base + 128 + kk * PANEL + l] as i8;
+                        out[(b * block + kk) * PANEL + l] = (code as f32).mul_add(s, m);
+                    }
                 }
             }
         }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn panel_gemm(x: &[f32], m: usize, k: usize, wp: &[f32], y: &mut [f32], ldy: usize, col0: usize, valid: usize) {
+    for i in 0..m {
+        for l in 0..valid {
+            let mut acc = 0f32;
+            for kk in 0..k {
+                acc = x[i * k + kk].mul_add(wp[kk * PANEL + l], acc);
+            }
+            y[i * ldy + col0 + l] = acc;
+        }
+    }
+}
+
+/// The whole product, one output at a time.
+pub fn matmul(w: &PackedMatrix, x: &[f32], m: usize, y: &mut [f32]) {
+    let (n, k) = (w.rows(), w.cols());
+    let mut panel = vec![0f32; k * PANEL];
+    for p in 0..w.panels() {
+        dequant_panel(w, p, &mut panel);
+        panel_gemm(x, m, k, &panel, y, n, p * PANEL, (n - p * PANEL).min(PANEL));
     }
 }

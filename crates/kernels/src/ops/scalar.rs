@@ -53,7 +53,21 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
             acc[l] = ac[l].mul_add(bc[l], acc[l]);
         }
     }
-    crate::matmul::reference::reduce16(&acc)
+    reduce16(&acc)
+}
+
+/// The fixed reduction tree of 16 lanes: halves, quarters, pairs, then the last two.
+pub fn reduce16(a: &[f32; 16]) -> f32 {
+    let mut r8 = [0f32; 8];
+    for l in 0..8 {
+        r8[l] = a[l] + a[l + 8];
+    }
+    let mut r4 = [0f32; 4];
+    for l in 0..4 {
+        r4[l] = r8[l] + r8[l + 4];
+    }
+    let r2 = [r4[0] + r4[2], r4[1] + r4[3]];
+    r2[0] + r2[1]
 }
 
 pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
