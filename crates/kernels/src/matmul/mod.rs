@@ -65,16 +65,27 @@ pub fn matmul(pool: &ThreadPool, w: &PackedMatrix, x: &[f32], m: usize, y: &mut 
         } else {
             SCRATCH.with(|s| {
                 let mut s = s.borrow_mut();
-                s.resize(k * PANEL, 0.0);
-                for p in p0..p1 {
-                    let wp: &[f32] = match &w.data {
-                        Packed::F32(v) => &v[p * k * PANEL..(p + 1) * k * PANEL],
-                        _ => {
-                            dequant_panel(w, p, &mut s);
-                            &s[..]
-                        }
-                    };
-                    panel_gemm(x, m, k, wp, y, n, p * PANEL, (n - p * PANEL).min(PANEL));
+                let np = p1 - p0;
+                if !matches!(w.data, Packed::F32(_)) {
+                    s.resize(np * k * PANEL, 0.0);
+                    for (q, chunk) in s.chunks_exact_mut(k * PANEL).enumerate() {
+                        dequant_panel(w, p0 + q, chunk);
+                    }
+                }
+                let panel = |q: usize| -> &[f32] {
+                    match &w.data {
+                        Packed::F32(v) => &v[(p0 + q) * k * PANEL..(p0 + q + 1) * k * PANEL],
+                        _ => &s[q * k * PANEL..(q + 1) * k * PANEL],
+                    }
+                };
+                // Row tiles outside, panels inside: a tile of activation rows stays in cache
+                // while every panel of the task passes over it.
+                for i0 in (0..m).step_by(MR) {
+                    let rows = MR.min(m - i0);
+                    for q in 0..np {
+                        let col0 = (p0 + q) * PANEL;
+                        panel_gemm(&x[i0 * k..], rows, k, panel(q), &mut y[i0 * n..], n, col0, (n - col0).min(PANEL));
+                    }
                 }
             });
         }
