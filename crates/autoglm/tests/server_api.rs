@@ -6,14 +6,7 @@ use common::{reference, Server};
 use serde_json::{json, Value};
 use std::io::BufRead;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
-/// One shared server for the tests that do not need special flags.
-fn shared() -> &'static Server {
-    static S: OnceLock<Server> = OnceLock::new();
-    S.get_or_init(|| Server::start(&[]))
-}
 
 fn ids(v: &Value) -> Vec<u64> {
     v.as_array()
@@ -41,7 +34,7 @@ fn the_official_openai_sdk_works_unmodified() {
 
 #[test]
 fn greedy_api_output_equals_autoglm_generate() {
-    let s = shared();
+    let s = &Server::start(&[]);
     let r = reference("llamacpp_smollm2_q4_1.json");
     let prompt = r["completion"]["request"]["prompt"].as_str().unwrap();
     let cli = Command::new(env!("CARGO_BIN_EXE_autoglm"))
@@ -199,7 +192,7 @@ fn a_shared_system_prompt_is_prefilled_once() {
 
 #[test]
 fn errors_have_openai_shape_and_status() {
-    let s = shared();
+    let s = &Server::start(&[]);
     let check = |r: common::Response, status: u16, param: Option<&str>| {
         assert_eq!(r.status, status, "{}", r.text());
         let e = r.json();
@@ -328,7 +321,7 @@ fn a_full_queue_answers_429_with_retry_after() {
 
 #[test]
 fn request_ids_gzip_h2c_models_and_metrics() {
-    let s = shared();
+    let s = &Server::start(&[]);
     let r = s.request("GET", "/v1/models", &[("X-Request-Id", "abc-123")], b"");
     assert_eq!(
         r.headers.get("x-request-id").map(String::as_str),
@@ -388,7 +381,7 @@ fn request_ids_gzip_h2c_models_and_metrics() {
 
 #[test]
 fn streams_end_with_done_and_keep_tokens_per_chunk() {
-    let s = shared();
+    let s = &Server::start(&[]);
     let r = s.post_json("/v1/chat/completions", &json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 6, "temperature": 0, "ignore_eos": true, "stream": true}));
     assert!(r
         .headers

@@ -45,7 +45,12 @@ fn panels_per_task(panels: usize, threads: usize) -> usize {
 /// `y[i*n + j] = Σ_k x[i*k + kk] * W[j][kk]` for `i < m`, where `W` is `n × k`.
 pub fn matmul(pool: &ThreadPool, w: &PackedMatrix, x: &[f32], m: usize, y: &mut [f32]) {
     let (n, k) = (w.rows(), w.cols());
-    assert!(x.len() >= m * k && y.len() >= m * n, "matmul shapes: x {} y {} m {m} n {n} k {k}", x.len(), y.len());
+    assert!(
+        x.len() >= m * k && y.len() >= m * n,
+        "matmul shapes: x {} y {} m {m} n {n} k {k}",
+        x.len(),
+        y.len()
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -80,12 +85,19 @@ pub fn matmul(pool: &ThreadPool, w: &PackedMatrix, x: &[f32], m: usize, y: &mut 
                 };
                 // Row tiles outside, panels inside: a tile of activation rows stays in cache
                 // while every panel of the task passes over it.
+                let panels: Vec<&[f32]> = (0..np).map(panel).collect();
                 for i0 in (0..m).step_by(MR) {
                     let rows = MR.min(m - i0);
-                    for q in 0..np {
-                        let col0 = (p0 + q) * PANEL;
-                        panel_gemm(&x[i0 * k..], rows, k, panel(q), &mut y[i0 * n..], n, col0, (n - col0).min(PANEL));
-                    }
+                    tile_panels(
+                        &x[i0 * k..],
+                        rows,
+                        k,
+                        &panels,
+                        &mut y[i0 * n..],
+                        n,
+                        p0 * PANEL,
+                        n,
+                    );
                 }
             });
         }
@@ -106,15 +118,29 @@ fn fused_panels(w: &PackedMatrix, p0: usize, p1: usize, x: &[f32], m: usize, y: 
     }
 }
 
-/// Multiplies `m` activation rows with one dequantized panel (`[k][16]`), writing the
-/// `valid` leading columns from `col0` of `y` (row stride `ldy`).
+/// `rows ≤ MR` activation rows against consecutive dequantized panels (`[k][16]` each)
+/// starting at column `col0` of `y` (row stride `ldy`, `n` columns).
 #[allow(clippy::too_many_arguments)]
-fn panel_gemm(x: &[f32], m: usize, k: usize, wp: &[f32], y: &mut [f32], ldy: usize, col0: usize, valid: usize) {
+fn tile_panels(
+    x: &[f32],
+    rows: usize,
+    k: usize,
+    panels: &[&[f32]],
+    y: &mut [f32],
+    ldy: usize,
+    col0: usize,
+    n: usize,
+) {
     match isa() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: avx512f was detected; the slices hold the shapes passed.
-        Isa::Avx512 => unsafe { x86::panel_gemm(x, m, k, wp, y, ldy, col0, valid) },
-        _ => scalar::panel_gemm(x, m, k, wp, y, ldy, col0, valid),
+        Isa::Avx512 => unsafe { x86::tile_panels(x, rows, k, panels, y, ldy, col0, n) },
+        _ => {
+            for (q, wp) in panels.iter().enumerate() {
+                let c = col0 + q * PANEL;
+                scalar::panel_gemm(x, rows, k, wp, y, ldy, c, (n - c).min(PANEL));
+            }
+        }
     }
 }
 

@@ -67,12 +67,23 @@ impl PackedMatrix {
         let row_bytes = fmt.row_bytes(cols)?;
         let expected = row_bytes * rows;
         if data.len() != expected {
-            return Err(Error::BadSize { got: data.len(), expected, rows, cols, fmt: fmt.name() });
+            return Err(Error::BadSize {
+                got: data.len(),
+                expected,
+                rows,
+                cols,
+                fmt: fmt.name(),
+            });
         }
         let n = rows * cols;
         let (_, bb) = fmt.block();
         let blocks = data.chunks_exact(bb);
-        let mut rc = RowCodes { block: 32, codes: Vec::with_capacity(n), scale: Vec::with_capacity(n / 16), min: Vec::with_capacity(n / 16) };
+        let mut rc = RowCodes {
+            block: 32,
+            codes: Vec::with_capacity(n),
+            scale: Vec::with_capacity(n / 16),
+            min: Vec::with_capacity(n / 16),
+        };
         match fmt {
             QuantFormat::F32 | QuantFormat::F16 | QuantFormat::BF16 => {
                 let mut v = vec![0f32; n];
@@ -81,7 +92,11 @@ impl PackedMatrix {
             }
             QuantFormat::Q4_0 | QuantFormat::Q4_1 => {
                 for b in blocks {
-                    let (d, m, q) = if fmt == QuantFormat::Q4_0 { (f16_at(b, 0), -8.0 * f16_at(b, 0), &b[2..18]) } else { (f16_at(b, 0), f16_at(b, 2), &b[4..20]) };
+                    let (d, m, q) = if fmt == QuantFormat::Q4_0 {
+                        (f16_at(b, 0), -8.0 * f16_at(b, 0), &b[2..18])
+                    } else {
+                        (f16_at(b, 0), f16_at(b, 2), &b[4..20])
+                    };
                     rc.scale.push(d);
                     rc.min.push(m);
                     rc.codes.extend(q.iter().map(|&v| (v & 0xF) as i8));
@@ -91,15 +106,24 @@ impl PackedMatrix {
             QuantFormat::Q4K | QuantFormat::Q5K => {
                 for b in blocks {
                     let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
-                    let (qh, ql) = if fmt == QuantFormat::Q4K { (None, &b[16..144]) } else { (Some(&b[16..48]), &b[48..176]) };
+                    let (qh, ql) = if fmt == QuantFormat::Q4K {
+                        (None, &b[16..144])
+                    } else {
+                        (Some(&b[16..48]), &b[48..176])
+                    };
                     for sub in 0..8 {
                         let (sc, m) = scale_min_k4(sub, &b[4..16]);
                         rc.scale.push(d * sc as f32);
                         rc.min.push(-(dmin * m as f32));
                         let src = &ql[32 * (sub / 2)..32 * (sub / 2) + 32];
                         for l in 0..32 {
-                            let lo = if sub % 2 == 0 { src[l] & 0xF } else { src[l] >> 4 };
-                            let hi = qh.map_or(0, |h| if h[l] & (1u8 << sub) != 0 { 16 } else { 0 });
+                            let lo = if sub % 2 == 0 {
+                                src[l] & 0xF
+                            } else {
+                                src[l] >> 4
+                            };
+                            let hi =
+                                qh.map_or(0, |h| if h[l] & (1u8 << sub) != 0 { 16 } else { 0 });
                             rc.codes.push((lo + hi) as i8);
                         }
                     }
@@ -131,8 +155,16 @@ impl PackedMatrix {
                 }
             }
         }
-        let nibbles = matches!(fmt, QuantFormat::Q4_0 | QuantFormat::Q4_1 | QuantFormat::Q4K);
-        Ok(Self { rows, cols, source: fmt, data: panelize(&rc, rows, cols, nibbles) })
+        let nibbles = matches!(
+            fmt,
+            QuantFormat::Q4_0 | QuantFormat::Q4_1 | QuantFormat::Q4K
+        );
+        Ok(Self {
+            rows,
+            cols,
+            source: fmt,
+            data: panelize(&rc, rows, cols, nibbles),
+        })
     }
 
     /// A dense matrix from row-major f32 values.
@@ -150,7 +182,12 @@ impl PackedMatrix {
                 out[(p * cols + k) * PANEL + lane] = values[r * cols + k];
             }
         }
-        Self { rows, cols, source, data: Packed::F32(out) }
+        Self {
+            rows,
+            cols,
+            source,
+            data: Packed::F32(out),
+        }
     }
 
     /// One row dequantized, for embedding lookups.
@@ -178,20 +215,35 @@ fn panelize(rc: &RowCodes, rows: usize, cols: usize, nibbles: bool) -> Packed {
     let per = block / rc.block.min(block);
     debug_assert_eq!(per, 1);
     let panels = rows.div_ceil(PANEL);
-    let row_or_pad = |p: usize, lane: usize| -> Option<usize> { Some(p * PANEL + lane).filter(|&r| r < rows) };
-    let bytes = if nibbles { Q4_BLOCK_BYTES } else { i8_block_bytes(block) };
+    let row_or_pad =
+        |p: usize, lane: usize| -> Option<usize> { Some(p * PANEL + lane).filter(|&r| r < rows) };
+    let bytes = if nibbles {
+        Q4_BLOCK_BYTES
+    } else {
+        i8_block_bytes(block)
+    };
     let mut out = Vec::with_capacity(panels * nb * bytes);
     for p in 0..panels {
         for b in 0..nb {
             let sidx = |r: usize| r * nb + b;
-            push_f32s(&mut out, (0..PANEL).map(|l| row_or_pad(p, l).map_or(0.0, |r| rc.scale[sidx(r)])));
-            push_f32s(&mut out, (0..PANEL).map(|l| row_or_pad(p, l).map_or(0.0, |r| rc.min[sidx(r)])));
-            let code = |r: Option<usize>, kk: usize| r.map_or(0i8, |r| rc.codes[r * cols + b * block + kk]);
+            push_f32s(
+                &mut out,
+                (0..PANEL).map(|l| row_or_pad(p, l).map_or(0.0, |r| rc.scale[sidx(r)])),
+            );
+            push_f32s(
+                &mut out,
+                (0..PANEL).map(|l| row_or_pad(p, l).map_or(0.0, |r| rc.min[sidx(r)])),
+            );
+            let code = |r: Option<usize>, kk: usize| {
+                r.map_or(0i8, |r| rc.codes[r * cols + b * block + kk])
+            };
             if nibbles {
                 for t in 0..16 {
                     for l in 0..PANEL {
                         let r = row_or_pad(p, l);
-                        out.push((code(r, 2 * t) as u8 & 0xF) | ((code(r, 2 * t + 1) as u8 & 0xF) << 4));
+                        out.push(
+                            (code(r, 2 * t) as u8 & 0xF) | ((code(r, 2 * t + 1) as u8 & 0xF) << 4),
+                        );
                     }
                 }
             } else {

@@ -44,7 +44,16 @@ pub fn dequant_panel(w: &PackedMatrix, p: usize, out: &mut [f32]) {
 }
 
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn panel_gemm(x: &[f32], m: usize, k: usize, wp: &[f32], y: &mut [f32], ldy: usize, col0: usize, valid: usize) {
+pub(crate) fn panel_gemm(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    wp: &[f32],
+    y: &mut [f32],
+    ldy: usize,
+    col0: usize,
+    valid: usize,
+) {
     for i in 0..m {
         for l in 0..valid {
             let mut acc = 0f32;

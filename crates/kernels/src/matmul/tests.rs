@@ -4,7 +4,9 @@ use proptest::prelude::*;
 
 /// Random bytes of a valid encoding: f16 scales are forced finite and modest.
 fn random_ggml(fmt: QuantFormat, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut next = || {
         s ^= s << 13;
         s ^= s >> 7;
@@ -14,18 +16,28 @@ fn random_ggml(fmt: QuantFormat, rows: usize, cols: usize, seed: u64) -> Vec<u8>
     let (be, bb) = fmt.block();
     let nblocks = rows * cols / be;
     let mut out = Vec::with_capacity(nblocks * bb);
-    let small_f16 = |r: u64| half::f16::from_f32(((r % 2000) as f32 - 1000.0) / 16000.0).to_le_bytes();
+    let small_f16 =
+        |r: u64| half::f16::from_f32(((r % 2000) as f32 - 1000.0) / 16000.0).to_le_bytes();
     for _ in 0..nblocks {
         let mut b: Vec<u8> = (0..bb).map(|_| next() as u8).collect();
         match fmt {
-            QuantFormat::F32 => b.copy_from_slice(&(((next() % 2000) as f32 - 1000.0) / 500.0).to_le_bytes()),
-            QuantFormat::F16 | QuantFormat::Q4_0 | QuantFormat::Q4_1 | QuantFormat::Q8_0 | QuantFormat::Q4K | QuantFormat::Q5K => {
+            QuantFormat::F32 => {
+                b.copy_from_slice(&(((next() % 2000) as f32 - 1000.0) / 500.0).to_le_bytes())
+            }
+            QuantFormat::F16
+            | QuantFormat::Q4_0
+            | QuantFormat::Q4_1
+            | QuantFormat::Q8_0
+            | QuantFormat::Q4K
+            | QuantFormat::Q5K => {
                 b[0..2].copy_from_slice(&small_f16(next()));
                 if matches!(fmt, QuantFormat::Q4_1 | QuantFormat::Q4K | QuantFormat::Q5K) {
                     b[2..4].copy_from_slice(&small_f16(next()));
                 }
             }
-            QuantFormat::BF16 => b.copy_from_slice(&half::bf16::from_f32(((next() % 200) as f32 - 100.0) / 50.0).to_le_bytes()),
+            QuantFormat::BF16 => b.copy_from_slice(
+                &half::bf16::from_f32(((next() % 200) as f32 - 100.0) / 50.0).to_le_bytes(),
+            ),
             QuantFormat::Q6K => b[208..210].copy_from_slice(&small_f16(next())),
         }
         out.extend_from_slice(&b);
@@ -46,7 +58,9 @@ const FORMATS: [QuantFormat; 9] = [
 ];
 
 fn x_rows(m: usize, k: usize, seed: u64) -> Vec<f32> {
-    (0..m * k).map(|i| (((i as u64 * 2654435761 + seed) % 1000) as f32 - 500.0) / 250.0).collect()
+    (0..m * k)
+        .map(|i| (((i as u64 * 2654435761 + seed) % 1000) as f32 - 500.0) / 250.0)
+        .collect()
 }
 
 #[test]
@@ -62,7 +76,10 @@ fn packed_values_match_ggml_reference_for_every_format() {
             w.row_f32(r, &mut row);
             for (i, (a, b)) in row.iter().zip(&want[r * cols..]).enumerate() {
                 // Packing computes code*scale+min with one rounding (fma), ggml with two.
-                assert!((a - b).abs() <= 1e-6 * b.abs().max(1e-3), "{fmt:?} row {r} elem {i}: {a} vs {b}");
+                assert!(
+                    (a - b).abs() <= 1e-6 * b.abs().max(1e-3),
+                    "{fmt:?} row {r} elem {i}: {a} vs {b}"
+                );
             }
         }
     }
@@ -80,8 +97,13 @@ fn matmul_matches_a_float64_product() {
     matmul(&ThreadPool::new(2), &w, &x, m, &mut y);
     for i in 0..m {
         for j in 0..n {
-            let want: f64 = (0..k).map(|kk| x[i * k + kk] as f64 * wf[j * k + kk] as f64).sum();
-            assert!((y[i * n + j] as f64 - want).abs() < 1e-4 * want.abs().max(1.0), "{i},{j}");
+            let want: f64 = (0..k)
+                .map(|kk| x[i * k + kk] as f64 * wf[j * k + kk] as f64)
+                .sum();
+            assert!(
+                (y[i * n + j] as f64 - want).abs() < 1e-4 * want.abs().max(1.0),
+                "{i},{j}"
+            );
         }
     }
 }

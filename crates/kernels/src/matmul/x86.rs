@@ -36,9 +36,15 @@ pub unsafe fn dequant_panel(w: &PackedMatrix, p: usize, out: &mut [f32]) {
                 for t in 0..16 {
                     let raw = _mm_loadu_si128(base.add(128 + t * 16) as *const __m128i);
                     let lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(raw, mask)));
-                    let hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16::<4>(raw), mask)));
+                    let hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(
+                        _mm_srli_epi16::<4>(raw),
+                        mask,
+                    )));
                     _mm512_storeu_ps(op.add((b * 32 + 2 * t) * PANEL), _mm512_fmadd_ps(lo, s, m));
-                    _mm512_storeu_ps(op.add((b * 32 + 2 * t + 1) * PANEL), _mm512_fmadd_ps(hi, s, m));
+                    _mm512_storeu_ps(
+                        op.add((b * 32 + 2 * t + 1) * PANEL),
+                        _mm512_fmadd_ps(hi, s, m),
+                    );
                 }
             }
         }
@@ -62,42 +68,95 @@ pub unsafe fn dequant_panel(w: &PackedMatrix, p: usize, out: &mut [f32]) {
 }
 
 #[target_feature(enable = "avx512f")]
-unsafe fn gemm_tile<const M: usize>(x: *const f32, k: usize, wp: *const f32, y: *mut f32, ldy: usize, valid: usize) {
-    let mut acc = [_mm512_setzero_ps(); M];
+unsafe fn gemm_tile<const M: usize, const P: usize>(
+    x: *const f32,
+    k: usize,
+    wp: [*const f32; P],
+    y: [*mut f32; P],
+    ldy: usize,
+    valid: [usize; P],
+) {
+    let mut acc = [[_mm512_setzero_ps(); P]; M];
     for kk in 0..k {
-        let wv = _mm512_loadu_ps(wp.add(kk * PANEL));
+        let mut wv = [_mm512_setzero_ps(); P];
+        for q in 0..P {
+            wv[q] = _mm512_loadu_ps(wp[q].add(kk * PANEL));
+        }
         for i in 0..M {
-            acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(*x.add(i * k + kk)), wv, acc[i]);
+            let xb = _mm512_set1_ps(*x.add(i * k + kk));
+            for q in 0..P {
+                acc[i][q] = _mm512_fmadd_ps(xb, wv[q], acc[i][q]);
+            }
         }
     }
     for i in 0..M {
-        store_cols(y.add(i * ldy), acc[i], valid);
+        for q in 0..P {
+            store_cols(y[q].add(i * ldy), acc[i][q], valid[q]);
+        }
     }
 }
 
+/// One tile of `rows ≤ MR` activation rows against `P` panels.
+#[target_feature(enable = "avx512f")]
+unsafe fn gemm_rows<const P: usize>(
+    rows: usize,
+    x: *const f32,
+    k: usize,
+    wp: [*const f32; P],
+    y: [*mut f32; P],
+    ldy: usize,
+    valid: [usize; P],
+) {
+    match rows {
+        8 => gemm_tile::<8, P>(x, k, wp, y, ldy, valid),
+        7 => gemm_tile::<7, P>(x, k, wp, y, ldy, valid),
+        6 => gemm_tile::<6, P>(x, k, wp, y, ldy, valid),
+        5 => gemm_tile::<5, P>(x, k, wp, y, ldy, valid),
+        4 => gemm_tile::<4, P>(x, k, wp, y, ldy, valid),
+        3 => gemm_tile::<3, P>(x, k, wp, y, ldy, valid),
+        2 => gemm_tile::<2, P>(x, k, wp, y, ldy, valid),
+        _ => gemm_tile::<1, P>(x, k, wp, y, ldy, valid),
+    }
+}
+
+/// `rows ≤ MR` activation rows (stride `k`) against panels `panels` (`[k][16]` each),
+/// writing columns from `col0` of `y` (stride `ldy`, `n` columns in all).
+///
 /// # Safety
-/// Requires avx512f; `x` holds `m` rows of `k`, `wp` a `[k][16]` panel, `y` rows of
-/// stride `ldy` with room for columns `col0..col0+valid`.
+/// Requires avx512f; shapes as described.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn panel_gemm(x: &[f32], m: usize, k: usize, wp: &[f32], y: &mut [f32], ldy: usize, col0: usize, valid: usize) {
-    assert!(x.len() >= m * k && wp.len() >= k * PANEL && valid <= PANEL && (m == 0 || y.len() >= (m - 1) * ldy + col0 + valid));
-    let (xp, w, yp) = (x.as_ptr(), wp.as_ptr(), y.as_mut_ptr().add(col0));
-    let mut i = 0;
-    while i < m {
-        let rows = (m - i).min(MR);
-        let (xi, yi) = (xp.add(i * k), yp.add(i * ldy));
-        match rows {
-            8 => gemm_tile::<8>(xi, k, w, yi, ldy, valid),
-            7 => gemm_tile::<7>(xi, k, w, yi, ldy, valid),
-            6 => gemm_tile::<6>(xi, k, w, yi, ldy, valid),
-            5 => gemm_tile::<5>(xi, k, w, yi, ldy, valid),
-            4 => gemm_tile::<4>(xi, k, w, yi, ldy, valid),
-            3 => gemm_tile::<3>(xi, k, w, yi, ldy, valid),
-            2 => gemm_tile::<2>(xi, k, w, yi, ldy, valid),
-            _ => gemm_tile::<1>(xi, k, w, yi, ldy, valid),
-        }
-        i += rows;
+pub unsafe fn tile_panels(
+    x: &[f32],
+    rows: usize,
+    k: usize,
+    panels: &[&[f32]],
+    y: &mut [f32],
+    ldy: usize,
+    col0: usize,
+    n: usize,
+) {
+    assert!(rows <= MR && x.len() >= rows * k && panels.iter().all(|p| p.len() >= k * PANEL));
+    assert!(col0 + PANEL * (panels.len() - 1) < n && y.len() >= (rows - 1) * ldy + n);
+    let xp = x.as_ptr();
+    let valid = |q: usize| (n - col0 - q * PANEL).min(PANEL);
+    let y0 = y.as_mut_ptr();
+    let yq = |q: usize| y0.add(col0 + q * PANEL);
+    let mut q = 0;
+    while q + 2 <= panels.len() {
+        gemm_rows::<2>(
+            rows,
+            xp,
+            k,
+            [panels[q].as_ptr(), panels[q + 1].as_ptr()],
+            [yq(q), yq(q + 1)],
+            ldy,
+            [valid(q), valid(q + 1)],
+        );
+        q += 2;
+    }
+    if q < panels.len() {
+        gemm_rows::<1>(rows, xp, k, [panels[q].as_ptr()], [yq(q)], ldy, [valid(q)]);
     }
 }
 
@@ -108,7 +167,13 @@ pub unsafe fn panel_gemm(x: &[f32], m: usize, k: usize, wp: &[f32], y: &mut [f32
 /// Requires avx512f; `w` is Q4 or I8 packed; `x` holds `M` rows of `cols`; `y` holds `M`
 /// rows of `w.rows()`.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn fused<const M: usize>(w: &PackedMatrix, p0: usize, p1: usize, x: &[f32], y: &mut [f32]) {
+pub unsafe fn fused<const M: usize>(
+    w: &PackedMatrix,
+    p0: usize,
+    p1: usize,
+    x: &[f32],
+    y: &mut [f32],
+) {
     let (n, k) = (w.rows(), w.cols());
     assert!(x.len() >= M * k && y.len() >= M * n && p1 <= w.panels());
     let mut p = p0;
@@ -130,7 +195,12 @@ pub unsafe fn fused<const M: usize>(w: &PackedMatrix, p0: usize, p1: usize, x: &
 
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn fused_group<const M: usize, const P: usize>(w: &PackedMatrix, p0: usize, x: &[f32], y: &mut [f32]) {
+unsafe fn fused_group<const M: usize, const P: usize>(
+    w: &PackedMatrix,
+    p0: usize,
+    x: &[f32],
+    y: &mut [f32],
+) {
     let (n, k) = (w.rows(), w.cols());
     let xp = x.as_ptr();
     let mut acc = [[_mm512_setzero_ps(); P]; M];
@@ -152,11 +222,27 @@ unsafe fn fused_group<const M: usize, const P: usize>(w: &PackedMatrix, p0: usiz
                     let kk = b * 32 + 2 * t;
                     for q in 0..P {
                         let raw = _mm_loadu_si128(base[q].add(128 + t * 16) as *const __m128i);
-                        let lo = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(raw, mask))), s[q], m[q]);
-                        let hi = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16::<4>(raw), mask))), s[q], m[q]);
+                        let lo = _mm512_fmadd_ps(
+                            _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(raw, mask))),
+                            s[q],
+                            m[q],
+                        );
+                        let hi = _mm512_fmadd_ps(
+                            _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(
+                                _mm_srli_epi16::<4>(raw),
+                                mask,
+                            ))),
+                            s[q],
+                            m[q],
+                        );
                         for i in 0..M {
-                            acc[i][q] = _mm512_fmadd_ps(_mm512_set1_ps(*xp.add(i * k + kk)), lo, acc[i][q]);
-                            acc[i][q] = _mm512_fmadd_ps(_mm512_set1_ps(*xp.add(i * k + kk + 1)), hi, acc[i][q]);
+                            acc[i][q] =
+                                _mm512_fmadd_ps(_mm512_set1_ps(*xp.add(i * k + kk)), lo, acc[i][q]);
+                            acc[i][q] = _mm512_fmadd_ps(
+                                _mm512_set1_ps(*xp.add(i * k + kk + 1)),
+                                hi,
+                                acc[i][q],
+                            );
                         }
                     }
                 }
@@ -180,9 +266,14 @@ unsafe fn fused_group<const M: usize, const P: usize>(w: &PackedMatrix, p0: usiz
                     let kk = b * block + kb;
                     for q in 0..P {
                         let raw = _mm_loadu_si128(base[q].add(128 + kb * 16) as *const __m128i);
-                        let wv = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(raw)), s[q], m[q]);
+                        let wv = _mm512_fmadd_ps(
+                            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(raw)),
+                            s[q],
+                            m[q],
+                        );
                         for i in 0..M {
-                            acc[i][q] = _mm512_fmadd_ps(_mm512_set1_ps(*xp.add(i * k + kk)), wv, acc[i][q]);
+                            acc[i][q] =
+                                _mm512_fmadd_ps(_mm512_set1_ps(*xp.add(i * k + kk)), wv, acc[i][q]);
                         }
                     }
                 }
@@ -193,7 +284,11 @@ unsafe fn fused_group<const M: usize, const P: usize>(w: &PackedMatrix, p0: usiz
     for i in 0..M {
         for q in 0..P {
             let col = (p0 + q) * PANEL;
-            store_cols(y.as_mut_ptr().add(i * n + col), acc[i][q], (n - col).min(PANEL));
+            store_cols(
+                y.as_mut_ptr().add(i * n + col),
+                acc[i][q],
+                (n - col).min(PANEL),
+            );
         }
     }
 }

@@ -125,7 +125,12 @@ fn inlined_attention_head_is_bitwise_the_generic_arithmetic() {
     if !is_x86_feature_detected!("avx512f") {
         return;
     }
-    for (hd, n_ctx, seed) in [(64usize, 1usize, 1u64), (64, 37, 2), (32, 300, 3), (128, 17, 4)] {
+    for (hd, n_ctx, seed) in [
+        (64usize, 1usize, 1u64),
+        (64, 37, 2),
+        (32, 300, 3),
+        (128, 17, 4),
+    ] {
         let k = vals(n_ctx * hd * 2, seed, 1.0);
         let v = vals(n_ctx * hd * 2, seed + 9, 1.0);
         let q = vals(hd, seed + 5, 1.0);
@@ -133,8 +138,12 @@ fn inlined_attention_head_is_bitwise_the_generic_arithmetic() {
         let offset = |p: usize| ((p * 7) % n_ctx * 2 + 1) * hd;
         let mut scores = Vec::new();
         let mut got = vec![0f32; hd];
-        unsafe { super::x86::attend_head(&q, &k, &v, n_ctx, &offset, 0.125, &mut scores, &mut got) };
-        let mut sc: Vec<f32> = (0..n_ctx).map(|p| reference::dot(&q, &k[offset(p)..offset(p) + hd]) * 0.125).collect();
+        unsafe {
+            super::x86::attend_head(&q, &k, &v, n_ctx, &offset, 0.125, &mut scores, &mut got)
+        };
+        let mut sc: Vec<f32> = (0..n_ctx)
+            .map(|p| reference::dot(&q, &k[offset(p)..offset(p) + hd]) * 0.125)
+            .collect();
         let max = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         sc.iter_mut().for_each(|s| *s -= max);
         reference::exp_inplace(&mut sc);

@@ -125,7 +125,16 @@ pub unsafe fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
 /// `offset(p)` returns for `p < n_ctx` has `head_dim` valid elements in `k` and `v`.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn attend_head(q: &[f32], k: &[f32], v: &[f32], n_ctx: usize, offset: &dyn Fn(usize) -> usize, scale: f32, scores: &mut Vec<f32>, out: &mut [f32]) {
+pub unsafe fn attend_head(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    n_ctx: usize,
+    offset: &dyn Fn(usize) -> usize,
+    scale: f32,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
     let hd = q.len();
     let nv = hd / 16;
     assert!(hd % 16 == 0 && nv <= 16 && out.len() >= hd);
