@@ -79,7 +79,7 @@ pub fn attention(
         SCORES.with(|sc| {
             let mut sc = sc.borrow_mut();
             #[cfg(target_arch = "x86_64")]
-            if crate::isa() == crate::Isa::Avx512 && hd % 16 == 0 && hd <= 256 {
+            if crate::isa() == crate::Isa::Avx512 && hd.is_multiple_of(16) && hd <= 256 {
                 // SAFETY: avx512f detected; offsets come from the validated block table.
                 unsafe {
                     super::x86::attend_head(qv, kv.k, kv.v, n_ctx, &offset, scale, &mut sc, o)

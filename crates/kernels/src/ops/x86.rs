@@ -137,7 +137,7 @@ pub unsafe fn attend_head(
 ) {
     let hd = q.len();
     let nv = hd / 16;
-    assert!(hd % 16 == 0 && nv <= 16 && out.len() >= hd);
+    assert!(hd.is_multiple_of(16) && nv <= 16 && out.len() >= hd);
     let mut qv = [_mm512_setzero_ps(); 16];
     for c in 0..nv {
         qv[c] = _mm512_loadu_ps(q.as_ptr().add(c * 16));
