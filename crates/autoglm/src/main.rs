@@ -1,5 +1,6 @@
 //! autoglm: serve, generate, benchmark and pull GGUF models on CPUs.
 
+mod bench_cmd;
 mod generate_cmd;
 mod load;
 mod perf;
@@ -30,6 +31,8 @@ enum Cmd {
     Generate(generate_cmd::Args),
     /// Measure prefill and batched decode throughput (like llama-bench / llama-batched-bench).
     Perf(perf::Args),
+    /// Load-test any OpenAI-compatible server: TTFT, TPOT, ITL, E2E, throughput, goodput.
+    Bench(bench_cmd::Args),
     /// Perplexity of a text file, computed the way llama-perplexity does.
     Perplexity(perplexity::Args),
 }
@@ -46,5 +49,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Generate(a) => generate_cmd::run(a),
         Cmd::Perf(a) => perf::run(a),
         Cmd::Perplexity(a) => perplexity::run(a),
+        Cmd::Bench(a) => bench_cmd::run(a),
     }
 }

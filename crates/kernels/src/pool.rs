@@ -106,8 +106,16 @@ impl ThreadPool {
         }
         run_tasks(s, f);
         let workers = self.n_threads - 1;
+        let mut spins = 0u32;
         while s.workers_done.load(Ordering::Acquire) < workers {
-            std::hint::spin_loop();
+            spins += 1;
+            // A descheduled worker (an oversubscribed machine) would make pure spinning
+            // burn the whole time slice it needs to finish.
+            if spins.is_multiple_of(256) {
+                thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
         }
         *s.job.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
