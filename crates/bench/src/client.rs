@@ -45,16 +45,7 @@ impl RequestOutcome {
 }
 
 impl Target {
-    pub fn new(
-        base_url: &str,
-        api_key: Option<String>,
-        model: Option<String>,
-        endpoint: Endpoint,
-        stream: bool,
-        ignore_eos: bool,
-        temperature: f64,
-        timeout: Duration,
-    ) -> crate::Result<Self> {
+    pub fn new(cfg: &crate::BenchConfig) -> crate::Result<Self> {
         let client = reqwest::Client::builder()
             .tcp_nodelay(true)
             .pool_max_idle_per_host(1024)
@@ -62,14 +53,14 @@ impl Target {
             .map_err(|e| crate::Error::Http(e.to_string()))?;
         Ok(Self {
             client,
-            base_url: base_url.trim_end_matches('/').to_string(),
-            api_key,
-            model,
-            endpoint,
-            stream,
-            ignore_eos,
-            temperature,
-            timeout,
+            base_url: cfg.base_url.trim_end_matches('/').to_string(),
+            api_key: cfg.api_key.clone(),
+            model: cfg.model.clone(),
+            endpoint: cfg.endpoint,
+            stream: cfg.stream,
+            ignore_eos: cfg.ignore_eos,
+            temperature: cfg.temperature,
+            timeout: cfg.timeout,
         })
     }
 

@@ -20,16 +20,7 @@ struct Shared {
 
 pub async fn run(cfg: &BenchConfig) -> Result<BenchResults> {
     cfg.validate()?;
-    let target = Target::new(
-        &cfg.base_url,
-        cfg.api_key.clone(),
-        cfg.model.clone(),
-        cfg.endpoint,
-        cfg.stream,
-        cfg.ignore_eos,
-        cfg.temperature,
-        cfg.timeout,
-    )?;
+    let target = Target::new(cfg)?;
     let workload = Workload::new(
         cfg.workload.clone(),
         cfg.seed,
