@@ -32,7 +32,7 @@ enum Cmd {
     /// Measure prefill and batched decode throughput (like llama-bench / llama-batched-bench).
     Perf(perf::Args),
     /// Load-test any OpenAI-compatible server: TTFT, TPOT, ITL, E2E, throughput, goodput.
-    Bench(bench_cmd::Args),
+    Bench(Box<bench_cmd::Args>),
     /// Perplexity of a text file, computed the way llama-perplexity does.
     Perplexity(perplexity::Args),
 }
@@ -49,6 +49,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Generate(a) => generate_cmd::run(a),
         Cmd::Perf(a) => perf::run(a),
         Cmd::Perplexity(a) => perplexity::run(a),
-        Cmd::Bench(a) => bench_cmd::run(a),
+        Cmd::Bench(a) => bench_cmd::run(*a),
     }
 }
