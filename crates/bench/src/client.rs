@@ -113,15 +113,28 @@ impl Target {
             Endpoint::Chat => "chat/completions",
             Endpoint::Completions => "completions",
         };
-        let mut req = self
-            .client
-            .post(format!("{}/{path}", self.base_url))
-            .json(&self.body(spec));
-        if let Some(k) = &self.api_key {
-            req = req.bearer_auth(k);
-        }
+        let url = format!("{}/{path}", self.base_url);
+        let body = self.body(spec);
+        let make = || {
+            let r = self.client.post(&url).json(&body);
+            match &self.api_key {
+                Some(k) => r.bearer_auth(k),
+                None => r,
+            }
+        };
         let mut out = RequestOutcome::default();
-        let result = tokio::time::timeout(self.timeout, self.exchange(req, start, &mut out)).await;
+        let result = tokio::time::timeout(self.timeout, async {
+            match self.exchange(make(), start, &mut out).await {
+                // A pooled keep-alive connection the server had already closed fails before
+                // anything was sent; one retry on a fresh connection is what any client does.
+                Err(kind) if kind == "connection" => {
+                    out = RequestOutcome::default();
+                    self.exchange(make(), start, &mut out).await
+                }
+                r => r,
+            }
+        })
+        .await;
         out.e2e = start.elapsed().as_secs_f64();
         match result {
             Err(_) => out.error = Some("timeout".into()),
@@ -141,7 +154,7 @@ impl Target {
             if e.is_timeout() {
                 "timeout".to_string()
             } else {
-                "connect".to_string()
+                "connection".to_string()
             }
         })?;
         let status = resp.status();

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Serving throughput and latency, autoglm serve vs llama-server, same model, same
+# machine, same run, measured by `autoglm bench` (streaming chat, ignore_eos).
+#   bench/serve_vs_llamaserver.sh [CONCURRENCY_LIST] [OUTPUT_TOKENS] [PROMPT_WORDS]
+# Writes bench/out/serve_{llama,autoglm}/ and a side-by-side table bench/out/serve.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+conc="${1:-1,16,32}"
+out_len="${2:-128}"
+in_len="${3:-32}"
+bin="$(bench/build_llamacpp.sh)"
+cargo build --release -p autoglm >&2
+model="$(./target/release/autoglm pull)"
+threads="$(nproc)"
+mkdir -p bench/out
+wait_healthy() {
+  for _ in $(seq 1 600); do
+    curl -sf "http://127.0.0.1:$1/health" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  echo "server on port $1 did not become healthy" >&2; return 1
+}
+run_bench() { # port outdir
+  # Requests per step: twice the concurrency, at least 8.
+  local max=0; IFS=, read -ra cs <<< "$conc"; for c in "${cs[@]}"; do [ "$c" -gt "$max" ] && max=$c; done
+  local n=$(( max * 2 > 8 ? max * 2 : 8 ))
+  ./target/release/autoglm bench --base-url "http://127.0.0.1:$1/v1" --endpoint chat --concurrency "$conc" \
+    --requests "$n" --input-len "$in_len" --output-len "$out_len" --warmup 2 --no-progress --out "$2" >&2
+}
+port_l=18090; port_a=18091
+echo "llama-server -np 16 -c 8192 ..." >&2
+"$bin/llama-server" -m "$model" --host 127.0.0.1 --port $port_l -t "$threads" -c 8192 -np 16 --metrics >bench/out/llama-server.log 2>&1 &
+lpid=$!
+trap 'kill $lpid 2>/dev/null || true; kill $apid 2>/dev/null || true' EXIT
+wait_healthy $port_l
+run_bench $port_l bench/out/serve_llama
+kill $lpid; wait $lpid 2>/dev/null || true
+echo "autoglm serve ..." >&2
+./target/release/autoglm serve --model "$model" --host 127.0.0.1 --port $port_a --threads "$threads" >bench/out/autoglm-serve.log 2>&1 &
+apid=$!
+wait_healthy $port_a
+run_bench $port_a bench/out/serve_autoglm
+kill -TERM $apid; wait $apid 2>/dev/null || true
+python3 - "$conc" "$out_len" "$in_len" <<'PY' | tee bench/out/serve.md
+import json, sys, datetime, subprocess
+l = json.load(open("bench/out/serve_llama/results.json"))
+a = json.load(open("bench/out/serve_autoglm/results.json"))
+cpu = subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | sed 's/.*: *//'"], capture_output=True, text=True).stdout.strip()
+print(f"Measured {datetime.date.today()} on {cpu}; streaming chat, ~{sys.argv[3]}-word random prompts, {sys.argv[2]} output tokens with ignore_eos; llama-server -np 16 -c 8192.\n")
+print("| clients | server | out tok/s | ratio | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms | E2E p99 ms | errors |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for sl, sa in zip(l["steps"], a["steps"]):
+    for name, s in (("llama-server", sl), ("autoglm", sa)):
+        ratio = f"{sa['output_throughput']/sl['output_throughput']:.2f}x" if name == "autoglm" and sl["output_throughput"] else ""
+        print(f"| {int(s['load'])} | {name} | {s['output_throughput']:.1f} | {ratio} | {s['ttft_ms']['median']:.0f} | {s['ttft_ms']['p99']:.0f} | {s['itl_ms']['median']:.1f} | {s['itl_ms']['p99']:.1f} | {s['e2el_ms']['p99']:.0f} | {s['failed']} |")
+PY
