@@ -37,3 +37,4 @@ for b in (1, 4, 16, 32):
     if b in bb:
         print(f"| decode, batch {b} (llama-batched-bench S_TG, npp 128) | {bb[b]:.1f} | {dec[b]:.1f} | {dec[b]/bb[b]:.2f}x |")
 PY
+python3 bench/update_docs.py engine-table bench/out/engine.md

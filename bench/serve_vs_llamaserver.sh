@@ -54,3 +54,4 @@ for sl, sa in zip(l["steps"], a["steps"]):
         ratio = f"{sa['output_throughput']/sl['output_throughput']:.2f}x" if name == "autoglm" and sl["output_throughput"] else ""
         print(f"| {int(s['load'])} | {name} | {s['output_throughput']:.1f} | {ratio} | {s['ttft_ms']['median']:.0f} | {s['ttft_ms']['p99']:.0f} | {s['itl_ms']['median']:.1f} | {s['itl_ms']['p99']:.1f} | {s['e2el_ms']['p99']:.0f} | {s['failed']} |")
 PY
+python3 bench/update_docs.py serve-table bench/out/serve.md
