@@ -6,6 +6,7 @@ mod generation;
 mod ids;
 mod middleware;
 mod routes;
+mod sse;
 mod state;
 mod stop;
 

@@ -1,7 +1,8 @@
 use super::{check_model, json_body, ready};
 use crate::error::HttpError;
-use crate::generation::{self, collect, ChoiceRun, GenSpec, Piece};
+use crate::generation::{self, collect, ChoiceRun, GenSpec};
 use crate::ids::{new_id, unix_now};
+use crate::sse::{json_event, sse_stream, ChunkFormat};
 use crate::state::AppState;
 use api::{
     ApiError, ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatDelta,
@@ -13,8 +14,7 @@ use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures::stream::{self, Stream, StreamExt};
-use std::convert::Infallible;
+use engine::TokenEvent;
 use std::sync::Arc;
 use tokenizer::ChatMessage;
 
@@ -63,7 +63,16 @@ pub async fn handle(
     if req.fields.stream {
         let include_usage = req.fields.stream_options.include_usage;
         let n = req.fields.n;
-        let s = chat_stream(runs, id, model, include_usage, n);
+        let s = sse_stream(
+            runs,
+            ChatFormat {
+                id,
+                model,
+                created: unix_now(),
+            },
+            include_usage,
+            n,
+        );
         return Ok(Sse::new(s)
             .keep_alive(
                 KeepAlive::new()
@@ -103,128 +112,109 @@ pub async fn handle(
     .into_response())
 }
 
-fn chunk(id: &str, model: &str, created: u64, choice: ChatChunkChoice) -> SseEvent {
-    let c = ChatCompletionChunk {
-        id: id.to_string(),
-        object: "chat.completion.chunk".into(),
-        created,
-        model: model.to_string(),
-        choices: vec![choice],
-        usage: None,
-    };
-    SseEvent::default().data(serde_json::to_string(&c).unwrap_or_default())
-}
-
-fn chat_stream(
-    runs: Vec<ChoiceRun>,
+#[derive(Clone)]
+struct ChatFormat {
     id: String,
     model: String,
-    include_usage: bool,
-    n: usize,
-) -> impl Stream<Item = Result<SseEvent, Infallible>> {
-    let created = unix_now();
-    let finished = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let per_choice = runs.into_iter().map(|run| {
-        let (id, model, finished) = (id.clone(), model.clone(), finished.clone());
-        let first = chunk(
-            &id,
-            &model,
-            created,
-            ChatChunkChoice {
-                index: run.index,
-                delta: ChatDelta {
+    created: u64,
+}
+
+impl ChatFormat {
+    fn chunk(&self, choice: ChatChunkChoice, usage: Option<api::Usage>) -> SseEvent {
+        let choices = if usage.is_some() {
+            Vec::new()
+        } else {
+            vec![choice]
+        };
+        json_event(&ChatCompletionChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: self.created,
+            model: self.model.clone(),
+            choices,
+            usage,
+        })
+    }
+
+    fn choice(
+        index: usize,
+        delta: ChatDelta,
+        logprobs: Option<api::ChatLogprobs>,
+        finish_reason: Option<String>,
+    ) -> ChatChunkChoice {
+        ChatChunkChoice {
+            index,
+            delta,
+            logprobs,
+            finish_reason,
+        }
+    }
+}
+
+impl ChunkFormat for ChatFormat {
+    type State = ();
+
+    fn opening(&self, run: &ChoiceRun) -> Option<SseEvent> {
+        Some(self.chunk(
+            Self::choice(
+                run.index,
+                ChatDelta {
                     role: Some("assistant".into()),
                     content: Some(String::new()),
                 },
-                logprobs: None,
-                finish_reason: None,
-            },
-        );
-        stream::once(async move { first })
-            .chain(
-                stream::unfold(Some(run), move |state| {
-                    let (id, model, finished) = (id.clone(), model.clone(), finished.clone());
-                    async move {
-                        let mut run = state?;
-                        match run.next().await {
-                            Some(Piece::Text { text, tokens }) => {
-                                let lp = if tokens.iter().any(|t| t.logprob.is_some()) {
-                                    run.chat_logprobs(&tokens)
-                                } else {
-                                    None
-                                };
-                                if text.is_empty() && lp.is_none() {
-                                    // Nothing to say yet (a held-back partial character or stop string).
-                                    return Some((None, Some(run)));
-                                }
-                                let ev = chunk(
-                                    &id,
-                                    &model,
-                                    created,
-                                    ChatChunkChoice {
-                                        index: run.index,
-                                        delta: ChatDelta {
-                                            role: None,
-                                            content: Some(text),
-                                        },
-                                        logprobs: lp,
-                                        finish_reason: None,
-                                    },
-                                );
-                                Some((Some(ev), Some(run)))
-                            }
-                            Some(Piece::Finish(r)) => {
-                                let ev = chunk(
-                                    &id,
-                                    &model,
-                                    created,
-                                    ChatChunkChoice {
-                                        index: run.index,
-                                        delta: ChatDelta::default(),
-                                        logprobs: None,
-                                        finish_reason: Some(r.to_string()),
-                                    },
-                                );
-                                finished.lock().unwrap_or_else(|e| e.into_inner()).push(run);
-                                Some((Some(ev), None))
-                            }
-                            Some(Piece::Error(e)) => {
-                                let body = ApiError::new(500, ErrorType::Server, e).body();
-                                Some((
-                                    Some(
-                                        SseEvent::default()
-                                            .data(serde_json::to_string(&body).unwrap_or_default()),
-                                    ),
-                                    None,
-                                ))
-                            }
-                            None => None,
-                        }
-                    }
-                })
-                .filter_map(|e| async move { e }),
-            )
-            .boxed()
-    });
-    let merged = stream::select_all(per_choice);
-    let tail = stream::once(async move {
-        let mut out = Vec::new();
-        if include_usage {
-            let mut runs = std::mem::take(&mut *finished.lock().unwrap_or_else(|e| e.into_inner()));
-            runs.sort_by_key(|r| r.index);
-            let c = ChatCompletionChunk {
-                id,
-                object: "chat.completion.chunk".into(),
-                created,
-                model,
-                choices: Vec::new(),
-                usage: Some(generation::usage(&runs, n)),
-            };
-            out.push(SseEvent::default().data(serde_json::to_string(&c).unwrap_or_default()));
+                None,
+                None,
+            ),
+            None,
+        ))
+    }
+
+    fn text(
+        &self,
+        run: &ChoiceRun,
+        _: &mut (),
+        text: String,
+        tokens: &[TokenEvent],
+    ) -> Option<SseEvent> {
+        let lp = if tokens.iter().any(|t| t.logprob.is_some()) {
+            run.chat_logprobs(tokens)
+        } else {
+            None
+        };
+        if text.is_empty() && lp.is_none() {
+            // Nothing to say yet (a held-back partial character or stop string).
+            return None;
         }
-        out.push(SseEvent::default().data("[DONE]"));
-        stream::iter(out)
-    })
-    .flatten();
-    merged.chain(tail).map(Ok)
+        Some(self.chunk(
+            Self::choice(
+                run.index,
+                ChatDelta {
+                    role: None,
+                    content: Some(text),
+                },
+                lp,
+                None,
+            ),
+            None,
+        ))
+    }
+
+    fn finish(&self, run: &ChoiceRun, reason: &str) -> SseEvent {
+        self.chunk(
+            Self::choice(
+                run.index,
+                ChatDelta::default(),
+                None,
+                Some(reason.to_string()),
+            ),
+            None,
+        )
+    }
+
+    fn usage(&self, usage: api::Usage) -> SseEvent {
+        self.chunk(
+            Self::choice(0, ChatDelta::default(), None, None),
+            Some(usage),
+        )
+    }
 }

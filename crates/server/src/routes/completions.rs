@@ -1,7 +1,8 @@
 use super::{check_model, json_body, ready};
 use crate::error::HttpError;
-use crate::generation::{self, collect, ChoiceRun, GenSpec, Piece};
+use crate::generation::{self, collect, ChoiceRun, GenSpec};
 use crate::ids::{new_id, unix_now};
+use crate::sse::{json_event, sse_stream, ChunkFormat};
 use crate::state::AppState;
 use api::{
     ApiError, Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, ErrorType,
@@ -13,8 +14,7 @@ use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures::stream::{self, Stream, StreamExt};
-use std::convert::Infallible;
+use engine::TokenEvent;
 use std::sync::Arc;
 
 pub async fn handle(
@@ -46,10 +46,14 @@ pub async fn handle(
     let id = format!("cmpl-{}", new_id());
     let model = st.config.model_id.clone();
     if req.fields.stream {
-        let s = completion_stream(
-            runs,
+        let fmt = CompletionFormat {
             id,
             model,
+            created: unix_now(),
+        };
+        let s = sse_stream(
+            runs,
+            fmt,
             req.fields.stream_options.include_usage,
             req.fields.n,
         );
@@ -91,106 +95,74 @@ pub async fn handle(
     .into_response())
 }
 
-fn event(c: &Completion) -> SseEvent {
-    SseEvent::default().data(serde_json::to_string(c).unwrap_or_default())
-}
-
-fn completion_stream(
-    runs: Vec<ChoiceRun>,
+#[derive(Clone)]
+struct CompletionFormat {
     id: String,
     model: String,
-    include_usage: bool,
-    n: usize,
-) -> impl Stream<Item = Result<SseEvent, Infallible>> {
-    let created = unix_now();
-    let finished = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mk = move |id: &str, model: &str, choice: CompletionChoice| Completion {
-        id: id.to_string(),
-        object: "text_completion".into(),
-        created,
-        model: model.to_string(),
-        choices: vec![choice],
-        usage: None,
-    };
-    let per_choice = runs.into_iter().map(|run| {
-        let (id, model, finished) = (id.clone(), model.clone(), finished.clone());
-        stream::unfold(Some((run, 0usize)), move |state| {
-            let (id, model, finished) = (id.clone(), model.clone(), finished.clone());
-            async move {
-                let (mut run, mut offset) = state?;
-                match run.next().await {
-                    Some(Piece::Text { text, tokens }) => {
-                        let wants = tokens.iter().any(|t| t.logprob.is_some());
-                        if text.is_empty() && !wants {
-                            return Some((None, Some((run, offset))));
-                        }
-                        let logprobs = wants.then(|| {
-                            let mut lp = CompletionLogprobs::default();
-                            run.completion_logprobs(&tokens, &mut offset, &mut lp);
-                            lp
-                        });
-                        let ev = event(&mk(
-                            &id,
-                            &model,
-                            CompletionChoice {
-                                index: run.index,
-                                text,
-                                logprobs,
-                                finish_reason: None,
-                            },
-                        ));
-                        Some((Some(ev), Some((run, offset))))
-                    }
-                    Some(Piece::Finish(r)) => {
-                        let ev = event(&mk(
-                            &id,
-                            &model,
-                            CompletionChoice {
-                                index: run.index,
-                                text: String::new(),
-                                logprobs: None,
-                                finish_reason: Some(r.to_string()),
-                            },
-                        ));
-                        finished.lock().unwrap_or_else(|e| e.into_inner()).push(run);
-                        Some((Some(ev), None))
-                    }
-                    Some(Piece::Error(e)) => {
-                        let body = ApiError::new(500, ErrorType::Server, e).body();
-                        Some((
-                            Some(
-                                SseEvent::default()
-                                    .data(serde_json::to_string(&body).unwrap_or_default()),
-                            ),
-                            None,
-                        ))
-                    }
-                    None => None,
-                }
-            }
+    created: u64,
+}
+
+impl CompletionFormat {
+    fn event(&self, choices: Vec<CompletionChoice>, usage: Option<api::Usage>) -> SseEvent {
+        json_event(&Completion {
+            id: self.id.clone(),
+            object: "text_completion".into(),
+            created: self.created,
+            model: self.model.clone(),
+            choices,
+            usage,
         })
-        .filter_map(|e| async move { e })
-        .boxed()
-    });
-    let merged = stream::select_all(per_choice);
-    let tail = stream::once(async move {
-        let mut out = Vec::new();
-        if include_usage {
-            let mut runs = std::mem::take(&mut *finished.lock().unwrap_or_else(|e| e.into_inner()));
-            runs.sort_by_key(|r| r.index);
-            let c = Completion {
-                id,
-                object: "text_completion".into(),
-                created,
-                model,
-                choices: Vec::new(),
-                usage: Some(generation::usage(&runs, n)),
-            };
-            out.push(event(&c));
+    }
+}
+
+impl ChunkFormat for CompletionFormat {
+    /// Text offset so far, for the legacy logprobs' `text_offset`.
+    type State = usize;
+
+    fn opening(&self, _: &ChoiceRun) -> Option<SseEvent> {
+        None
+    }
+
+    fn text(
+        &self,
+        run: &ChoiceRun,
+        offset: &mut usize,
+        text: String,
+        tokens: &[TokenEvent],
+    ) -> Option<SseEvent> {
+        let wants = tokens.iter().any(|t| t.logprob.is_some());
+        if text.is_empty() && !wants {
+            return None;
         }
-        out.push(SseEvent::default().data("[DONE]"));
-        stream::iter(out)
-    })
-    .flatten();
-    merged.chain(tail).map(Ok)
+        let logprobs = wants.then(|| {
+            let mut lp = CompletionLogprobs::default();
+            run.completion_logprobs(tokens, offset, &mut lp);
+            lp
+        });
+        Some(self.event(
+            vec![CompletionChoice {
+                index: run.index,
+                text,
+                logprobs,
+                finish_reason: None,
+            }],
+            None,
+        ))
+    }
+
+    fn finish(&self, run: &ChoiceRun, reason: &str) -> SseEvent {
+        self.event(
+            vec![CompletionChoice {
+                index: run.index,
+                text: String::new(),
+                logprobs: None,
+                finish_reason: Some(reason.to_string()),
+            }],
+            None,
+        )
+    }
+
+    fn usage(&self, usage: api::Usage) -> SseEvent {
+        self.event(Vec::new(), Some(usage))
+    }
 }
