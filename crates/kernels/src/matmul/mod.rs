@@ -37,9 +37,26 @@ struct OutPtr(*mut f32);
 // SAFETY: tasks write disjoint column ranges of `y`; see `matmul`.
 unsafe impl Sync for OutPtr {}
 
-/// Panels per parallel task: enough tasks to balance the threads, at most 4 panels.
-fn panels_per_task(panels: usize, threads: usize) -> usize {
+/// Panels per parallel task on the register-dequant path: four when there are enough, so
+/// one task can run four panels in lockstep (measured faster at batch 1 than an even
+/// split into smaller tasks).
+fn fused_panels_per_task(panels: usize, threads: usize) -> usize {
     (panels / (threads * 3)).clamp(1, 4)
+}
+
+/// Panels per parallel task on the scratch path, 1 to 4: the largest size whose tasks
+/// split most evenly over the threads (a region ends when its slowest thread does).
+fn panels_per_task(panels: usize, threads: usize) -> usize {
+    let slack = |ppt: usize| {
+        let tasks = panels.div_ceil(ppt);
+        let rounds = tasks.div_ceil(threads);
+        // Panel-slots the busiest thread has beyond an even share.
+        (rounds * ppt * threads).saturating_sub(panels) as f64 / threads as f64
+    };
+    (1..=4)
+        .rev()
+        .min_by(|&a, &b| slack(a).total_cmp(&slack(b)))
+        .unwrap_or(1)
 }
 
 /// `y[i*n + j] = Σ_k x[i*k + kk] * W[j][kk]` for `i < m`, where `W` is `n × k`.
@@ -55,10 +72,14 @@ pub fn matmul(pool: &ThreadPool, w: &PackedMatrix, x: &[f32], m: usize, y: &mut 
         return;
     }
     let panels = w.panels();
-    let ppt = panels_per_task(panels, pool.threads());
     let out = OutPtr(y.as_mut_ptr());
     let out = &out;
     let fused = m <= FUSED_MAX_ROWS && isa() == Isa::Avx512 && !matches!(w.data, Packed::F32(_));
+    let ppt = if fused {
+        fused_panels_per_task(panels, pool.threads())
+    } else {
+        panels_per_task(panels, pool.threads())
+    };
     pool.run(panels.div_ceil(ppt), &|t| {
         let p0 = t * ppt;
         let p1 = (p0 + ppt).min(panels);
