@@ -4,7 +4,8 @@
 
 use crate::generation::{usage, ChoiceRun, Piece};
 use api::{ApiError, ErrorType, Usage};
-use axum::response::sse::Event as SseEvent;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use engine::TokenEvent;
 use futures::stream::{self, Stream, StreamExt};
 use std::convert::Infallible;
@@ -87,4 +88,14 @@ pub fn sse_stream<F: ChunkFormat>(
     })
     .flatten();
     merged.chain(tail).map(Ok)
+}
+
+/// The SSE response, with keep-alive comments while a request waits for its first token.
+pub fn sse_response(
+    s: impl Stream<Item = Result<SseEvent, Infallible>> + Send + 'static,
+    every: std::time::Duration,
+) -> Response {
+    Sse::new(s)
+        .keep_alive(KeepAlive::new().interval(every).text("keep-alive"))
+        .into_response()
 }

@@ -2,7 +2,7 @@ use super::{check_model, json_body, ready};
 use crate::error::HttpError;
 use crate::generation::{self, collect, ChoiceRun, GenSpec};
 use crate::ids::{new_id, unix_now};
-use crate::sse::{json_event, sse_stream, ChunkFormat};
+use crate::sse::{json_event, sse_response, sse_stream, ChunkFormat};
 use crate::state::AppState;
 use api::{
     ApiError, Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, ErrorType,
@@ -11,7 +11,7 @@ use api::{
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use engine::TokenEvent;
@@ -57,13 +57,7 @@ pub async fn handle(
             req.fields.stream_options.include_usage,
             req.fields.n,
         );
-        return Ok(Sse::new(s)
-            .keep_alive(
-                KeepAlive::new()
-                    .interval(st.config.keep_alive)
-                    .text("keep-alive"),
-            )
-            .into_response());
+        return Ok(sse_response(s, st.config.keep_alive));
     }
     let mut runs = runs;
     let results = futures::future::join_all(runs.iter_mut().map(collect)).await;
