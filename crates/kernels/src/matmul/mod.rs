@@ -1,16 +1,18 @@
 //! `y = x · Wᵀ` for quantized `W`, batched over activation rows.
 //!
-//! Weights are repacked at load into panels of 16 rows stored k-major, so one vector load
-//! holds element `k` of 16 rows. Every output is the same sequential FMA chain
-//! `acc = fma(x[k], w[k], acc)` over `k = 0..K`, with `w[k] = fma(code, scale, min)`
-//! computed exactly, on every path:
-//! * up to four activation rows (decode), weights are dequantized in registers;
-//! * more rows, a pair of panels is dequantized once into a scratch buffer and reused
-//!   by every row.
+//! Weights are repacked at load into panels of 16 rows. Two arithmetics, chosen by the
+//! weight format (never by the batch):
+//! * quantized weights (every ggml block format) keep unsigned integer codes with a
+//!   scale and min per block; activations are quantized per block to 16-bit integers
+//!   (error ≤ amax/65024) and each block's dot product is an exact integer, computed
+//!   with `vpdpbusd`, then scaled in f32 (see `scalar::codes_gemm`);
+//! * f32/f16/bf16 weights are stored as f32 and every output is one sequential FMA chain.
 //!
-//! So a row's result never depends on which other rows share the batch, and each SIMD
-//! kernel is bitwise equal to its scalar twin.
+//! Integer sums do not depend on their order, and the f32 steps are the same for every
+//! tile shape, so a row's result never depends on which other rows share the batch, and
+//! each SIMD kernel is bitwise equal to its scalar twin.
 
+mod acts;
 mod pack;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
@@ -21,30 +23,48 @@ pub use pack::{PackedMatrix, PANEL};
 
 use crate::pool::ThreadPool;
 use crate::{isa, Isa};
+use acts::QuantActs;
 use std::cell::RefCell;
 
-/// Activation rows per register tile on the scratch path.
+/// Activation rows per register tile on the f32 path.
 pub const MR: usize = 8;
 
-/// Up to this many activation rows, dequantizing in registers beats a scratch panel.
-const FUSED_MAX_ROWS: usize = 4;
+/// Up to this many activation rows, tasks take few panels each (decode is bound by
+/// streaming the weights, so every thread must have its share).
+const DECODE_MAX_ROWS: usize = 4;
 
 thread_local! {
-    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static ACTS: RefCell<QuantActs> = const { RefCell::new(QuantActs::new()) };
 }
 
 struct OutPtr(*mut f32);
 // SAFETY: tasks write disjoint column ranges of `y`; see `matmul`.
 unsafe impl Sync for OutPtr {}
 
-/// Panels per parallel task on the register-dequant path: four when there are enough, so
+/// Whether the integer kernels can use AVX-512 VNNI here.
+fn vnni() -> bool {
+    use std::sync::OnceLock;
+    static VNNI: OnceLock<bool> = OnceLock::new();
+    *VNNI.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            isa() == Isa::Avx512
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vnni")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    })
+}
+
+/// Panels per parallel task for decode-sized batches: four when there are enough, so
 /// one task can run four panels in lockstep (measured faster at batch 1 than an even
 /// split into smaller tasks).
-fn fused_panels_per_task(panels: usize, threads: usize) -> usize {
+fn decode_panels_per_task(panels: usize, threads: usize) -> usize {
     (panels / (threads * 3)).clamp(1, 4)
 }
 
-/// Panels per parallel task on the scratch path, 1 to 4: the largest size whose tasks
+/// Panels per parallel task for larger batches, 1 to 4: the largest size whose tasks
 /// split most evenly over the threads (a region ends when its slowest thread does).
 fn panels_per_task(panels: usize, threads: usize) -> usize {
     let slack = |ppt: usize| {
@@ -59,6 +79,57 @@ fn panels_per_task(panels: usize, threads: usize) -> usize {
         .unwrap_or(1)
 }
 
+/// Quantizes `m` rows of `x` into `acts` (already sized), in parallel when given a pool
+/// and enough rows to be worth it.
+fn quantize_rows(pool: Option<&ThreadPool>, x: &[f32], m: usize, acts: &mut QuantActs) {
+    let (k, block) = (acts.k, acts.block);
+    let nb = k / block;
+    let one = |i: usize, hi: &mut [i8], lo: &mut [i8], sc: &mut [f32], sum: &mut [f32]| {
+        acts::quantize_row(&x[i * k..(i + 1) * k], block, hi, lo, sc, sum)
+    };
+    match pool {
+        Some(pool) if m >= 8 && pool.threads() > 1 => {
+            struct Bufs(*mut i8, *mut i8, *mut f32, *mut f32);
+            // SAFETY: each task writes only its own rows of the four buffers.
+            unsafe impl Sync for Bufs {}
+            let b = Bufs(
+                acts.hi.as_mut_ptr(),
+                acts.lo.as_mut_ptr(),
+                acts.scale.as_mut_ptr(),
+                acts.sum.as_mut_ptr(),
+            );
+            let b = &b;
+            let per = m.div_ceil(pool.threads() * 2);
+            pool.run(m.div_ceil(per), &|t| {
+                for i in t * per..((t + 1) * per).min(m) {
+                    // SAFETY: row i's slices are disjoint from every other row's and lie
+                    // within the buffers, which outlive pool.run.
+                    unsafe {
+                        one(
+                            i,
+                            std::slice::from_raw_parts_mut(b.0.add(i * k), k),
+                            std::slice::from_raw_parts_mut(b.1.add(i * k), k),
+                            std::slice::from_raw_parts_mut(b.2.add(i * nb), nb),
+                            std::slice::from_raw_parts_mut(b.3.add(i * nb), nb),
+                        )
+                    }
+                }
+            });
+        }
+        _ => {
+            for i in 0..m {
+                one(
+                    i,
+                    &mut acts.hi[i * k..(i + 1) * k],
+                    &mut acts.lo[i * k..(i + 1) * k],
+                    &mut acts.scale[i * nb..(i + 1) * nb],
+                    &mut acts.sum[i * nb..(i + 1) * nb],
+                );
+            }
+        }
+    }
+}
+
 /// `y[i*n + j] = Σ_k x[i*k + kk] * W[j][kk]` for `i < m`, where `W` is `n × k`.
 pub fn matmul(pool: &ThreadPool, w: &PackedMatrix, x: &[f32], m: usize, y: &mut [f32]) {
     let (n, k) = (w.rows(), w.cols());
@@ -71,75 +142,96 @@ pub fn matmul(pool: &ThreadPool, w: &PackedMatrix, x: &[f32], m: usize, y: &mut 
     if m == 0 || n == 0 {
         return;
     }
-    let panels = w.panels();
-    let out = OutPtr(y.as_mut_ptr());
-    let out = &out;
-    let fused = m <= FUSED_MAX_ROWS && isa() == Isa::Avx512 && !matches!(w.data, Packed::F32(_));
-    let ppt = if fused {
-        fused_panels_per_task(panels, pool.threads())
+    match &w.data {
+        Packed::F32(v) => matmul_f32(pool, v, n, k, x, m, y),
+        Packed::Codes(c) => ACTS.with(|a| {
+            let mut acts = a.borrow_mut();
+            acts.resize(m, k, c.block);
+            quantize_rows(Some(pool), x, m, &mut acts);
+            matmul_codes(pool, c, n, k, &acts, m, y);
+        }),
+    }
+}
+
+fn matmul_codes(
+    pool: &ThreadPool,
+    c: &pack::CodePanels,
+    n: usize,
+    k: usize,
+    acts: &QuantActs,
+    m: usize,
+    y: &mut [f32],
+) {
+    let panels = n.div_ceil(PANEL);
+    let ppt = if m <= DECODE_MAX_ROWS {
+        decode_panels_per_task(panels, pool.threads())
     } else {
         panels_per_task(panels, pool.threads())
     };
+    let simd = vnni();
+    let out = OutPtr(y.as_mut_ptr());
+    let out = &out;
     pool.run(panels.div_ceil(ppt), &|t| {
         let p0 = t * ppt;
         let p1 = (p0 + ppt).min(panels);
         // SAFETY: task t writes only columns p0*16..p1*16 (clipped to n) of each of the m
         // rows of y; column ranges of different tasks are disjoint; y outlives pool.run.
         let y = unsafe { std::slice::from_raw_parts_mut(out.0, m * n) };
-        if fused {
-            fused_panels(w, p0, p1, x, m, y);
+        if simd {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: avx512f/bw/vnni were detected; shapes were asserted by the caller
+            // and are re-checked inside.
+            unsafe {
+                x86::codes_panels(c, k, n, p0, p1, acts, m, y)
+            };
         } else {
-            SCRATCH.with(|s| {
-                let mut s = s.borrow_mut();
-                let np = p1 - p0;
-                if !matches!(w.data, Packed::F32(_)) {
-                    s.resize(np * k * PANEL, 0.0);
-                    for (q, chunk) in s.chunks_exact_mut(k * PANEL).enumerate() {
-                        dequant_panel(w, p0 + q, chunk);
-                    }
-                }
-                let panel = |q: usize| -> &[f32] {
-                    match &w.data {
-                        Packed::F32(v) => &v[(p0 + q) * k * PANEL..(p0 + q + 1) * k * PANEL],
-                        _ => &s[q * k * PANEL..(q + 1) * k * PANEL],
-                    }
-                };
-                // Row tiles outside, panels inside: a tile of activation rows stays in cache
-                // while every panel of the task passes over it.
-                let panels: Vec<&[f32]> = (0..np).map(panel).collect();
-                for i0 in (0..m).step_by(MR) {
-                    let rows = MR.min(m - i0);
-                    tile_panels(
-                        &x[i0 * k..],
-                        rows,
-                        k,
-                        &panels,
-                        &mut y[i0 * n..],
-                        n,
-                        p0 * PANEL,
-                        n,
-                    );
-                }
-            });
+            for p in p0..p1 {
+                scalar::codes_gemm(c, k, p, acts, 0..m, y, n, (n - p * PANEL).min(PANEL));
+            }
         }
     });
 }
 
-#[allow(unused_variables)]
-fn fused_panels(w: &PackedMatrix, p0: usize, p1: usize, x: &[f32], m: usize, y: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: the caller checked avx512f and a quantized packing; shapes were asserted.
-    unsafe {
-        match m {
-            1 => x86::fused::<1>(w, p0, p1, x, y),
-            2 => x86::fused::<2>(w, p0, p1, x, y),
-            3 => x86::fused::<3>(w, p0, p1, x, y),
-            _ => x86::fused::<4>(w, p0, p1, x, y),
+fn matmul_f32(
+    pool: &ThreadPool,
+    v: &[f32],
+    n: usize,
+    k: usize,
+    x: &[f32],
+    m: usize,
+    y: &mut [f32],
+) {
+    let panels = n.div_ceil(PANEL);
+    let ppt = panels_per_task(panels, pool.threads());
+    let out = OutPtr(y.as_mut_ptr());
+    let out = &out;
+    pool.run(panels.div_ceil(ppt), &|t| {
+        let p0 = t * ppt;
+        let p1 = (p0 + ppt).min(panels);
+        // SAFETY: as in matmul_codes.
+        let y = unsafe { std::slice::from_raw_parts_mut(out.0, m * n) };
+        let panels: Vec<&[f32]> = (p0..p1)
+            .map(|p| &v[p * k * PANEL..(p + 1) * k * PANEL])
+            .collect();
+        // Row tiles outside, panels inside: a tile of activation rows stays in cache
+        // while every panel of the task passes over it.
+        for i0 in (0..m).step_by(MR) {
+            let rows = MR.min(m - i0);
+            tile_panels(
+                &x[i0 * k..],
+                rows,
+                k,
+                &panels,
+                &mut y[i0 * n..],
+                n,
+                p0 * PANEL,
+                n,
+            );
         }
-    }
+    });
 }
 
-/// `rows ≤ MR` activation rows against consecutive dequantized panels (`[k][16]` each)
+/// `rows ≤ MR` activation rows against consecutive f32 panels (`[k][16]` each)
 /// starting at column `col0` of `y` (row stride `ldy`, `n` columns).
 #[allow(clippy::too_many_arguments)]
 fn tile_panels(
@@ -165,19 +257,9 @@ fn tile_panels(
     }
 }
 
-/// Dequantizes panel `p` into `out` as `[k][16]` f32.
-pub fn dequant_panel(w: &PackedMatrix, p: usize, out: &mut [f32]) {
-    match isa() {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: avx512f was detected at run time.
-        Isa::Avx512 => unsafe { x86::dequant_panel(w, p, out) },
-        _ => scalar::dequant_panel(w, p, out),
-    }
-}
-
 /// The scalar twins, public for tests and for comparison runs.
 pub mod reference {
-    pub use super::scalar::{dequant_panel, matmul};
+    pub use super::scalar::matmul;
 }
 
 #[cfg(test)]

@@ -1,12 +1,11 @@
 use crate::quant::{f16_at, scale_min_k4, QuantFormat};
 use crate::{Error, Result};
 
-/// Weight rows per panel: one 512-bit vector of f32 outputs.
+/// Weight rows per panel: one 512-bit vector of f32 (or i32) outputs.
 pub const PANEL: usize = 16;
 
 /// A weight matrix (`rows × cols`) in the layout the kernels read: rows are grouped in
-/// panels of 16, and within a panel the values are stored k-major, so one vector load
-/// yields element `k` of 16 consecutive rows. Rows are padded to whole panels with zeros.
+/// panels of 16, padded to whole panels with zeros.
 pub struct PackedMatrix {
     rows: usize,
     cols: usize,
@@ -15,29 +14,70 @@ pub struct PackedMatrix {
 }
 
 pub(crate) enum Packed {
-    /// `[panel][k][16]` f32.
+    /// `[panel][k][16]` f32: one vector load yields element `k` of 16 rows.
     F32(Vec<f32>),
-    /// Per panel, per 32-element block: 16 f32 scales, 16 f32 mins, then 16 k-pairs of 16
-    /// bytes, byte `r` of pair `t` holding row `r`'s codes for `k = 2t` (low nibble) and
-    /// `k = 2t + 1` (high nibble). Value = fma(code, scale, min).
-    Q4(Vec<u8>),
-    /// Per panel, per `block` elements: 16 f32 scales, 16 f32 mins, then `block` rows of
-    /// 16 signed codes (one per panel row). Value = fma(code, scale, min).
-    I8 { block: usize, data: Vec<u8> },
+    /// Unsigned integer codes: value = fma(code, scale, min), per block of 16 or 32.
+    Codes(CodePanels),
+}
+
+/// Per panel, per block: 16 f32 scales, 16 f32 mins, then the codes in groups laid out
+/// for `vpdpbusd`, whose 32-bit lane `r` takes four consecutive codes of row `r`:
+/// * nibbles (codes < 16, block 32): four 64-byte groups, byte `4r + j` of group `g`
+///   holding row `r`'s code `8g + j` (low nibble) and `8g + 4 + j` (high nibble);
+/// * bytes: `block / 4` 64-byte groups, byte `4r + j` of group `g` holding code `4g + j`.
+pub(crate) struct CodePanels {
+    pub block: usize,
+    pub nibbles: bool,
+    pub data: Vec<u8>,
+}
+
+impl CodePanels {
+    pub fn block_bytes(&self) -> usize {
+        128 + self.code_bytes()
+    }
+    pub fn code_bytes(&self) -> usize {
+        if self.nibbles {
+            self.block * PANEL / 2
+        } else {
+            self.block * PANEL
+        }
+    }
+    /// Byte offset of block `b` of panel `p` in a matrix of `nb` blocks per row.
+    pub fn block_at(&self, p: usize, nb: usize, b: usize) -> usize {
+        (p * nb + b) * self.block_bytes()
+    }
+    pub fn scale(&self, at: usize, lane: usize) -> f32 {
+        f32_at(&self.data, at + 4 * lane)
+    }
+    pub fn min(&self, at: usize, lane: usize) -> f32 {
+        f32_at(&self.data, at + 64 + 4 * lane)
+    }
+    /// Code `kk` (within the block) of panel row `lane`, for the block at byte `at`.
+    pub fn code(&self, at: usize, lane: usize, kk: usize) -> u8 {
+        let c = at + 128;
+        if self.nibbles {
+            let byte = self.data[c + (kk / 8) * 64 + 4 * lane + kk % 4];
+            if kk % 8 < 4 {
+                byte & 0xF
+            } else {
+                byte >> 4
+            }
+        } else {
+            self.data[c + (kk / 4) * 64 + 4 * lane + kk % 4]
+        }
+    }
+}
+
+pub(crate) fn f32_at(d: &[u8], i: usize) -> f32 {
+    f32::from_le_bytes([d[i], d[i + 1], d[i + 2], d[i + 3]])
 }
 
 /// Codes, scales and mins of every row, before they are laid out in panels.
 struct RowCodes {
     block: usize,
-    codes: Vec<i8>,
+    codes: Vec<u8>,
     scale: Vec<f32>,
     min: Vec<f32>,
-}
-
-pub(crate) const Q4_BLOCK_BYTES: usize = 128 + 256;
-
-pub(crate) fn i8_block_bytes(block: usize) -> usize {
-    128 + 16 * block
 }
 
 impl PackedMatrix {
@@ -58,11 +98,16 @@ impl PackedMatrix {
     pub fn packed_bytes(&self) -> usize {
         match &self.data {
             Packed::F32(v) => v.len() * 4,
-            Packed::Q4(d) | Packed::I8 { data: d, .. } => d.len(),
+            Packed::Codes(c) => c.data.len(),
         }
     }
 
     /// Repacks ggml-encoded `data` (`rows` rows of `cols` elements in `fmt`).
+    ///
+    /// Every quantized format becomes `value = code * scale + min` with an unsigned code,
+    /// which is exact: signed codes are offset (Q8_0 by 128, Q6_K by 32, Q4_0 by 8) and
+    /// the offset moves into `min`; K-quant sub-block scales times the super-block scale
+    /// are exact in f32 (11-bit by 6- or 8-bit products).
     pub fn from_ggml(fmt: QuantFormat, data: &[u8], rows: usize, cols: usize) -> Result<Self> {
         let row_bytes = fmt.row_bytes(cols)?;
         let expected = row_bytes * rows;
@@ -99,8 +144,8 @@ impl PackedMatrix {
                     };
                     rc.scale.push(d);
                     rc.min.push(m);
-                    rc.codes.extend(q.iter().map(|&v| (v & 0xF) as i8));
-                    rc.codes.extend(q.iter().map(|&v| (v >> 4) as i8));
+                    rc.codes.extend(q.iter().map(|&v| v & 0xF));
+                    rc.codes.extend(q.iter().map(|&v| v >> 4));
                 }
             }
             QuantFormat::Q4K | QuantFormat::Q5K => {
@@ -124,16 +169,18 @@ impl PackedMatrix {
                             };
                             let hi =
                                 qh.map_or(0, |h| if h[l] & (1u8 << sub) != 0 { 16 } else { 0 });
-                            rc.codes.push((lo + hi) as i8);
+                            rc.codes.push(lo + hi);
                         }
                     }
                 }
             }
             QuantFormat::Q8_0 => {
                 for b in blocks {
-                    rc.scale.push(f16_at(b, 0));
-                    rc.min.push(0.0);
-                    rc.codes.extend(b[2..34].iter().map(|&v| v as i8));
+                    let d = f16_at(b, 0);
+                    rc.scale.push(d);
+                    rc.min.push(-128.0 * d);
+                    rc.codes
+                        .extend(b[2..34].iter().map(|&v| (v as i8 as i16 + 128) as u8));
                 }
             }
             QuantFormat::Q6K => {
@@ -147,10 +194,11 @@ impl PackedMatrix {
                     unit[192..208].fill(1);
                     unit[208..210].copy_from_slice(&half::f16::ONE.to_le_bytes());
                     crate::quant::dequant_q6k(&unit, &mut tmp);
-                    rc.codes.extend(tmp.iter().map(|&v| v as i8));
+                    rc.codes.extend(tmp.iter().map(|&v| (v as i32 + 32) as u8));
                     for s in 0..16 {
-                        rc.scale.push(d * (b[192 + s] as i8) as f32);
-                        rc.min.push(0.0);
+                        let scale = d * (b[192 + s] as i8) as f32;
+                        rc.scale.push(scale);
+                        rc.min.push(-32.0 * scale);
                     }
                 }
             }
@@ -163,7 +211,7 @@ impl PackedMatrix {
             rows,
             cols,
             source: fmt,
-            data: panelize(&rc, rows, cols, nibbles),
+            data: Packed::Codes(panelize(&rc, rows, cols, nibbles)),
         })
     }
 
@@ -192,12 +240,25 @@ impl PackedMatrix {
 
     /// One row dequantized, for embedding lookups.
     pub fn row_f32(&self, r: usize, out: &mut [f32]) {
+        assert!(r < self.rows, "row {r} of {}", self.rows);
         let (p, lane) = (r / PANEL, r % PANEL);
         let k = self.cols;
-        let mut panel = vec![0f32; k * PANEL];
-        super::dequant_panel(self, p, &mut panel);
-        for (kk, o) in out.iter_mut().enumerate().take(k) {
-            *o = panel[kk * PANEL + lane];
+        match &self.data {
+            Packed::F32(v) => {
+                for (kk, o) in out.iter_mut().enumerate().take(k) {
+                    *o = v[(p * k + kk) * PANEL + lane];
+                }
+            }
+            Packed::Codes(c) => {
+                let nb = k / c.block;
+                for b in 0..nb {
+                    let at = c.block_at(p, nb, b);
+                    let (s, m) = (c.scale(at, lane), c.min(at, lane));
+                    for kk in 0..c.block {
+                        out[b * c.block + kk] = (c.code(at, lane, kk) as f32).mul_add(s, m);
+                    }
+                }
+            }
         }
     }
 }
@@ -208,56 +269,53 @@ fn push_f32s(out: &mut Vec<u8>, v: impl Iterator<Item = f32>) {
     }
 }
 
-fn panelize(rc: &RowCodes, rows: usize, cols: usize, nibbles: bool) -> Packed {
-    let block = if nibbles { 32 } else { rc.block };
+fn panelize(rc: &RowCodes, rows: usize, cols: usize, nibbles: bool) -> CodePanels {
+    let block = rc.block;
+    debug_assert!(!nibbles || block == 32);
     let nb = cols / block;
-    // Scales are per rc.block elements; for nibbles rc.block is 32 as well.
-    let per = block / rc.block.min(block);
-    debug_assert_eq!(per, 1);
     let panels = rows.div_ceil(PANEL);
+    let mut out = CodePanels {
+        block,
+        nibbles,
+        data: Vec::new(),
+    };
+    out.data.reserve(panels * nb * out.block_bytes());
     let row_or_pad =
         |p: usize, lane: usize| -> Option<usize> { Some(p * PANEL + lane).filter(|&r| r < rows) };
-    let bytes = if nibbles {
-        Q4_BLOCK_BYTES
-    } else {
-        i8_block_bytes(block)
-    };
-    let mut out = Vec::with_capacity(panels * nb * bytes);
     for p in 0..panels {
         for b in 0..nb {
             let sidx = |r: usize| r * nb + b;
+            let d = &mut out.data;
             push_f32s(
-                &mut out,
+                d,
                 (0..PANEL).map(|l| row_or_pad(p, l).map_or(0.0, |r| rc.scale[sidx(r)])),
             );
             push_f32s(
-                &mut out,
+                d,
                 (0..PANEL).map(|l| row_or_pad(p, l).map_or(0.0, |r| rc.min[sidx(r)])),
             );
-            let code = |r: Option<usize>, kk: usize| {
-                r.map_or(0i8, |r| rc.codes[r * cols + b * block + kk])
-            };
+            let code =
+                |r: Option<usize>, kk: usize| r.map_or(0, |r| rc.codes[r * cols + b * block + kk]);
             if nibbles {
-                for t in 0..16 {
+                for g in 0..block / 8 {
                     for l in 0..PANEL {
                         let r = row_or_pad(p, l);
-                        out.push(
-                            (code(r, 2 * t) as u8 & 0xF) | ((code(r, 2 * t + 1) as u8 & 0xF) << 4),
-                        );
+                        for j in 0..4 {
+                            d.push(code(r, 8 * g + j) | (code(r, 8 * g + 4 + j) << 4));
+                        }
                     }
                 }
             } else {
-                for kk in 0..block {
+                for g in 0..block / 4 {
                     for l in 0..PANEL {
-                        out.push(code(row_or_pad(p, l), kk) as u8);
+                        let r = row_or_pad(p, l);
+                        for j in 0..4 {
+                            d.push(code(r, 4 * g + j));
+                        }
                     }
                 }
             }
         }
     }
-    if nibbles {
-        Packed::Q4(out)
-    } else {
-        Packed::I8 { block, data: out }
-    }
+    out
 }

@@ -2,7 +2,8 @@
 // Register tiles are indexed [row][panel] on purpose: iterator chains obscure the tiling.
 #![allow(clippy::needless_range_loop)]
 
-use super::pack::{i8_block_bytes, Packed, PackedMatrix, PANEL, Q4_BLOCK_BYTES};
+use super::acts::QuantActs;
+use super::pack::{CodePanels, PANEL};
 use super::MR;
 use std::arch::x86_64::*;
 
@@ -13,57 +14,6 @@ unsafe fn store_cols(y: *mut f32, v: __m512, valid: usize) {
         _mm512_storeu_ps(y, v);
     } else {
         _mm512_mask_storeu_ps(y, ((1u32 << valid) - 1) as u16, v);
-    }
-}
-
-/// # Safety
-/// Requires avx512f; `out` holds `cols * 16` values.
-#[target_feature(enable = "avx512f")]
-pub unsafe fn dequant_panel(w: &PackedMatrix, p: usize, out: &mut [f32]) {
-    let k = w.cols();
-    assert!(out.len() >= k * PANEL);
-    let op = out.as_mut_ptr();
-    match &w.data {
-        Packed::F32(v) => out[..k * PANEL].copy_from_slice(&v[p * k * PANEL..(p + 1) * k * PANEL]),
-        Packed::Q4(d) => {
-            let nb = k / 32;
-            assert!(d.len() >= (p + 1) * nb * Q4_BLOCK_BYTES);
-            let mask = _mm_set1_epi8(0x0F);
-            for b in 0..nb {
-                let base = d.as_ptr().add((p * nb + b) * Q4_BLOCK_BYTES);
-                let s = _mm512_loadu_ps(base as *const f32);
-                let m = _mm512_loadu_ps(base.add(64) as *const f32);
-                for t in 0..16 {
-                    let raw = _mm_loadu_si128(base.add(128 + t * 16) as *const __m128i);
-                    let lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(raw, mask)));
-                    let hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(
-                        _mm_srli_epi16::<4>(raw),
-                        mask,
-                    )));
-                    _mm512_storeu_ps(op.add((b * 32 + 2 * t) * PANEL), _mm512_fmadd_ps(lo, s, m));
-                    _mm512_storeu_ps(
-                        op.add((b * 32 + 2 * t + 1) * PANEL),
-                        _mm512_fmadd_ps(hi, s, m),
-                    );
-                }
-            }
-        }
-        Packed::I8 { block, data: d } => {
-            let block = *block;
-            let nb = k / block;
-            let bytes = i8_block_bytes(block);
-            assert!(d.len() >= (p + 1) * nb * bytes);
-            for b in 0..nb {
-                let base = d.as_ptr().add((p * nb + b) * bytes);
-                let s = _mm512_loadu_ps(base as *const f32);
-                let m = _mm512_loadu_ps(base.add(64) as *const f32);
-                for kk in 0..block {
-                    let raw = _mm_loadu_si128(base.add(128 + kk * 16) as *const __m128i);
-                    let f = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(raw));
-                    _mm512_storeu_ps(op.add((b * block + kk) * PANEL), _mm512_fmadd_ps(f, s, m));
-                }
-            }
-        }
     }
 }
 
@@ -160,135 +110,169 @@ pub unsafe fn tile_panels(
     }
 }
 
-/// Panels `p0..p1` times `M ≤ 4` activation rows, dequantizing in registers: `P` panels
-/// at a time give `M × P` independent FMA chains.
+/// Integer codes: panels `p0..p1` times all `m` activation rows, in row tiles of up to
+/// eight. Small tiles take several panels at once so there are enough independent
+/// `vpdpbusd` chains to cover its latency.
 ///
 /// # Safety
-/// Requires avx512f; `w` is Q4 or I8 packed; `x` holds `M` rows of `cols`; `y` holds `M`
-/// rows of `w.rows()`.
-#[target_feature(enable = "avx512f")]
-pub unsafe fn fused<const M: usize>(
-    w: &PackedMatrix,
+/// Requires avx512f, avx512bw and avx512vnni; `acts` holds `m` rows of `k` quantized with
+/// `w.block`; `y` holds `m` rows of `n`; `p1` is at most the panel count.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn codes_panels(
+    w: &CodePanels,
+    k: usize,
+    n: usize,
     p0: usize,
     p1: usize,
-    x: &[f32],
+    acts: &QuantActs,
+    m: usize,
     y: &mut [f32],
 ) {
-    let (n, k) = (w.rows(), w.cols());
-    assert!(x.len() >= M * k && y.len() >= M * n && p1 <= w.panels());
-    let mut p = p0;
-    if M <= 2 {
-        while p + 4 <= p1 {
-            fused_group::<M, 4>(w, p, x, y);
-            p += 4;
+    assert!(acts.k == k && acts.block == w.block && acts.hi.len() >= m * k);
+    assert!(y.len() >= m * n && w.data.len() >= p1 * (k / w.block) * w.block_bytes());
+    assert!(!w.nibbles || w.block == 32);
+    let mut i0 = 0;
+    while i0 < m {
+        let r = (m - i0).min(8);
+        let t = Tile {
+            w,
+            k,
+            n,
+            acts,
+            i0,
+            y: y.as_mut_ptr(),
+        };
+        match r {
+            8 => t.panels::<8, 1>(p0, p1),
+            7 => t.panels::<7, 1>(p0, p1),
+            6 => t.panels::<6, 1>(p0, p1),
+            5 => t.panels::<5, 1>(p0, p1),
+            4 => t.panels::<4, 1>(p0, p1),
+            3 => t.panels::<3, 2>(p0, p1),
+            2 => t.panels::<2, 2>(p0, p1),
+            _ => t.panels::<1, 4>(p0, p1),
         }
-    }
-    while p + 2 <= p1 {
-        fused_group::<M, 2>(w, p, x, y);
-        p += 2;
-    }
-    while p < p1 {
-        fused_group::<M, 1>(w, p, x, y);
-        p += 1;
+        i0 += r;
     }
 }
 
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn fused_group<const M: usize, const P: usize>(
-    w: &PackedMatrix,
-    p0: usize,
-    x: &[f32],
-    y: &mut [f32],
-) {
-    let (n, k) = (w.rows(), w.cols());
-    let xp = x.as_ptr();
-    let mut acc = [[_mm512_setzero_ps(); P]; M];
-    match &w.data {
-        Packed::Q4(d) => {
-            let nb = k / 32;
-            assert!(d.len() >= (p0 + P) * nb * Q4_BLOCK_BYTES);
-            let mask = _mm_set1_epi8(0x0F);
-            for b in 0..nb {
-                let mut base = [std::ptr::null::<u8>(); P];
-                let mut s = [_mm512_setzero_ps(); P];
-                let mut m = [_mm512_setzero_ps(); P];
-                for q in 0..P {
-                    base[q] = d.as_ptr().add(((p0 + q) * nb + b) * Q4_BLOCK_BYTES);
-                    s[q] = _mm512_loadu_ps(base[q] as *const f32);
-                    m[q] = _mm512_loadu_ps(base[q].add(64) as *const f32);
-                }
-                for t in 0..16 {
-                    let kk = b * 32 + 2 * t;
-                    for q in 0..P {
-                        let raw = _mm_loadu_si128(base[q].add(128 + t * 16) as *const __m128i);
-                        let lo = _mm512_fmadd_ps(
-                            _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(raw, mask))),
-                            s[q],
-                            m[q],
-                        );
-                        let hi = _mm512_fmadd_ps(
-                            _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(
-                                _mm_srli_epi16::<4>(raw),
-                                mask,
-                            ))),
-                            s[q],
-                            m[q],
-                        );
-                        for i in 0..M {
-                            acc[i][q] =
-                                _mm512_fmadd_ps(_mm512_set1_ps(*xp.add(i * k + kk)), lo, acc[i][q]);
-                            acc[i][q] = _mm512_fmadd_ps(
-                                _mm512_set1_ps(*xp.add(i * k + kk + 1)),
-                                hi,
-                                acc[i][q],
-                            );
-                        }
-                    }
-                }
-            }
+struct Tile<'a> {
+    w: &'a CodePanels,
+    k: usize,
+    n: usize,
+    acts: &'a QuantActs,
+    i0: usize,
+    y: *mut f32,
+}
+
+impl Tile<'_> {
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn panels<const R: usize, const P: usize>(&self, p0: usize, p1: usize) {
+        let mut p = p0;
+        while p + P <= p1 {
+            self.run::<R, P>(p);
+            p += P;
         }
-        Packed::I8 { block, data: d } => {
-            let block = *block;
-            let nb = k / block;
-            let bytes = i8_block_bytes(block);
-            assert!(d.len() >= (p0 + P) * nb * bytes);
-            for b in 0..nb {
-                let mut base = [std::ptr::null::<u8>(); P];
-                let mut s = [_mm512_setzero_ps(); P];
-                let mut m = [_mm512_setzero_ps(); P];
-                for q in 0..P {
-                    base[q] = d.as_ptr().add(((p0 + q) * nb + b) * bytes);
-                    s[q] = _mm512_loadu_ps(base[q] as *const f32);
-                    m[q] = _mm512_loadu_ps(base[q].add(64) as *const f32);
-                }
-                for kb in 0..block {
-                    let kk = b * block + kb;
-                    for q in 0..P {
-                        let raw = _mm_loadu_si128(base[q].add(128 + kb * 16) as *const __m128i);
-                        let wv = _mm512_fmadd_ps(
-                            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(raw)),
-                            s[q],
-                            m[q],
-                        );
-                        for i in 0..M {
-                            acc[i][q] =
-                                _mm512_fmadd_ps(_mm512_set1_ps(*xp.add(i * k + kk)), wv, acc[i][q]);
-                        }
-                    }
-                }
-            }
+        while p < p1 {
+            self.run::<R, 1>(p);
+            p += 1;
         }
-        Packed::F32(_) => unreachable!("dense weights take the scratch path"),
     }
-    for i in 0..M {
-        for q in 0..P {
-            let col = (p0 + q) * PANEL;
-            store_cols(
-                y.as_mut_ptr().add(i * n + col),
-                acc[i][q],
-                (n - col).min(PANEL),
-            );
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn run<const R: usize, const P: usize>(&self, p0: usize) {
+        if self.w.nibbles {
+            self.tile::<R, P, true>(p0)
+        } else {
+            self.tile::<R, P, false>(p0)
+        }
+    }
+
+    /// `R` rows from `i0` against panels `p0..p0 + P`. Per block and (row, panel), the
+    /// high and low activation bytes accumulate separately, then `I = (A << 8) + B` is the
+    /// exact `Σ code * c` of the scalar twin.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[inline]
+    unsafe fn tile<const R: usize, const P: usize, const NIB: bool>(&self, p0: usize) {
+        let (w, k, acts) = (self.w, self.k, self.acts);
+        let block = w.block;
+        let nb = k / block;
+        let xh = acts.hi.as_ptr().add(self.i0 * k);
+        let xl = acts.lo.as_ptr().add(self.i0 * k);
+        let bcast = |p: *const i8| _mm512_set1_epi32((p as *const i32).read_unaligned());
+        let nibble = _mm512_set1_epi8(0x0F);
+        let mut acc = [[_mm512_setzero_ps(); P]; R];
+        for b in 0..nb {
+            let mut base = [std::ptr::null::<u8>(); P];
+            for q in 0..P {
+                base[q] = w.data.as_ptr().add(w.block_at(p0 + q, nb, b));
+            }
+            let mut ia = [[_mm512_setzero_si512(); P]; R];
+            let mut ib = [[_mm512_setzero_si512(); P]; R];
+            let kb = b * block;
+            if NIB {
+                for g in 0..4 {
+                    let mut c0 = [_mm512_setzero_si512(); P];
+                    let mut c1 = [_mm512_setzero_si512(); P];
+                    for q in 0..P {
+                        let raw = _mm512_loadu_si512(base[q].add(128 + g * 64) as *const _);
+                        c0[q] = _mm512_and_si512(raw, nibble);
+                        c1[q] = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), nibble);
+                    }
+                    for r in 0..R {
+                        let at = r * k + kb + 8 * g;
+                        let (h0, h1) = (bcast(xh.add(at)), bcast(xh.add(at + 4)));
+                        let (l0, l1) = (bcast(xl.add(at)), bcast(xl.add(at + 4)));
+                        for q in 0..P {
+                            ia[r][q] = _mm512_dpbusd_epi32(ia[r][q], c0[q], h0);
+                            ib[r][q] = _mm512_dpbusd_epi32(ib[r][q], c0[q], l0);
+                            ia[r][q] = _mm512_dpbusd_epi32(ia[r][q], c1[q], h1);
+                            ib[r][q] = _mm512_dpbusd_epi32(ib[r][q], c1[q], l1);
+                        }
+                    }
+                }
+            } else {
+                for g in 0..block / 4 {
+                    let mut c = [_mm512_setzero_si512(); P];
+                    for q in 0..P {
+                        c[q] = _mm512_loadu_si512(base[q].add(128 + g * 64) as *const _);
+                    }
+                    for r in 0..R {
+                        let at = r * k + kb + 4 * g;
+                        let (h, l) = (bcast(xh.add(at)), bcast(xl.add(at)));
+                        for q in 0..P {
+                            ia[r][q] = _mm512_dpbusd_epi32(ia[r][q], c[q], h);
+                            ib[r][q] = _mm512_dpbusd_epi32(ib[r][q], c[q], l);
+                        }
+                    }
+                }
+            }
+            for q in 0..P {
+                let d = _mm512_loadu_ps(base[q] as *const f32);
+                let mn = _mm512_loadu_ps(base[q].add(64) as *const f32);
+                for r in 0..R {
+                    let at = (self.i0 + r) * nb + b;
+                    let s = _mm512_set1_ps(*acts.scale.get_unchecked(at));
+                    let sum = _mm512_set1_ps(*acts.sum.get_unchecked(at));
+                    let dot = _mm512_add_epi32(_mm512_slli_epi32::<8>(ia[r][q]), ib[r][q]);
+                    acc[r][q] =
+                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(d, s), acc[r][q]);
+                    acc[r][q] = _mm512_fmadd_ps(mn, sum, acc[r][q]);
+                }
+            }
+        }
+        for r in 0..R {
+            for q in 0..P {
+                let col = (p0 + q) * PANEL;
+                if col < self.n {
+                    store_cols(
+                        self.y.add((self.i0 + r) * self.n + col),
+                        acc[r][q],
+                        (self.n - col).min(PANEL),
+                    );
+                }
+            }
         }
     }
 }
