@@ -130,7 +130,7 @@ impl Model {
         let mut slots = Vec::with_capacity(rows);
         for s in seqs {
             slots.extend(
-                (0..s.tokens.len()).map(|i| kv.slot_offset(s.block_table, s.start_pos + i)),
+                (0..s.tokens.len()).map(|i| kv.block_and_slot(s.block_table, s.start_pos + i)),
             );
         }
         let mut first_row = 0;
@@ -169,19 +169,17 @@ impl Model {
             }
             stacked_matmul(pool, &layer.qkv, &xn, rows, &mut qkv);
             let (kc, vc) = &mut kv.layers[li];
-            for (r, &slot) in slots.iter().enumerate() {
+            let layout = kv.layout;
+            for (r, &(block, slot)) in slots.iter().enumerate() {
                 let row = &mut qkv[r * qkv_w..(r + 1) * qkv_w];
                 ops::rope_pairs(&mut row[..qd + kvd], hd, &rope[r]);
                 q[r * qd..(r + 1) * qd].copy_from_slice(&row[..qd]);
-                kc[slot..slot + kvd].copy_from_slice(&row[qd..qd + kvd]);
-                vc[slot..slot + kvd].copy_from_slice(&row[qd + kvd..]);
+                layout.store(kc, vc, block, slot, &row[qd..qd + kvd], &row[qd + kvd..]);
             }
             let paged = PagedKv {
                 k: kc,
                 v: vc,
-                block_size: kv.block_size,
-                n_kv_heads: c.n_kv_heads,
-                head_dim: hd,
+                layout,
             };
             ops::attention(pool, &q, c.n_heads, &paged, &attn_seqs, scale, &mut att);
             matmul(pool, &layer.wo, &att, rows, &mut proj);

@@ -1,4 +1,5 @@
 use crate::Config;
+use kernels::ops::KvLayout;
 
 /// The paged KV cache: for each layer, K and V storage of `n_blocks` blocks of
 /// `block_size` token slots. Which block holds which positions is the caller's business
@@ -7,7 +8,7 @@ pub struct KvCache {
     pub block_size: usize,
     pub n_blocks: usize,
     pub(crate) layers: Vec<(Vec<f32>, Vec<f32>)>,
-    pub(crate) kv_dim: usize,
+    pub(crate) layout: KvLayout,
 }
 
 impl KvCache {
@@ -25,7 +26,11 @@ impl KvCache {
             block_size,
             n_blocks,
             layers,
-            kv_dim,
+            layout: KvLayout {
+                block_size,
+                n_kv_heads: cfg.n_kv_heads,
+                head_dim: cfg.head_dim,
+            },
         }
     }
 
@@ -33,8 +38,8 @@ impl KvCache {
         self.n_blocks * self.block_size
     }
 
-    pub(crate) fn slot_offset(&self, table: &[u32], pos: usize) -> usize {
-        (table[pos / self.block_size] as usize * self.block_size + pos % self.block_size)
-            * self.kv_dim
+    /// The block and the slot within it that hold position `pos`.
+    pub(crate) fn block_and_slot(&self, table: &[u32], pos: usize) -> (usize, usize) {
+        (table[pos / self.block_size] as usize, pos % self.block_size)
     }
 }

@@ -1,25 +1,69 @@
 //! Causal attention of query rows over a paged KV cache.
+//!
+//! K is stored transposed within each block (`[kv_head][dim][slot]`), so the scores of 16
+//! consecutive slots are one vector of sequential FMA chains over the head dimension —
+//! no horizontal sums — and the query heads that share a KV head (GQA) read each K and V
+//! vector once. V stays slot-major (`[slot][kv_head][dim]`): each position adds a
+//! weighted row to the output.
 
-use super::{axpy, dot, exp_inplace};
+use super::exp_inplace;
 use crate::pool::ThreadPool;
 use std::cell::RefCell;
 
-/// One layer's K and V storage: `[block][slot][kv_head][head_dim]`, f32.
-pub struct PagedKv<'a> {
-    pub k: &'a [f32],
-    pub v: &'a [f32],
+/// Where each K and V value of one layer lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KvLayout {
     pub block_size: usize,
     pub n_kv_heads: usize,
     pub head_dim: usize,
 }
 
-impl PagedKv<'_> {
-    #[inline]
-    fn offset(&self, table: &[u32], pos: usize, kv_head: usize) -> usize {
-        let block = table[pos / self.block_size] as usize;
-        ((block * self.block_size + pos % self.block_size) * self.n_kv_heads + kv_head)
-            * self.head_dim
+impl KvLayout {
+    /// Floats per block in each of K and V.
+    pub fn block_len(&self) -> usize {
+        self.block_size * self.n_kv_heads * self.head_dim
     }
+
+    /// Index of K's dimension 0 for (`block`, `kv_head`) at `slot`; dimension `d` is
+    /// `block_size * d` further.
+    #[inline]
+    pub fn k_index(&self, block: usize, kv_head: usize, slot: usize) -> usize {
+        (block * self.n_kv_heads + kv_head) * self.head_dim * self.block_size + slot
+    }
+
+    /// Index of V's `head_dim` contiguous values for (`block`, `slot`, `kv_head`).
+    #[inline]
+    pub fn v_index(&self, block: usize, slot: usize, kv_head: usize) -> usize {
+        ((block * self.block_size + slot) * self.n_kv_heads + kv_head) * self.head_dim
+    }
+
+    /// Stores one token's K and V rows (`n_kv_heads * head_dim` each) at `slot` of `block`.
+    pub fn store(
+        &self,
+        k: &mut [f32],
+        v: &mut [f32],
+        block: usize,
+        slot: usize,
+        k_row: &[f32],
+        v_row: &[f32],
+    ) {
+        let hd = self.head_dim;
+        for h in 0..self.n_kv_heads {
+            let base = self.k_index(block, h, slot);
+            for (d, &x) in k_row[h * hd..(h + 1) * hd].iter().enumerate() {
+                k[base + d * self.block_size] = x;
+            }
+        }
+        let at = self.v_index(block, slot, 0);
+        v[at..at + self.n_kv_heads * hd].copy_from_slice(&v_row[..self.n_kv_heads * hd]);
+    }
+}
+
+/// One layer's K and V storage, laid out as `layout` says.
+pub struct PagedKv<'a> {
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    pub layout: KvLayout,
 }
 
 /// A run of consecutive query rows of one sequence.
@@ -33,13 +77,55 @@ pub struct AttnSeq<'a> {
     pub first_pos: usize,
 }
 
+/// One task's work: query heads `heads` (all on KV head `kv_head`) of one row over
+/// `n_ctx` positions.
+pub(crate) struct HeadGroup<'a> {
+    pub kv: &'a PagedKv<'a>,
+    pub table: &'a [u32],
+    pub kv_head: usize,
+    pub n_ctx: usize,
+    pub scale: f32,
+}
+
+impl HeadGroup<'_> {
+    /// Checks that every block the context touches lies inside the storage, so kernels
+    /// may index without further checks.
+    fn check(&self) {
+        let l = &self.kv.layout;
+        let blocks = self.n_ctx.div_ceil(l.block_size);
+        assert!(blocks <= self.table.len(), "block table too short");
+        let n_blocks = self.kv.k.len() / l.block_len();
+        assert!(self.kv.v.len() >= n_blocks * l.block_len() && self.kv_head < l.n_kv_heads);
+        assert!(
+            self.table[..blocks]
+                .iter()
+                .all(|&b| (b as usize) < n_blocks),
+            "block outside the KV storage"
+        );
+    }
+}
+
 thread_local! {
     static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 struct OutPtr(*mut f32);
-// SAFETY: each task writes one disjoint (row, head) slice of `out`.
+// SAFETY: each task writes disjoint (row, head) slices of `out`.
 unsafe impl Sync for OutPtr {}
+
+/// Query heads per task: those sharing a KV head, at most as many as keep the output
+/// accumulators in registers.
+fn heads_per_task(group: usize, head_dim: usize) -> usize {
+    let most = match head_dim {
+        0..=64 => 4,
+        65..=128 => 2,
+        _ => 1,
+    };
+    (1..=most.min(group))
+        .rev()
+        .find(|c| group.is_multiple_of(*c))
+        .unwrap_or(1)
+}
 
 /// `out[row, head] = softmax(q·Kᵀ · scale) · V` over the row's causal context, with
 /// query heads mapped onto KV heads by grouping (GQA). `q` and `out` have
@@ -53,56 +139,143 @@ pub fn attention(
     scale: f32,
     out: &mut [f32],
 ) {
-    let hd = kv.head_dim;
+    let l = kv.layout;
+    let hd = l.head_dim;
     let width = n_heads * hd;
-    let group = n_heads / kv.n_kv_heads;
+    assert!(n_heads.is_multiple_of(l.n_kv_heads) && q.len() >= out.len());
+    let group = n_heads / l.n_kv_heads;
+    let per = heads_per_task(group, hd);
+    let chunks = n_heads / per;
     let rows: Vec<(usize, usize)> = seqs
         .iter()
         .enumerate()
         .flat_map(|(s, seq)| (0..seq.n_rows).map(move |i| (s, i)))
         .collect();
+    assert!(
+        rows.iter()
+            .all(|&(s, i)| (seqs[s].first_row + i + 1) * width <= out.len()),
+        "query rows outside the output"
+    );
     let optr = OutPtr(out.as_mut_ptr());
     let optr = &optr;
-    let total = out.len();
-    pool.run(rows.len() * n_heads, &|t| {
-        let (s, i) = rows[t / n_heads];
-        let h = t % n_heads;
+    pool.run(rows.len() * chunks, &|t| {
+        let (s, i) = rows[t / chunks];
+        let h0 = (t % chunks) * per;
         let seq = &seqs[s];
         let row = seq.first_row + i;
-        let n_ctx = seq.first_pos + i + 1;
-        let qv = &q[row * width + h * hd..row * width + (h + 1) * hd];
-        let kvh = h / group;
-        // SAFETY: (row, h) is unique to this task, so the slice is written by it alone.
-        let o = unsafe { std::slice::from_raw_parts_mut(optr.0.add(row * width + h * hd), hd) };
-        debug_assert!(row * width + (h + 1) * hd <= total);
-        let offset = |p: usize| kv.offset(seq.block_table, p, kvh);
-        SCORES.with(|sc| {
-            let mut sc = sc.borrow_mut();
-            #[cfg(target_arch = "x86_64")]
-            if crate::isa() == crate::Isa::Avx512 && hd.is_multiple_of(16) && hd <= 256 {
-                // SAFETY: avx512f detected; offsets come from the validated block table.
-                unsafe {
-                    super::x86::attend_head(qv, kv.k, kv.v, n_ctx, &offset, scale, &mut sc, o)
-                };
-                return;
-            }
-            sc.clear();
-            for p in 0..n_ctx {
-                let off = offset(p);
-                sc.push(dot(qv, &kv.k[off..off + hd]) * scale);
-            }
-            let max = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            for v in sc.iter_mut() {
-                *v -= max;
-            }
-            exp_inplace(&mut sc);
-            let sum: f64 = sc.iter().map(|&v| v as f64).sum();
-            let inv = (1.0 / sum) as f32;
-            o.fill(0.0);
-            for (p, &w) in sc.iter().enumerate() {
-                let off = offset(p);
-                axpy(w * inv, &kv.v[off..off + hd], o);
-            }
-        });
+        let task = HeadGroup {
+            kv,
+            table: seq.block_table,
+            kv_head: h0 / group,
+            n_ctx: seq.first_pos + i + 1,
+            scale,
+        };
+        task.check();
+        let qs = &q[row * width + h0 * hd..row * width + (h0 + per) * hd];
+        // SAFETY: (row, heads h0..h0+per) belong to this task alone and lie inside `out`
+        // (asserted above).
+        let o =
+            unsafe { std::slice::from_raw_parts_mut(optr.0.add(row * width + h0 * hd), per * hd) };
+        SCORES.with(|sc| attend(&task, qs, &mut sc.borrow_mut(), o));
     });
+}
+
+/// The heads of `qs` (consecutive `head_dim` slices) attend over the task's context.
+fn attend(task: &HeadGroup, qs: &[f32], scores: &mut Vec<f32>, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::isa() == crate::Isa::Avx512 {
+        let hd = task.kv.layout.head_dim;
+        let g = qs.len() / hd;
+        macro_rules! go {
+            ($g:literal, $nv:literal) => {
+                // SAFETY: avx512f detected; `check` validated every block index.
+                unsafe { super::x86::attend_group::<$g, $nv>(task, qs, scores, out) }
+            };
+        }
+        match (g, hd) {
+            (1, 32) => return go!(1, 2),
+            (2, 32) => return go!(2, 2),
+            (3, 32) => return go!(3, 2),
+            (4, 32) => return go!(4, 2),
+            (1, 64) => return go!(1, 4),
+            (2, 64) => return go!(2, 4),
+            (3, 64) => return go!(3, 4),
+            (4, 64) => return go!(4, 4),
+            (1, 128) => return go!(1, 8),
+            (2, 128) => return go!(2, 8),
+            _ => {}
+        }
+    }
+    reference_attend(task, qs, scores, out);
+}
+
+/// The reference arithmetic: each score a sequential FMA chain over the head dimension,
+/// times `scale`; softmax with the max subtracted and an f64 sum; the output a sequential
+/// sum over positions of `fma(weight, v, acc)`.
+pub(crate) fn reference_attend(
+    task: &HeadGroup,
+    qs: &[f32],
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    let l = &task.kv.layout;
+    let (hd, bs) = (l.head_dim, l.block_size);
+    let n_ctx = task.n_ctx;
+    for (q, o) in qs.chunks_exact(hd).zip(out.chunks_exact_mut(hd)) {
+        scores.clear();
+        for p in 0..n_ctx {
+            let base = l.k_index(task.table[p / bs] as usize, task.kv_head, p % bs);
+            let mut acc = 0f32;
+            for (d, &qd) in q.iter().enumerate() {
+                acc = qd.mul_add(task.kv.k[base + d * bs], acc);
+            }
+            scores.push(acc * task.scale);
+        }
+        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        for s in scores.iter_mut() {
+            *s -= max;
+        }
+        exp_inplace(scores);
+        let inv = (1.0 / scores.iter().map(|&s| s as f64).sum::<f64>()) as f32;
+        o.fill(0.0);
+        for (p, &w) in scores.iter().enumerate() {
+            let at = l.v_index(task.table[p / bs] as usize, p % bs, task.kv_head);
+            let a = w * inv;
+            for (od, &vd) in o.iter_mut().zip(&task.kv.v[at..at + hd]) {
+                *od = a.mul_add(vd, *od);
+            }
+        }
+    }
+}
+
+/// The scalar twin, for tests.
+#[cfg(test)]
+pub(crate) fn reference_attention(
+    q: &[f32],
+    n_heads: usize,
+    kv: &PagedKv,
+    seqs: &[AttnSeq],
+    scale: f32,
+    out: &mut [f32],
+) {
+    let hd = kv.layout.head_dim;
+    let width = n_heads * hd;
+    let group = n_heads / kv.layout.n_kv_heads;
+    let mut scores = Vec::new();
+    for seq in seqs {
+        for i in 0..seq.n_rows {
+            let row = seq.first_row + i;
+            for h in 0..n_heads {
+                let task = HeadGroup {
+                    kv,
+                    table: seq.block_table,
+                    kv_head: h / group,
+                    n_ctx: seq.first_pos + i + 1,
+                    scale,
+                };
+                let at = row * width + h * hd;
+                reference_attend(&task, &q[at..at + hd], &mut scores, &mut out[at..at + hd]);
+            }
+        }
+    }
 }

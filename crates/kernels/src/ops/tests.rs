@@ -46,12 +46,15 @@ fn attention_over_pages_matches_dense_softmax() {
     let k = vals(n_blocks * bs * n_kv * hd, 1, 1.0);
     let v = vals(n_blocks * bs * n_kv * hd, 2, 1.0);
     let q = vals(2 * n_heads * hd, 3, 1.0);
-    let kv = PagedKv {
-        k: &k,
-        v: &v,
+    let layout = KvLayout {
         block_size: bs,
         n_kv_heads: n_kv,
         head_dim: hd,
+    };
+    let kv = PagedKv {
+        k: &k,
+        v: &v,
+        layout,
     };
     let seqs = [AttnSeq {
         block_table: &table,
@@ -65,12 +68,14 @@ fn attention_over_pages_matches_dense_softmax() {
         let ctx = n_ctx - 1 + row;
         for h in 0..n_heads {
             let kvh = h / 2;
-            let at = |p: usize| ((table[p / bs] as usize * bs + p % bs) * n_kv + kvh) * hd;
+            let block = |p: usize| table[p / bs] as usize;
+            let kat = |p: usize, d: usize| layout.k_index(block(p), kvh, p % bs) + d * bs;
+            let vat = |p: usize| layout.v_index(block(p), p % bs, kvh);
             let qv = &q[(row * n_heads + h) * hd..][..hd];
             let s: Vec<f64> = (0..ctx)
                 .map(|p| {
                     (0..hd)
-                        .map(|d| qv[d] as f64 * k[at(p) + d] as f64)
+                        .map(|d| qv[d] as f64 * k[kat(p, d)] as f64)
                         .sum::<f64>()
                         * 0.25
                 })
@@ -79,7 +84,7 @@ fn attention_over_pages_matches_dense_softmax() {
             let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
             let z: f64 = e.iter().sum();
             for d in 0..hd {
-                let want: f64 = (0..ctx).map(|p| e[p] / z * v[at(p) + d] as f64).sum();
+                let want: f64 = (0..ctx).map(|p| e[p] / z * v[vat(p) + d] as f64).sum();
                 let got = out[(row * n_heads + h) * hd + d] as f64;
                 assert!(
                     (got - want).abs() < 1e-5,
@@ -119,39 +124,64 @@ proptest! {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Every head-group and head-size variant of the SIMD kernel against the scalar twin,
+    /// with ragged block sizes, scattered blocks and causal rows.
+    #[test]
+    fn simd_attention_is_bitwise_scalar(
+        shape in 0usize..7,
+        bs in prop::sample::select(vec![1usize, 3, 16, 20, 32]),
+        first_pos in 0usize..90,
+        n_rows in 1usize..4,
+        seed in 0u64..1000,
+    ) {
+        let (n_heads, n_kv, hd) = [(9, 3, 64), (4, 4, 64), (8, 2, 64), (4, 2, 128), (6, 3, 32), (2, 1, 48), (3, 1, 128)][shape];
+        let layout = KvLayout { block_size: bs, n_kv_heads: n_kv, head_dim: hd };
+        let n_ctx = first_pos + n_rows;
+        let blocks = n_ctx.div_ceil(bs);
+        let n_blocks = blocks + 3;
+        // Blocks in a scrambled order, none of them block 0.
+        let table: Vec<u32> = (0..blocks).map(|b| ((b * 5 + seed as usize) % blocks + 1) as u32).collect();
+        let mut seen = table.clone();
+        seen.sort();
+        seen.dedup();
+        prop_assume!(seen.len() == table.len());
+        let k = vals(n_blocks * layout.block_len(), seed, 1.5);
+        let v = vals(n_blocks * layout.block_len(), seed + 1, 1.0);
+        let q = vals(n_rows * n_heads * hd, seed + 2, 1.5);
+        let kv = PagedKv { k: &k, v: &v, layout };
+        let seqs = [AttnSeq { block_table: &table, first_row: 0, n_rows, first_pos }];
+        let mut got = vec![0f32; q.len()];
+        attention(&crate::ThreadPool::new(2), &q, n_heads, &kv, &seqs, 0.125, &mut got);
+        let mut want = vec![0f32; q.len()];
+        attention::reference_attention(&q, n_heads, &kv, &seqs, 0.125, &mut want);
+        prop_assert_eq!(
+            got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+    }
+}
+
 #[test]
-fn inlined_attention_head_is_bitwise_the_generic_arithmetic() {
-    if !is_x86_feature_detected!("avx512f") {
-        return;
-    }
-    for (hd, n_ctx, seed) in [
-        (64usize, 1usize, 1u64),
-        (64, 37, 2),
-        (32, 300, 3),
-        (128, 17, 4),
-    ] {
-        let k = vals(n_ctx * hd * 2, seed, 1.0);
-        let v = vals(n_ctx * hd * 2, seed + 9, 1.0);
-        let q = vals(hd, seed + 5, 1.0);
-        // Keys scattered: position p lives at slot (p * 7) % n_ctx of a strided layout.
-        let offset = |p: usize| ((p * 7) % n_ctx * 2 + 1) * hd;
-        let mut scores = Vec::new();
-        let mut got = vec![0f32; hd];
-        unsafe {
-            super::x86::attend_head(&q, &k, &v, n_ctx, &offset, 0.125, &mut scores, &mut got)
-        };
-        let mut sc: Vec<f32> = (0..n_ctx)
-            .map(|p| reference::dot(&q, &k[offset(p)..offset(p) + hd]) * 0.125)
-            .collect();
-        let max = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        sc.iter_mut().for_each(|s| *s -= max);
-        reference::exp_inplace(&mut sc);
-        let inv = (1.0 / sc.iter().map(|&s| s as f64).sum::<f64>()) as f32;
-        let mut want = vec![0f32; hd];
-        for (p, &w) in sc.iter().enumerate() {
-            reference::axpy(w * inv, &v[offset(p)..offset(p) + hd], &mut want);
+fn kv_layout_stores_rows_where_the_kernels_read_them() {
+    let layout = KvLayout {
+        block_size: 4,
+        n_kv_heads: 2,
+        head_dim: 8,
+    };
+    let mut k = vec![0f32; 3 * layout.block_len()];
+    let mut v = vec![0f32; 3 * layout.block_len()];
+    let krow: Vec<f32> = (0..16).map(|i| i as f32 + 1.0).collect();
+    let vrow: Vec<f32> = (0..16).map(|i| -(i as f32) - 1.0).collect();
+    layout.store(&mut k, &mut v, 2, 3, &krow, &vrow);
+    for h in 0..2 {
+        for d in 0..8 {
+            assert_eq!(k[layout.k_index(2, h, 3) + d * 4], krow[h * 8 + d]);
+            assert_eq!(v[layout.v_index(2, 3, h) + d], vrow[h * 8 + d]);
         }
-        assert_eq!(got, want, "hd {hd} n_ctx {n_ctx}");
     }
+    assert_eq!(k.iter().filter(|&&x| x != 0.0).count(), 16);
+    assert_eq!(v.iter().filter(|&&x| x != 0.0).count(), 16);
 }

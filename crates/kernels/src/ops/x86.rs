@@ -1,6 +1,7 @@
 //! AVX-512 twins of `scalar.rs`.
 #![allow(clippy::needless_range_loop)]
 
+use super::attention::HeadGroup;
 use super::scalar::{EXP_HI, EXP_LO, LN2_HI, LN2_LO, LOG2E, P};
 use std::arch::x86_64::*;
 
@@ -120,60 +121,137 @@ pub unsafe fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
 /// path in `attention.rs` (16-lane dot products, `exp`, f64 sum, `fma` accumulation of
 /// V), with every per-key step inlined.
 ///
+/// `G` query heads sharing one KV head, `head_dim = 16 * NV`: the bitwise twin of
+/// `attention::reference_attend`.
+///
 /// # Safety
-/// Requires avx512f; `head_dim` is a multiple of 16 and at most 256; every offset that
-/// `offset(p)` returns for `p < n_ctx` has `head_dim` valid elements in `k` and `v`.
+/// Requires avx512f; `task.check()` passed; `qs` and `out` hold `G * 16 * NV` values.
 #[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn attend_head(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    n_ctx: usize,
-    offset: &dyn Fn(usize) -> usize,
-    scale: f32,
+pub(crate) unsafe fn attend_group<const G: usize, const NV: usize>(
+    task: &HeadGroup,
+    qs: &[f32],
     scores: &mut Vec<f32>,
     out: &mut [f32],
 ) {
-    let hd = q.len();
-    let nv = hd / 16;
-    assert!(hd.is_multiple_of(16) && nv <= 16 && out.len() >= hd);
-    let mut qv = [_mm512_setzero_ps(); 16];
-    for c in 0..nv {
-        qv[c] = _mm512_loadu_ps(q.as_ptr().add(c * 16));
-    }
+    let l = task.kv.layout;
+    let (hd, bs, n) = (l.head_dim, l.block_size, task.n_ctx);
+    assert!(hd == 16 * NV && qs.len() >= G * hd && out.len() >= G * hd);
     scores.clear();
-    scores.reserve(n_ctx);
-    let mut max = f32::NEG_INFINITY;
-    for p in 0..n_ctx {
-        let off = offset(p);
-        assert!(off + hd <= k.len());
-        let kp = k.as_ptr().add(off);
-        let mut acc = _mm512_setzero_ps();
-        for c in 0..nv {
-            acc = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(kp.add(c * 16)), acc);
+    scores.resize(G * n, 0.0);
+    let sp = scores.as_mut_ptr();
+    let cpb = bs.div_ceil(16);
+    let nchunks = n.div_ceil(bs) * cpb;
+    let chunk = |j: usize| -> Chunk {
+        let (bi, c0) = (j / cpb, (j % cpb) * 16);
+        let pos = bi * bs + c0;
+        let lanes = (bs - c0).min(16).min(n.saturating_sub(pos));
+        Chunk {
+            k: l.k_index(task.table[bi] as usize, task.kv_head, c0),
+            pos,
+            mask: ((1u32 << lanes) - 1) as u16,
         }
-        let s = reduce16(acc) * scale;
-        max = max.max(s);
-        scores.push(s);
+    };
+    let sc = ScoreArgs {
+        k: task.kv.k.as_ptr(),
+        bs,
+        hd,
+        q: qs.as_ptr(),
+        scale: task.scale,
+        scores: sp,
+        n,
+    };
+    let mut j = 0;
+    while j + 4 <= nchunks {
+        sc.chunks::<G, 4>([chunk(j), chunk(j + 1), chunk(j + 2), chunk(j + 3)]);
+        j += 4;
     }
-    for s in scores.iter_mut() {
-        *s -= max;
+    while j < nchunks {
+        sc.chunks::<G, 1>([chunk(j)]);
+        j += 1;
     }
-    exp_inplace(scores);
-    let sum: f64 = scores.iter().map(|&s| s as f64).sum();
-    let inv = (1.0 / sum) as f32;
-    let mut o = [_mm512_setzero_ps(); 16];
-    for (p, &w) in scores.iter().enumerate() {
-        let off = offset(p);
-        assert!(off + hd <= v.len());
-        let vp = v.as_ptr().add(off);
-        let a = _mm512_set1_ps(w * inv);
-        for c in 0..nv {
-            o[c] = _mm512_fmadd_ps(a, _mm512_loadu_ps(vp.add(c * 16)), o[c]);
+    let mut inv = [0f32; G];
+    for g in 0..G {
+        let s = &mut scores[g * n..(g + 1) * n];
+        let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        for v in s.iter_mut() {
+            *v -= max;
+        }
+        exp_inplace(s);
+        inv[g] = (1.0 / s.iter().map(|&v| v as f64).sum::<f64>()) as f32;
+    }
+    let vp = task.kv.v.as_ptr();
+    let mut o = [[_mm512_setzero_ps(); NV]; G];
+    for bi in 0..n.div_ceil(bs) {
+        let block = task.table[bi] as usize;
+        for slot in 0..bs.min(n - bi * bs) {
+            let p = bi * bs + slot;
+            let v = vp.add(l.v_index(block, slot, task.kv_head));
+            let mut vv = [_mm512_setzero_ps(); NV];
+            for c in 0..NV {
+                vv[c] = _mm512_loadu_ps(v.add(16 * c));
+            }
+            for g in 0..G {
+                let a = _mm512_set1_ps(*scores.get_unchecked(g * n + p) * inv[g]);
+                for c in 0..NV {
+                    o[g][c] = _mm512_fmadd_ps(a, vv[c], o[g][c]);
+                }
+            }
         }
     }
-    for c in 0..nv {
-        _mm512_storeu_ps(out.as_mut_ptr().add(c * 16), o[c]);
+    for g in 0..G {
+        for c in 0..NV {
+            _mm512_storeu_ps(out.as_mut_ptr().add(g * hd + 16 * c), o[g][c]);
+        }
+    }
+}
+
+/// Up to 16 consecutive slots of one block: K index of dimension 0, position of the
+/// first slot, and which lanes are real positions.
+#[derive(Clone, Copy)]
+struct Chunk {
+    k: usize,
+    pos: usize,
+    mask: u16,
+}
+
+struct ScoreArgs {
+    k: *const f32,
+    bs: usize,
+    hd: usize,
+    q: *const f32,
+    scale: f32,
+    scores: *mut f32,
+    n: usize,
+}
+
+impl ScoreArgs {
+    /// Scores of `C` chunks for `G` heads: `G × C` independent FMA chains over the head
+    /// dimension, each lane one position's sequential dot product.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn chunks<const G: usize, const C: usize>(&self, ch: [Chunk; C]) {
+        let mut acc = [[_mm512_setzero_ps(); C]; G];
+        for d in 0..self.hd {
+            let mut kv = [_mm512_setzero_ps(); C];
+            for c in 0..C {
+                kv[c] = _mm512_maskz_loadu_ps(ch[c].mask, self.k.add(ch[c].k + d * self.bs));
+            }
+            for g in 0..G {
+                let qb = _mm512_set1_ps(*self.q.add(g * self.hd + d));
+                for c in 0..C {
+                    acc[g][c] = _mm512_fmadd_ps(qb, kv[c], acc[g][c]);
+                }
+            }
+        }
+        let scale = _mm512_set1_ps(self.scale);
+        for g in 0..G {
+            for c in 0..C {
+                _mm512_mask_storeu_ps(
+                    self.scores.add(g * self.n + ch[c].pos),
+                    ch[c].mask,
+                    _mm512_mul_ps(acc[g][c], scale),
+                );
+            }
+        }
     }
 }
