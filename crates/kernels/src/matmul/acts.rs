@@ -69,6 +69,10 @@ pub(crate) fn quantize_row(
     quantize_row_body(x, block, hi, lo, scale, sum);
 }
 
+// Vectors are indexed by position within the block on purpose.
+#[allow(clippy::needless_range_loop)]
+/// The AVX-512 twin of `quantize_row_body`, block by block; blocks holding a NaN or an
+/// infinity go through the scalar body, which defines what they become.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn quantize_row_avx512(
@@ -79,7 +83,67 @@ unsafe fn quantize_row_avx512(
     scale: &mut [f32],
     sum: &mut [f32],
 ) {
-    quantize_row_body(x, block, hi, lo, scale, sum)
+    use std::arch::x86_64::*;
+    assert!(block.is_multiple_of(16) && block <= 64);
+    let nb = x.len() / block;
+    assert!(
+        hi.len() >= nb * block && lo.len() >= nb * block && scale.len() >= nb && sum.len() >= nb
+    );
+    let abs_mask = _mm512_set1_epi32(0x7FFF_FFFF);
+    let inf = _mm512_set1_ps(f32::INFINITY);
+    for b in 0..nb {
+        let xs = &x[b * block..(b + 1) * block];
+        let nv = block / 16;
+        let mut v = [_mm512_setzero_ps(); 4];
+        let mut amax = _mm512_setzero_ps();
+        let mut finite = true;
+        for j in 0..nv {
+            v[j] = _mm512_loadu_ps(xs.as_ptr().add(16 * j));
+            let a = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v[j]), abs_mask));
+            finite &= _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, inf) == 0xFFFF;
+            amax = _mm512_max_ps(amax, a);
+        }
+        let amax = _mm512_reduce_max_ps(amax);
+        // Subnormal maxima overflow `inv`; the scalar body defines that case too.
+        if !finite || amax == 0.0 || !(CMAX / amax).is_finite() {
+            quantize_row_body(
+                xs,
+                block,
+                &mut hi[b * block..(b + 1) * block],
+                &mut lo[b * block..(b + 1) * block],
+                &mut scale[b..b + 1],
+                &mut sum[b..b + 1],
+            );
+            continue;
+        }
+        let (s, inv) = (amax / CMAX, CMAX / amax);
+        let (vinv, vmax) = (_mm512_set1_ps(inv), _mm512_set1_ps(CMAX));
+        let mut total = _mm512_setzero_si512();
+        for j in 0..nv {
+            let scaled = _mm512_min_ps(
+                _mm512_max_ps(
+                    _mm512_mul_ps(v[j], vinv),
+                    _mm512_sub_ps(_mm512_setzero_ps(), vmax),
+                ),
+                vmax,
+            );
+            // The default rounding mode, to nearest even, is `round_ties_even`.
+            let c = _mm512_cvtps_epi32(scaled);
+            let top = _mm512_srai_epi32::<8>(_mm512_add_epi32(c, _mm512_set1_epi32(128)));
+            let low = _mm512_sub_epi32(c, _mm512_slli_epi32::<8>(top));
+            _mm_storeu_si128(
+                hi.as_mut_ptr().add(b * block + 16 * j) as *mut _,
+                _mm512_cvtepi32_epi8(top),
+            );
+            _mm_storeu_si128(
+                lo.as_mut_ptr().add(b * block + 16 * j) as *mut _,
+                _mm512_cvtepi32_epi8(low),
+            );
+            total = _mm512_add_epi32(total, c);
+        }
+        scale[b] = s;
+        sum[b] = s * _mm512_reduce_add_epi32(total) as f32;
+    }
 }
 
 #[inline(always)]
@@ -121,6 +185,43 @@ fn quantize_row_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn simd_quantizer_is_bitwise_scalar(
+            seed in 0u64..10_000,
+            blocks in 1usize..5,
+            block in prop::sample::select(vec![16usize, 32]),
+            spread in prop::sample::select(vec![1e-42f32, 1e-30, 1e-3, 1.0, 3e4, 1e38]),
+            special in 0usize..6,
+        ) {
+            if crate::isa() != crate::Isa::Avx512 {
+                return Ok(());
+            }
+            let k = blocks * block;
+            let mut x: Vec<f32> = (0..k)
+                .map(|i| ((((i as u64 + 1) * 2654435761 + seed * 97) % 20001) as f32 - 10000.0) / 10000.0 * spread)
+                .collect();
+            // Exact ties, zero blocks, and non-finite values.
+            match special {
+                0 => x[seed as usize % k] = f32::NAN,
+                1 => x[seed as usize % k] = f32::NEG_INFINITY,
+                2 => x[..block].fill(0.0),
+                3 => { x[0] = 1.0; x[1] = 0.5 / 32512.0 * 3.0; }
+                _ => {}
+            }
+            let (mut a, mut b) = (QuantActs::new(), QuantActs::new());
+            a.resize(1, k, block);
+            b.resize(1, k, block);
+            quantize_row(&x, block, &mut a.hi, &mut a.lo, &mut a.scale, &mut a.sum);
+            quantize_row_body(&x, block, &mut b.hi, &mut b.lo, &mut b.scale, &mut b.sum);
+            prop_assert_eq!(&a.hi, &b.hi);
+            prop_assert_eq!(&a.lo, &b.lo);
+            prop_assert_eq!(a.scale.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.scale.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+            prop_assert_eq!(a.sum.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.sum.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        }
+    }
 
     #[test]
     fn codes_reconstruct_within_half_a_step() {
