@@ -76,6 +76,31 @@ impl ThreadPool {
         self.n_threads
     }
 
+    /// Calls `f(r, row)` for each `width`-long row of `out`, spread over the pool when there
+    /// are enough rows to pay for waking it (row-wise ops of a batch: norms, residuals).
+    pub fn for_rows(&self, out: &mut [f32], width: usize, f: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+        let rows = out.len() / width.max(1);
+        if rows < 16 || self.n_threads == 1 {
+            for (r, row) in out.chunks_exact_mut(width).enumerate() {
+                f(r, row);
+            }
+            return;
+        }
+        struct Rows(*mut f32);
+        // SAFETY: each task touches only its own rows.
+        unsafe impl Sync for Rows {}
+        let base = Rows(out.as_mut_ptr());
+        let base = &base;
+        let per = rows.div_ceil(self.n_threads * 2);
+        self.run(rows.div_ceil(per), &|t| {
+            for r in t * per..((t + 1) * per).min(rows) {
+                // SAFETY: rows are disjoint, inside `out`, and `out` outlives `run`.
+                let row = unsafe { std::slice::from_raw_parts_mut(base.0.add(r * width), width) };
+                f(r, row);
+            }
+        });
+    }
+
     /// Runs `f(0..n_tasks)` across the pool and returns when every task has finished.
     pub fn run(&self, n_tasks: usize, f: &(dyn Fn(usize) + Sync)) {
         if n_tasks == 0 {

@@ -159,14 +159,9 @@ impl Model {
         let scale = 1.0 / (hd as f32).sqrt();
 
         for (li, layer) in self.layers.iter().enumerate() {
-            for r in 0..rows {
-                ops::rmsnorm(
-                    &x[r * d..(r + 1) * d],
-                    &layer.attn_norm,
-                    c.rms_eps,
-                    &mut xn[r * d..(r + 1) * d],
-                );
-            }
+            pool.for_rows(&mut xn, d, &|r, out| {
+                ops::rmsnorm(&x[r * d..(r + 1) * d], &layer.attn_norm, c.rms_eps, out)
+            });
             stacked_matmul(pool, &layer.qkv, &xn, rows, &mut qkv);
             let (kc, vc) = &mut kv.layers[li];
             let layout = kv.layout;
@@ -183,28 +178,27 @@ impl Model {
             };
             ops::attention(pool, &q, c.n_heads, &paged, &attn_seqs, scale, &mut att);
             matmul(pool, &layer.wo, &att, rows, &mut proj);
-            for (a, b) in x.iter_mut().zip(&proj) {
-                *a += b;
-            }
-            for r in 0..rows {
-                ops::rmsnorm(
-                    &x[r * d..(r + 1) * d],
-                    &layer.ffn_norm,
-                    c.rms_eps,
-                    &mut xn[r * d..(r + 1) * d],
-                );
-            }
+            pool.for_rows(&mut x, d, &|r, row| {
+                for (a, b) in row.iter_mut().zip(&proj[r * d..]) {
+                    *a += b;
+                }
+            });
+            pool.for_rows(&mut xn, d, &|r, out| {
+                ops::rmsnorm(&x[r * d..(r + 1) * d], &layer.ffn_norm, c.rms_eps, out)
+            });
             stacked_matmul(pool, &layer.gate_up, &xn, rows, &mut gu);
             let ff = c.n_ff;
-            for r in 0..rows {
-                let (g, u) = gu[r * 2 * ff..(r + 1) * 2 * ff].split_at_mut(ff);
-                ops::silu_mul(g, u);
-                h[r * ff..(r + 1) * ff].copy_from_slice(g);
-            }
+            pool.for_rows(&mut h, ff, &|r, out| {
+                let (g, u) = gu[r * 2 * ff..(r + 1) * 2 * ff].split_at(ff);
+                out.copy_from_slice(g);
+                ops::silu_mul(out, u);
+            });
             matmul(pool, &layer.down, &h, rows, &mut proj);
-            for (a, b) in x.iter_mut().zip(&proj) {
-                *a += b;
-            }
+            pool.for_rows(&mut x, d, &|r, row| {
+                for (a, b) in row.iter_mut().zip(&proj[r * d..]) {
+                    *a += b;
+                }
+            });
         }
 
         let mut want = Vec::new();

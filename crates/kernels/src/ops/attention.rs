@@ -236,7 +236,7 @@ pub(crate) fn reference_attend(
             *s -= max;
         }
         exp_inplace(scores);
-        let inv = (1.0 / scores.iter().map(|&s| s as f64).sum::<f64>()) as f32;
+        let inv = (1.0 / sum8(scores)) as f32;
         o.fill(0.0);
         for (p, &w) in scores.iter().enumerate() {
             let at = l.v_index(task.table[p / bs] as usize, p % bs, task.kv_head);
@@ -246,6 +246,21 @@ pub(crate) fn reference_attend(
             }
         }
     }
+}
+
+/// The softmax denominator in f64: eight interleaved partial sums (position `i` into
+/// lane `i % 8`), then a fixed tree. A single running sum would be a chain of dependent
+/// adds as long as the context.
+pub(crate) fn sum8(x: &[f32]) -> f64 {
+    let mut lanes = [0f64; 8];
+    for (i, &v) in x.iter().enumerate() {
+        lanes[i % 8] += v as f64;
+    }
+    reduce8(lanes)
+}
+
+pub(crate) fn reduce8(l: [f64; 8]) -> f64 {
+    ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))
 }
 
 /// The scalar twin, for tests.

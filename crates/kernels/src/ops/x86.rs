@@ -172,12 +172,7 @@ pub(crate) unsafe fn attend_group<const G: usize, const NV: usize>(
     let mut inv = [0f32; G];
     for g in 0..G {
         let s = &mut scores[g * n..(g + 1) * n];
-        let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        for v in s.iter_mut() {
-            *v -= max;
-        }
-        exp_inplace(s);
-        inv[g] = (1.0 / s.iter().map(|&v| v as f64).sum::<f64>()) as f32;
+        inv[g] = softmax_weights(s);
     }
     let vp = task.kv.v.as_ptr();
     let mut o = [[_mm512_setzero_ps(); NV]; G];
@@ -203,6 +198,39 @@ pub(crate) unsafe fn attend_group<const G: usize, const NV: usize>(
             _mm512_storeu_ps(out.as_mut_ptr().add(g * hd + 16 * c), o[g][c]);
         }
     }
+}
+
+/// `s = exp(s - max)` in place; returns `1 / Σ s` as `attention::reference_attend` computes
+/// it (the max is exact in any order; the f64 sum uses `sum8`'s lanes and tree).
+#[target_feature(enable = "avx512f")]
+unsafe fn softmax_weights(s: &mut [f32]) -> f32 {
+    let n = s.len();
+    let p = s.as_mut_ptr();
+    let mask = |i: usize| ((1u32 << (n - i).min(16)) - 1) as u16;
+    let mut vmax = _mm512_set1_ps(f32::NEG_INFINITY);
+    for i in (0..n).step_by(16) {
+        vmax = _mm512_mask_max_ps(
+            vmax,
+            mask(i),
+            vmax,
+            _mm512_maskz_loadu_ps(mask(i), p.add(i)),
+        );
+    }
+    let max = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+    let mut lanes = _mm512_setzero_pd();
+    for i in (0..n).step_by(16) {
+        let m = mask(i);
+        let e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, p.add(i)), max));
+        _mm512_mask_storeu_ps(p.add(i), m, e);
+        // Masked-off lanes add +0.0, which leaves every partial sum unchanged.
+        let e = _mm512_maskz_mov_ps(m, e);
+        lanes = _mm512_add_pd(lanes, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(e)));
+        lanes = _mm512_add_pd(lanes, _mm512_cvtps_pd(hi));
+    }
+    let mut l = [0f64; 8];
+    _mm512_storeu_pd(l.as_mut_ptr(), lanes);
+    (1.0 / super::attention::reduce8(l)) as f32
 }
 
 /// Up to 16 consecutive slots of one block: K index of dimension 0, position of the
