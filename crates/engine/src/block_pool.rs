@@ -4,6 +4,10 @@
 //! it. Registered blocks stay in the cache after their sequences release them (refcount
 //! zero, in LRU order) until an allocation needs the space. Hits are verified token by
 //! token and against the parent hash, so a hash collision cannot serve wrong KV.
+//!
+//! Registered blocks are also indexed by their parent, so a prompt that diverges inside a
+//! block can still reuse the leading tokens of a cached sibling (copied into a block of
+//! its own): a chat template's shared prefix rarely ends on a block boundary.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
@@ -19,12 +23,18 @@ pub struct BlockPool {
     refcount: Vec<u32>,
     free: Vec<u32>,
     by_hash: HashMap<u64, u32>,
+    /// Registered blocks by parent hash, newest last, at most `MAX_SIBLINGS` each.
+    children: HashMap<u64, Vec<u32>>,
     meta: Vec<Option<Registered>>,
     /// Evictable cached blocks by last use.
     lru: BTreeMap<u64, u32>,
     lru_tick: Vec<u64>,
     tick: u64,
 }
+
+/// Siblings kept findable for partial matches per parent; older ones are only found by
+/// exact hash.
+const MAX_SIBLINGS: usize = 32;
 
 /// Hash of a block's tokens chained onto its parent's hash (0 for the first block).
 pub fn chain_hash(parent: u64, tokens: &[u32]) -> u64 {
@@ -43,6 +53,7 @@ impl BlockPool {
             refcount: vec![0; n_blocks],
             free: (0..n_blocks as u32).rev().collect(),
             by_hash: HashMap::new(),
+            children: HashMap::new(),
             meta: (0..n_blocks).map(|_| None).collect(),
             lru: BTreeMap::new(),
             lru_tick: vec![0; n_blocks],
@@ -81,6 +92,7 @@ impl BlockPool {
                 self.lru.remove(&t);
                 if let Some(m) = self.meta[b as usize].take() {
                     self.by_hash.remove(&m.hash);
+                    self.forget_child(m.parent, b);
                 }
                 b
             }
@@ -97,11 +109,45 @@ impl BlockPool {
         if m.parent != parent || m.tokens != tokens {
             return None;
         }
+        self.retain(b);
+        Some((b, hash))
+    }
+
+    /// The cached block after `parent` whose tokens share the longest non-empty prefix
+    /// with `tokens`, and that length.
+    pub fn longest_partial(&self, parent: u64, tokens: &[u32]) -> Option<(u32, usize)> {
+        self.children
+            .get(&parent)?
+            .iter()
+            .rev()
+            .filter_map(|&b| {
+                let m = self.meta[b as usize].as_ref()?;
+                let n = m
+                    .tokens
+                    .iter()
+                    .zip(tokens)
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                (n > 0).then_some((b, n))
+            })
+            .max_by_key(|&(_, n)| n)
+    }
+
+    /// One more reference to a block (taking it out of the evictable set).
+    pub fn retain(&mut self, b: u32) {
         if self.refcount[b as usize] == 0 {
             self.lru.remove(&self.lru_tick[b as usize]);
         }
         self.refcount[b as usize] += 1;
-        Some((b, hash))
+    }
+
+    fn forget_child(&mut self, parent: u64, b: u32) {
+        if let Some(v) = self.children.get_mut(&parent) {
+            v.retain(|&c| c != b);
+            if v.is_empty() {
+                self.children.remove(&parent);
+            }
+        }
     }
 
     /// Makes a full block findable. A block whose content is already cached elsewhere stays
@@ -110,6 +156,11 @@ impl BlockPool {
         let hash = chain_hash(parent, tokens);
         if self.meta[block as usize].is_none() && !self.by_hash.contains_key(&hash) {
             self.by_hash.insert(hash, block);
+            let siblings = self.children.entry(parent).or_default();
+            siblings.push(block);
+            if siblings.len() > MAX_SIBLINGS {
+                siblings.remove(0);
+            }
             self.meta[block as usize] = Some(Registered {
                 hash,
                 parent,
@@ -175,5 +226,25 @@ mod tests {
         assert_eq!(p.used(), 1);
         p.release(a);
         assert_eq!(p.used(), 0);
+    }
+
+    #[test]
+    fn partial_matches_find_the_longest_sibling_and_forget_evicted_ones() {
+        let mut p = BlockPool::new(3, 4);
+        let root = p.allocate().unwrap();
+        let h = p.register(root, 0, &[1, 2, 3, 4]);
+        let a = p.allocate().unwrap();
+        p.register(a, h, &[5, 6, 7, 8]);
+        let b = p.allocate().unwrap();
+        p.register(b, h, &[5, 6, 9, 9]);
+        assert_eq!(p.longest_partial(h, &[5, 6, 7, 0]), Some((a, 3)));
+        assert_eq!(p.longest_partial(h, &[5, 6, 9]), Some((b, 3)));
+        assert_eq!(p.longest_partial(h, &[7]), None);
+        assert_eq!(p.longest_partial(12345, &[5]), None);
+        // `a` released first, so it is the one evicted by the next allocation.
+        p.release(a);
+        p.release(b);
+        p.allocate().unwrap();
+        assert_eq!(p.longest_partial(h, &[5, 6, 7, 0]), Some((b, 2)));
     }
 }

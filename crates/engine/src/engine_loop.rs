@@ -197,7 +197,8 @@ impl EngineLoop {
             };
             let mut s = self.waiting.swap_remove(w);
             let first_time = s.preempted == 0;
-            let matched = s.match_prefix(&mut self.pool);
+            let matched = s.match_prefix(&mut self.pool)
+                + s.match_partial_block(&mut self.pool, &mut self.kv);
             let chunk = s.remaining().min(budget);
             let need = s.blocks_short(s.computed + chunk, bs);
             if self.pool.available() < need {

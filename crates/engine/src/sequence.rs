@@ -1,6 +1,6 @@
 use crate::block_pool::BlockPool;
 use crate::request::{Event, GenerationRequest};
-use model::Sampler;
+use model::{KvCache, Sampler};
 use std::time::Instant;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -78,6 +78,39 @@ impl Sequence {
         }
         self.computed = self.blocks.len() * bs;
         self.computed
+    }
+
+    /// After `match_prefix`: when a cached block continues the matched prefix with some of
+    /// the next tokens (but not all of them), copies those slots into a new block of this
+    /// sequence instead of recomputing them. Leaves at least one token to compute.
+    /// Returns the number of tokens gained.
+    pub fn match_partial_block(&mut self, pool: &mut BlockPool, kv: &mut KvCache) -> usize {
+        let bs = pool.block_size();
+        debug_assert_eq!(self.computed, self.blocks.len() * bs);
+        let start = self.computed;
+        let limit = (self.tokens.len() - 1 - start).min(bs);
+        if limit == 0 {
+            return 0;
+        }
+        let parent = self.hashes.last().copied().unwrap_or(0);
+        let Some((src, n)) = pool.longest_partial(parent, &self.tokens[start..start + limit])
+        else {
+            return 0;
+        };
+        // Pinned, so the allocation below cannot evict the source.
+        pool.retain(src);
+        let dst = pool.allocate();
+        if let Some(dst) = dst {
+            kv.copy_block_prefix(src as usize, dst as usize, n);
+            self.blocks.push(dst);
+            self.computed += n;
+        }
+        pool.release(src);
+        if dst.is_some() {
+            n
+        } else {
+            0
+        }
     }
 
     /// Registers every full, computed block not yet registered, so later requests can

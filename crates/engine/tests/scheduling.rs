@@ -86,6 +86,39 @@ fn preempted_requests_recompute_and_finish_with_the_same_tokens() {
     }
 }
 
+fn finish(mut s: engine::RequestStream) -> (Vec<u32>, usize) {
+    let mut toks = Vec::new();
+    while let Some(ev) = s.blocking_recv() {
+        match ev {
+            Event::Token(t) => toks.push(t.token),
+            Event::Finished { cached_tokens, .. } => return (toks, cached_tokens),
+            Event::Error(e) => panic!("{e}"),
+        }
+    }
+    panic!("stream ended without finishing")
+}
+
+#[test]
+fn a_prompt_diverging_inside_a_block_reuses_the_shared_slots() {
+    // 16 + 9 shared tokens, then different: one full block hits by hash, nine slots are
+    // copied from the earlier request's second block.
+    let shared = prompt(7, 25);
+    let with_tail = |t: u32| {
+        let mut p = shared.clone();
+        p.extend(prompt(t, 12));
+        p
+    };
+    let warm = EngineHandle::start(model(), EngineConfig::default());
+    let (_, cached) = finish(warm.submit(greedy(with_tail(1), 4, 0)).unwrap());
+    assert_eq!(cached, 0);
+    let (got, cached) = finish(warm.submit(greedy(with_tail(2), 24, 0)).unwrap());
+    assert_eq!(cached, 25);
+    let cold = EngineHandle::start(model(), EngineConfig::default());
+    let (want, cached) = finish(cold.submit(greedy(with_tail(2), 24, 0)).unwrap());
+    assert_eq!(cached, 0);
+    assert_eq!(got, want);
+}
+
 #[test]
 fn lower_priority_values_run_first() {
     let e = EngineHandle::start(

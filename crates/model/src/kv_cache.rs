@@ -38,6 +38,14 @@ impl KvCache {
         self.n_blocks * self.block_size
     }
 
+    /// Copies the first `n` slots of every layer's K and V from block `src` to `dst`.
+    pub fn copy_block_prefix(&mut self, src: usize, dst: usize, n: usize) {
+        assert!(src < self.n_blocks && dst < self.n_blocks && n <= self.block_size);
+        for (k, v) in &mut self.layers {
+            self.layout.copy_prefix(k, v, src, dst, n);
+        }
+    }
+
     /// The block and the slot within it that hold position `pos`.
     pub(crate) fn block_and_slot(&self, table: &[u32], pos: usize) -> (usize, usize) {
         (table[pos / self.block_size] as usize, pos % self.block_size)

@@ -37,6 +37,21 @@ impl KvLayout {
         ((block * self.block_size + slot) * self.n_kv_heads + kv_head) * self.head_dim
     }
 
+    /// Copies slots `0..n` of block `src` to the same slots of block `dst`.
+    pub fn copy_prefix(&self, k: &mut [f32], v: &mut [f32], src: usize, dst: usize, n: usize) {
+        assert!(n <= self.block_size);
+        for h in 0..self.n_kv_heads {
+            for d in 0..self.head_dim {
+                let (from, to) = (self.k_index(src, h, 0), self.k_index(dst, h, 0));
+                let off = d * self.block_size;
+                k.copy_within(from + off..from + off + n, to + off);
+            }
+        }
+        let width = self.n_kv_heads * self.head_dim;
+        let (from, to) = (self.v_index(src, 0, 0), self.v_index(dst, 0, 0));
+        v.copy_within(from..from + n * width, to);
+    }
+
     /// Stores one token's K and V rows (`n_kv_heads * head_dim` each) at `slot` of `block`.
     pub fn store(
         &self,
