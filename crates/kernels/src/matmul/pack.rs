@@ -20,20 +20,31 @@ pub(crate) enum Packed {
     Codes(CodePanels),
 }
 
-/// Per panel, per block: 16 f32 scales, 16 f32 mins, then the codes in groups laid out
-/// for `vpdpbusd`, whose 32-bit lane `r` takes four consecutive codes of row `r`:
+/// Per panel, per block: 16 scales, 16 mins (f16 when every one of the matrix is exactly
+/// an f16, as in Q4_0, Q4_1 and Q8_0, else f32: batch-1 decode streams these bytes, so a
+/// third less scale traffic is measurable), then the codes in groups laid out for
+/// `vpdpbusd`, whose 32-bit lane `r` takes four consecutive codes of row `r`:
 /// * nibbles (codes < 16, block 32): four 64-byte groups, byte `4r + j` of group `g`
 ///   holding row `r`'s code `8g + j` (low nibble) and `8g + 4 + j` (high nibble);
 /// * bytes: `block / 4` 64-byte groups, byte `4r + j` of group `g` holding code `4g + j`.
 pub(crate) struct CodePanels {
     pub block: usize,
     pub nibbles: bool,
+    pub half_scales: bool,
     pub data: Vec<u8>,
 }
 
 impl CodePanels {
+    /// Bytes of the 16 scales and 16 mins of a block; the codes follow them.
+    pub fn scale_bytes(&self) -> usize {
+        if self.half_scales {
+            64
+        } else {
+            128
+        }
+    }
     pub fn block_bytes(&self) -> usize {
-        128 + self.code_bytes()
+        self.scale_bytes() + self.code_bytes()
     }
     pub fn code_bytes(&self) -> usize {
         if self.nibbles {
@@ -46,15 +57,23 @@ impl CodePanels {
     pub fn block_at(&self, p: usize, nb: usize, b: usize) -> usize {
         (p * nb + b) * self.block_bytes()
     }
+    fn scale_or_min(&self, at: usize, lane: usize) -> f32 {
+        if self.half_scales {
+            half::f16::from_le_bytes([self.data[at + 2 * lane], self.data[at + 2 * lane + 1]])
+                .to_f32()
+        } else {
+            f32_at(&self.data, at + 4 * lane)
+        }
+    }
     pub fn scale(&self, at: usize, lane: usize) -> f32 {
-        f32_at(&self.data, at + 4 * lane)
+        self.scale_or_min(at, lane)
     }
     pub fn min(&self, at: usize, lane: usize) -> f32 {
-        f32_at(&self.data, at + 64 + 4 * lane)
+        self.scale_or_min(at + self.scale_bytes() / 2, lane)
     }
     /// Code `kk` (within the block) of panel row `lane`, for the block at byte `at`.
     pub fn code(&self, at: usize, lane: usize, kk: usize) -> u8 {
-        let c = at + 128;
+        let c = at + self.scale_bytes();
         if self.nibbles {
             let byte = self.data[c + (kk / 8) * 64 + 4 * lane + kk % 4];
             if kk % 8 < 4 {
@@ -263,10 +282,19 @@ impl PackedMatrix {
     }
 }
 
-fn push_f32s(out: &mut Vec<u8>, v: impl Iterator<Item = f32>) {
+fn push_scales(out: &mut Vec<u8>, v: impl Iterator<Item = f32>, half_scales: bool) {
     for x in v {
-        out.extend_from_slice(&x.to_le_bytes());
+        if half_scales {
+            out.extend_from_slice(&half::f16::from_f32(x).to_le_bytes());
+        } else {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
     }
+}
+
+/// Whether `x` survives a round trip through f16 bit for bit.
+fn is_f16(x: f32) -> bool {
+    half::f16::from_f32(x).to_f32().to_bits() == x.to_bits()
 }
 
 fn panelize(rc: &RowCodes, rows: usize, cols: usize, nibbles: bool) -> CodePanels {
@@ -274,9 +302,11 @@ fn panelize(rc: &RowCodes, rows: usize, cols: usize, nibbles: bool) -> CodePanel
     debug_assert!(!nibbles || block == 32);
     let nb = cols / block;
     let panels = rows.div_ceil(PANEL);
+    let half_scales = rc.scale.iter().chain(&rc.min).all(|&x| is_f16(x));
     let mut out = CodePanels {
         block,
         nibbles,
+        half_scales,
         data: Vec::new(),
     };
     out.data.reserve(panels * nb * out.block_bytes());
@@ -286,13 +316,15 @@ fn panelize(rc: &RowCodes, rows: usize, cols: usize, nibbles: bool) -> CodePanel
         for b in 0..nb {
             let sidx = |r: usize| r * nb + b;
             let d = &mut out.data;
-            push_f32s(
+            push_scales(
                 d,
                 (0..PANEL).map(|l| row_or_pad(p, l).map_or(0.0, |r| rc.scale[sidx(r)])),
+                half_scales,
             );
-            push_f32s(
+            push_scales(
                 d,
                 (0..PANEL).map(|l| row_or_pad(p, l).map_or(0.0, |r| rc.min[sidx(r)])),
+                half_scales,
             );
             let code =
                 |r: Option<usize>, kk: usize| r.map_or(0, |r| rc.codes[r * cols + b * block + kk]);

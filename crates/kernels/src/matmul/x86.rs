@@ -182,10 +182,11 @@ impl Tile<'_> {
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     unsafe fn run<const R: usize, const P: usize>(&self, p0: usize) {
-        if self.w.nibbles {
-            self.tile::<R, P, true>(p0)
-        } else {
-            self.tile::<R, P, false>(p0)
+        match (self.w.nibbles, self.w.half_scales) {
+            (true, true) => self.tile::<R, P, true, true>(p0),
+            (true, false) => self.tile::<R, P, true, false>(p0),
+            (false, true) => self.tile::<R, P, false, true>(p0),
+            (false, false) => self.tile::<R, P, false, false>(p0),
         }
     }
 
@@ -194,7 +195,10 @@ impl Tile<'_> {
     /// exact `Σ code * c` of the scalar twin.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[inline]
-    unsafe fn tile<const R: usize, const P: usize, const NIB: bool>(&self, p0: usize) {
+    unsafe fn tile<const R: usize, const P: usize, const NIB: bool, const HALF: bool>(
+        &self,
+        p0: usize,
+    ) {
         let (w, k, acts) = (self.w, self.k, self.acts);
         let block = w.block;
         let nb = k / block;
@@ -202,6 +206,14 @@ impl Tile<'_> {
         let xl = acts.lo.as_ptr().add(self.i0 * k);
         let bcast = |p: *const i8| _mm512_set1_epi32((p as *const i32).read_unaligned());
         let nibble = _mm512_set1_epi8(0x0F);
+        let codes_at = if HALF { 64 } else { 128 };
+        let scales = |at: *const u8, i: usize| {
+            if HALF {
+                _mm512_cvtph_ps(_mm256_loadu_si256(at.add(32 * i) as *const _))
+            } else {
+                _mm512_loadu_ps(at.add(64 * i) as *const f32)
+            }
+        };
         let mut acc = [[_mm512_setzero_ps(); P]; R];
         for b in 0..nb {
             let mut base = [std::ptr::null::<u8>(); P];
@@ -216,7 +228,7 @@ impl Tile<'_> {
                     let mut c0 = [_mm512_setzero_si512(); P];
                     let mut c1 = [_mm512_setzero_si512(); P];
                     for q in 0..P {
-                        let raw = _mm512_loadu_si512(base[q].add(128 + g * 64) as *const _);
+                        let raw = _mm512_loadu_si512(base[q].add(codes_at + g * 64) as *const _);
                         c0[q] = _mm512_and_si512(raw, nibble);
                         c1[q] = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), nibble);
                     }
@@ -236,7 +248,7 @@ impl Tile<'_> {
                 for g in 0..block / 4 {
                     let mut c = [_mm512_setzero_si512(); P];
                     for q in 0..P {
-                        c[q] = _mm512_loadu_si512(base[q].add(128 + g * 64) as *const _);
+                        c[q] = _mm512_loadu_si512(base[q].add(codes_at + g * 64) as *const _);
                     }
                     for r in 0..R {
                         let at = r * k + kb + 4 * g;
@@ -249,8 +261,7 @@ impl Tile<'_> {
                 }
             }
             for q in 0..P {
-                let d = _mm512_loadu_ps(base[q] as *const f32);
-                let mn = _mm512_loadu_ps(base[q].add(64) as *const f32);
+                let (d, mn) = (scales(base[q], 0), scales(base[q], 1));
                 for r in 0..R {
                     let at = (self.i0 + r) * nb + b;
                     let s = _mm512_set1_ps(*acts.scale.get_unchecked(at));
