@@ -44,6 +44,17 @@ impl QuantActs {
         self.sum.resize(m * k / block, 0.0);
     }
 
+    /// Row `i`'s share of the buffers, for the quantizer to fill.
+    pub fn row_mut(&mut self, i: usize) -> ActRow<'_> {
+        let (k, nb) = (self.k, self.k / self.block);
+        ActRow {
+            hi: &mut self.hi[i * k..(i + 1) * k],
+            lo: &mut self.lo[i * k..(i + 1) * k],
+            scale: &mut self.scale[i * nb..(i + 1) * nb],
+            sum: &mut self.sum[i * nb..(i + 1) * nb],
+        }
+    }
+
     /// The code `c` of row `i`, element `kk`.
     pub fn code(&self, i: usize, kk: usize) -> i32 {
         let at = i * self.k + kk;
@@ -51,22 +62,23 @@ impl QuantActs {
     }
 }
 
-/// Quantizes one row: `x`, `hi`, `lo` hold `k` values, `scale` and `sum` `k / block`.
-pub(crate) fn quantize_row(
-    x: &[f32],
-    block: usize,
-    hi: &mut [i8],
-    lo: &mut [i8],
-    scale: &mut [f32],
-    sum: &mut [f32],
-) {
+/// One row's outputs: `hi` and `lo` hold `k` values, `scale` and `sum` `k / block`.
+pub(crate) struct ActRow<'a> {
+    pub hi: &'a mut [i8],
+    pub lo: &'a mut [i8],
+    pub scale: &'a mut [f32],
+    pub sum: &'a mut [f32],
+}
+
+/// Quantizes one row of `k` values.
+pub(crate) fn quantize_row(x: &[f32], block: usize, out: ActRow) {
     #[cfg(target_arch = "x86_64")]
     if crate::isa() == crate::Isa::Avx512 {
         // SAFETY: avx512f was detected; the body is the same IEEE arithmetic either way.
-        unsafe { quantize_row_avx512(x, block, hi, lo, scale, sum) };
+        unsafe { quantize_row_avx512(x, block, out) };
         return;
     }
-    quantize_row_body(x, block, hi, lo, scale, sum);
+    quantize_row_body(x, block, out);
 }
 
 // Vectors are indexed by position within the block on purpose.
@@ -75,15 +87,9 @@ pub(crate) fn quantize_row(
 /// infinity go through the scalar body, which defines what they become.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn quantize_row_avx512(
-    x: &[f32],
-    block: usize,
-    hi: &mut [i8],
-    lo: &mut [i8],
-    scale: &mut [f32],
-    sum: &mut [f32],
-) {
+unsafe fn quantize_row_avx512(x: &[f32], block: usize, out: ActRow) {
     use std::arch::x86_64::*;
+    let ActRow { hi, lo, scale, sum } = out;
     assert!(block.is_multiple_of(16) && block <= 64);
     let nb = x.len() / block;
     assert!(
@@ -106,14 +112,13 @@ unsafe fn quantize_row_avx512(
         let amax = _mm512_reduce_max_ps(amax);
         // Subnormal maxima overflow `inv`; the scalar body defines that case too.
         if !finite || amax == 0.0 || !(CMAX / amax).is_finite() {
-            quantize_row_body(
-                xs,
-                block,
-                &mut hi[b * block..(b + 1) * block],
-                &mut lo[b * block..(b + 1) * block],
-                &mut scale[b..b + 1],
-                &mut sum[b..b + 1],
-            );
+            let one = ActRow {
+                hi: &mut hi[b * block..(b + 1) * block],
+                lo: &mut lo[b * block..(b + 1) * block],
+                scale: &mut scale[b..b + 1],
+                sum: &mut sum[b..b + 1],
+            };
+            quantize_row_body(xs, block, one);
             continue;
         }
         let (s, inv) = (amax / CMAX, CMAX / amax);
@@ -147,14 +152,8 @@ unsafe fn quantize_row_avx512(
 }
 
 #[inline(always)]
-fn quantize_row_body(
-    x: &[f32],
-    block: usize,
-    hi: &mut [i8],
-    lo: &mut [i8],
-    scale: &mut [f32],
-    sum: &mut [f32],
-) {
+fn quantize_row_body(x: &[f32], block: usize, out: ActRow) {
+    let ActRow { hi, lo, scale, sum } = out;
     let chunks = x
         .chunks_exact(block)
         .zip(hi.chunks_exact_mut(block))
@@ -214,8 +213,8 @@ mod tests {
             let (mut a, mut b) = (QuantActs::new(), QuantActs::new());
             a.resize(1, k, block);
             b.resize(1, k, block);
-            quantize_row(&x, block, &mut a.hi, &mut a.lo, &mut a.scale, &mut a.sum);
-            quantize_row_body(&x, block, &mut b.hi, &mut b.lo, &mut b.scale, &mut b.sum);
+            quantize_row(&x, block, a.row_mut(0));
+            quantize_row_body(&x, block, b.row_mut(0));
             prop_assert_eq!(&a.hi, &b.hi);
             prop_assert_eq!(&a.lo, &b.lo);
             prop_assert_eq!(a.scale.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.scale.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
@@ -230,7 +229,7 @@ mod tests {
             .collect();
         let mut q = QuantActs::new();
         q.resize(1, 96, 32);
-        quantize_row(&x, 32, &mut q.hi, &mut q.lo, &mut q.scale, &mut q.sum);
+        quantize_row(&x, 32, q.row_mut(0));
         for (kk, &v) in x.iter().enumerate() {
             let s = q.scale[kk / 32];
             let back = s * q.code(0, kk) as f32;
@@ -248,7 +247,7 @@ mod tests {
         x[2] = 0.99998;
         let mut q = QuantActs::new();
         q.resize(1, 32, 32);
-        quantize_row(&x, 32, &mut q.hi, &mut q.lo, &mut q.scale, &mut q.sum);
+        quantize_row(&x, 32, q.row_mut(0));
         assert_eq!(q.code(0, 0), 32512);
         assert_eq!(q.code(0, 1), -32512);
         assert_eq!(q.code(0, 2), (0.99998f32 * CMAX).round_ties_even() as i32);

@@ -23,7 +23,7 @@ pub use pack::{PackedMatrix, PANEL};
 
 use crate::pool::ThreadPool;
 use crate::{isa, Isa};
-use acts::QuantActs;
+use acts::{ActRow, QuantActs};
 use std::cell::RefCell;
 
 /// Activation rows per register tile on the f32 path.
@@ -84,9 +84,6 @@ fn panels_per_task(panels: usize, threads: usize) -> usize {
 fn quantize_rows(pool: Option<&ThreadPool>, x: &[f32], m: usize, acts: &mut QuantActs) {
     let (k, block) = (acts.k, acts.block);
     let nb = k / block;
-    let one = |i: usize, hi: &mut [i8], lo: &mut [i8], sc: &mut [f32], sum: &mut [f32]| {
-        acts::quantize_row(&x[i * k..(i + 1) * k], block, hi, lo, sc, sum)
-    };
     match pool {
         Some(pool) if m >= 8 && pool.threads() > 1 => {
             struct Bufs(*mut i8, *mut i8, *mut f32, *mut f32);
@@ -104,30 +101,47 @@ fn quantize_rows(pool: Option<&ThreadPool>, x: &[f32], m: usize, acts: &mut Quan
                 for i in t * per..((t + 1) * per).min(m) {
                     // SAFETY: row i's slices are disjoint from every other row's and lie
                     // within the buffers, which outlive pool.run.
-                    unsafe {
-                        one(
-                            i,
-                            std::slice::from_raw_parts_mut(b.0.add(i * k), k),
-                            std::slice::from_raw_parts_mut(b.1.add(i * k), k),
-                            std::slice::from_raw_parts_mut(b.2.add(i * nb), nb),
-                            std::slice::from_raw_parts_mut(b.3.add(i * nb), nb),
-                        )
-                    }
+                    let row = unsafe {
+                        ActRow {
+                            hi: std::slice::from_raw_parts_mut(b.0.add(i * k), k),
+                            lo: std::slice::from_raw_parts_mut(b.1.add(i * k), k),
+                            scale: std::slice::from_raw_parts_mut(b.2.add(i * nb), nb),
+                            sum: std::slice::from_raw_parts_mut(b.3.add(i * nb), nb),
+                        }
+                    };
+                    acts::quantize_row(&x[i * k..(i + 1) * k], block, row);
                 }
             });
         }
         _ => {
             for i in 0..m {
-                one(
-                    i,
-                    &mut acts.hi[i * k..(i + 1) * k],
-                    &mut acts.lo[i * k..(i + 1) * k],
-                    &mut acts.scale[i * nb..(i + 1) * nb],
-                    &mut acts.sum[i * nb..(i + 1) * nb],
-                );
+                acts::quantize_row(&x[i * k..(i + 1) * k], block, acts.row_mut(i));
             }
         }
     }
+}
+
+/// Runs `f(p0, p1, y)` for tasks of `ppt` consecutive panels; each task may write only
+/// columns `p0*16..p1*16` of the rows of `y` (`m` rows of `n`).
+fn panel_tasks(
+    pool: &ThreadPool,
+    n: usize,
+    ppt: usize,
+    y: &mut [f32],
+    m: usize,
+    f: &(dyn Fn(usize, usize, &mut [f32]) + Sync),
+) {
+    let panels = n.div_ceil(PANEL);
+    let out = OutPtr(y.as_mut_ptr());
+    let out = &out;
+    pool.run(panels.div_ceil(ppt), &|t| {
+        let p0 = t * ppt;
+        let p1 = (p0 + ppt).min(panels);
+        // SAFETY: the callers write only their tasks' columns; column ranges of different
+        // tasks are disjoint; y (m rows of n, asserted by `matmul`) outlives pool.run.
+        let y = unsafe { std::slice::from_raw_parts_mut(out.0, m * n) };
+        f(p0, p1, y);
+    });
 }
 
 /// `y[i*n + j] = Σ_k x[i*k + kk] * W[j][kk]` for `i < m`, where `W` is `n × k`.
@@ -169,14 +183,7 @@ fn matmul_codes(
         panels_per_task(panels, pool.threads())
     };
     let simd = vnni();
-    let out = OutPtr(y.as_mut_ptr());
-    let out = &out;
-    pool.run(panels.div_ceil(ppt), &|t| {
-        let p0 = t * ppt;
-        let p1 = (p0 + ppt).min(panels);
-        // SAFETY: task t writes only columns p0*16..p1*16 (clipped to n) of each of the m
-        // rows of y; column ranges of different tasks are disjoint; y outlives pool.run.
-        let y = unsafe { std::slice::from_raw_parts_mut(out.0, m * n) };
+    panel_tasks(pool, n, ppt, y, m, &|p0, p1, y| {
         if simd {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: avx512f/bw/vnni were detected; shapes were asserted by the caller
@@ -203,13 +210,7 @@ fn matmul_f32(
 ) {
     let panels = n.div_ceil(PANEL);
     let ppt = panels_per_task(panels, pool.threads());
-    let out = OutPtr(y.as_mut_ptr());
-    let out = &out;
-    pool.run(panels.div_ceil(ppt), &|t| {
-        let p0 = t * ppt;
-        let p1 = (p0 + ppt).min(panels);
-        // SAFETY: as in matmul_codes.
-        let y = unsafe { std::slice::from_raw_parts_mut(out.0, m * n) };
+    panel_tasks(pool, n, ppt, y, m, &|p0, p1, y| {
         let panels: Vec<&[f32]> = (p0..p1)
             .map(|p| &v[p * k * PANEL..(p + 1) * k * PANEL])
             .collect();

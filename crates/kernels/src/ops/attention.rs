@@ -92,6 +92,25 @@ pub struct AttnSeq<'a> {
     pub first_pos: usize,
 }
 
+impl<'a> AttnSeq<'a> {
+    /// The work of query row `i` on KV head `kv_head`.
+    fn head_group(
+        &self,
+        kv: &'a PagedKv<'a>,
+        i: usize,
+        kv_head: usize,
+        scale: f32,
+    ) -> HeadGroup<'a> {
+        HeadGroup {
+            kv,
+            table: self.block_table,
+            kv_head,
+            n_ctx: self.first_pos + i + 1,
+            scale,
+        }
+    }
+}
+
 /// One task's work: query heads `heads` (all on KV head `kv_head`) of one row over
 /// `n_ctx` positions.
 pub(crate) struct HeadGroup<'a> {
@@ -178,13 +197,7 @@ pub fn attention(
         let h0 = (t % chunks) * per;
         let seq = &seqs[s];
         let row = seq.first_row + i;
-        let task = HeadGroup {
-            kv,
-            table: seq.block_table,
-            kv_head: h0 / group,
-            n_ctx: seq.first_pos + i + 1,
-            scale,
-        };
+        let task = seq.head_group(kv, i, h0 / group, scale);
         task.check();
         let qs = &q[row * width + h0 * hd..row * width + (h0 + per) * hd];
         // SAFETY: (row, heads h0..h0+per) belong to this task alone and lie inside `out`
@@ -296,13 +309,7 @@ pub(crate) fn reference_attention(
         for i in 0..seq.n_rows {
             let row = seq.first_row + i;
             for h in 0..n_heads {
-                let task = HeadGroup {
-                    kv,
-                    table: seq.block_table,
-                    kv_head: h / group,
-                    n_ctx: seq.first_pos + i + 1,
-                    scale,
-                };
+                let task = seq.head_group(kv, i, h / group, scale);
                 let at = row * width + h * hd;
                 reference_attend(&task, &q[at..at + hd], &mut scores, &mut out[at..at + hd]);
             }
