@@ -103,6 +103,41 @@ fn generate_messages_applies_the_chat_template() {
     assert_eq!(ids(&v["prompt_token_ids"]), ids(&chat["prompt_token_ids"]));
 }
 
+/// Every instruction-set path computes the same numbers: the SIMD kernels are bitwise
+/// twins of the scalar reference, so greedy tokens and log-probabilities match exactly.
+#[test]
+fn every_instruction_set_gives_bitwise_the_same_generation() {
+    let run = |isa: &str| -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_autoglm"))
+            .env("AUTOGLM_ISA", isa)
+            .args([
+                "generate",
+                "--prompt",
+                "The capital of France is",
+                "--max-tokens",
+                "12",
+                "--temperature",
+                "0",
+                "--top-logprobs",
+                "3",
+                "--json",
+            ])
+            .output()
+            .expect("run autoglm");
+        assert!(
+            out.status.success(),
+            "{isa}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let best = run("avx512");
+    assert_eq!(best["token_ids"].as_array().unwrap().len(), 12);
+    for isa in ["avx2", "scalar"] {
+        assert_eq!(run(isa), best, "{isa} differs from the best path");
+    }
+}
+
 #[test]
 fn seeded_sampling_is_reproducible() {
     let args = [

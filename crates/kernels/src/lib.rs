@@ -20,21 +20,36 @@ pub use quant::QuantFormat;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
     Scalar,
+    /// AVX2, FMA and F16C: the integer matmul and the activation quantizer have AVX2
+    /// twins; the other kernels run their scalar reference compiled for AVX2.
+    Avx2,
     Avx512,
 }
 
-/// Detected once; `AUTOGLM_FORCE_SCALAR=1` forces the reference path (for comparison runs).
+/// Detected once. `AUTOGLM_ISA=scalar|avx2` caps it (for comparison runs, and to test the
+/// lower paths on a bigger machine); `AUTOGLM_FORCE_SCALAR=1` is the same as `scalar`.
 pub fn isa() -> Isa {
     use std::sync::OnceLock;
     static ISA: OnceLock<Isa> = OnceLock::new();
     *ISA.get_or_init(|| {
-        if std::env::var("AUTOGLM_FORCE_SCALAR").is_ok_and(|v| v == "1") {
+        let cap = match std::env::var("AUTOGLM_ISA").as_deref() {
+            Ok("scalar") => Isa::Scalar,
+            Ok("avx2") => Isa::Avx2,
+            _ => Isa::Avx512,
+        };
+        if cap == Isa::Scalar || std::env::var("AUTOGLM_FORCE_SCALAR").is_ok_and(|v| v == "1") {
             return Isa::Scalar;
         }
         #[cfg(target_arch = "x86_64")]
         {
-            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+            let avx2 = is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c");
+            if cap == Isa::Avx512 && avx2 && is_x86_feature_detected!("avx512f") {
                 return Isa::Avx512;
+            }
+            if avx2 {
+                return Isa::Avx2;
             }
         }
         Isa::Scalar

@@ -13,6 +13,8 @@
 //! each SIMD kernel is bitwise equal to its scalar twin.
 
 mod acts;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 mod pack;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
@@ -182,19 +184,21 @@ fn matmul_codes(
     } else {
         panels_per_task(panels, pool.threads())
     };
-    let simd = vnni();
+    let (vnni, avx2) = (vnni(), isa() != Isa::Scalar);
     panel_tasks(pool, n, ppt, y, m, &|p0, p1, y| {
-        if simd {
-            #[cfg(target_arch = "x86_64")]
+        #[cfg(target_arch = "x86_64")]
+        if vnni {
             // SAFETY: avx512f/bw/vnni were detected; shapes were asserted by the caller
             // and are re-checked inside.
-            unsafe {
-                x86::codes_panels(c, k, n, p0, p1, acts, m, y)
-            };
-        } else {
-            for p in p0..p1 {
-                scalar::codes_gemm(c, k, p, acts, 0..m, y, n, (n - p * PANEL).min(PANEL));
-            }
+            unsafe { x86::codes_panels(c, k, n, p0, p1, acts, m, y) };
+            return;
+        } else if avx2 {
+            // SAFETY: `isa()` above scalar means avx2, fma and f16c were detected.
+            unsafe { avx2::codes_panels(c, k, n, p0, p1, acts, m, y) };
+            return;
+        }
+        for p in p0..p1 {
+            scalar::codes_gemm(c, k, p, acts, 0..m, y, n, (n - p * PANEL).min(PANEL));
         }
     });
 }

@@ -31,6 +31,8 @@ pub(crate) struct CodePanels {
     pub block: usize,
     pub nibbles: bool,
     pub half_scales: bool,
+    /// The largest code, which decides how the AVX2 kernel may multiply.
+    pub max_code: u8,
     pub data: Vec<u8>,
 }
 
@@ -307,6 +309,7 @@ fn panelize(rc: &RowCodes, rows: usize, cols: usize, nibbles: bool) -> CodePanel
         block,
         nibbles,
         half_scales,
+        max_code: rc.codes.iter().copied().max().unwrap_or(0),
         data: Vec::new(),
     };
     out.data.reserve(panels * nb * out.block_bytes());

@@ -157,6 +157,34 @@ proptest! {
     }
 
     #[test]
+    fn avx2_matmul_is_bitwise_equal_to_scalar(fi in 3usize..9, m in 1usize..6, n in 1usize..40, kb in 1usize..4, seed in 0u64..1000) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")) {
+                return Ok(());
+            }
+            let fmt = FORMATS[fi];
+            let (be, _) = fmt.block();
+            let k = if be == 256 { 256 * kb.div_ceil(2) } else { 32 * kb };
+            let data = random_ggml(fmt, n, k, seed);
+            let w = PackedMatrix::from_ggml(fmt, &data, n, k).unwrap();
+            let Packed::Codes(c) = &w.data else { unreachable!("quantized formats pack as codes") };
+            let x = x_rows(m, k, seed);
+            let mut acts = acts::QuantActs::new();
+            acts.resize(m, k, c.block);
+            quantize_rows(None, &x, m, &mut acts);
+            let mut got = vec![0f32; m * n];
+            // SAFETY: the features were detected above; shapes are consistent.
+            unsafe { avx2::codes_panels(c, k, n, 0, w.panels(), &acts, m, &mut got) };
+            let mut want = vec![0f32; m * n];
+            reference::matmul(&w, &x, m, &mut want);
+            for i in 0..m * n {
+                prop_assert_eq!(got[i].to_bits(), want[i].to_bits(), "{:?} m{} n{} k{} at {}", fmt, m, n, k, i);
+            }
+        }
+    }
+
+    #[test]
     fn a_rows_result_does_not_depend_on_its_batch(m in 2usize..40, row in 0usize..40, seed in 0u64..100) {
         let row = row % m;
         let (n, k) = (37, 96);

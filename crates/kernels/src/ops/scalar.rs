@@ -17,6 +17,7 @@ pub(crate) const P: [f32; 6] = [
 ];
 
 /// exp(x) to about 1 ulp: x = n·ln2 + r, a polynomial in r, then scaling by 2ⁿ.
+#[inline]
 pub fn exp(x: f32) -> f32 {
     if x < EXP_LO {
         return 0.0;
@@ -34,12 +35,14 @@ pub fn exp(x: f32) -> f32 {
     y * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
+#[inline]
 pub fn exp_inplace(x: &mut [f32]) {
     for v in x {
         *v = exp(*v);
     }
 }
 
+#[inline]
 pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
     for (g, &u) in gate.iter_mut().zip(up) {
         *g = *g / (1.0 + exp(-*g)) * u;
