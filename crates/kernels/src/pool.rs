@@ -29,6 +29,9 @@ pub struct ThreadPool {
 /// How long a worker spins for the next region before parking.
 const SPIN: Duration = Duration::from_micros(2000);
 
+/// `f(row index, row of a, row of b)`.
+pub type RowPairFn<'a> = dyn Fn(usize, &mut [f32], &mut [f32]) + Sync + 'a;
+
 impl ThreadPool {
     /// `n_threads` counts the calling thread, which takes part in every region.
     pub fn new(n_threads: usize) -> Self {
@@ -79,24 +82,45 @@ impl ThreadPool {
     /// Calls `f(r, row)` for each `width`-long row of `out`, spread over the pool when there
     /// are enough rows to pay for waking it (row-wise ops of a batch: norms, residuals).
     pub fn for_rows(&self, out: &mut [f32], width: usize, f: &(dyn Fn(usize, &mut [f32]) + Sync)) {
-        let rows = out.len() / width.max(1);
+        self.for_row_pairs(out, width, &mut [], 0, &|r, a, _| f(r, a));
+    }
+
+    /// Like `for_rows` over two matrices at once: `f(r, a_row, b_row)` with rows of
+    /// `a_width` and `b_width` values (`b` may be empty when `b_width` is 0).
+    pub fn for_row_pairs(
+        &self,
+        a: &mut [f32],
+        a_width: usize,
+        b: &mut [f32],
+        b_width: usize,
+        f: &RowPairFn<'_>,
+    ) {
+        let rows = a.len() / a_width.max(1);
+        assert!(b.len() >= rows * b_width, "second matrix too short");
         if rows < 16 || self.n_threads == 1 {
-            for (r, row) in out.chunks_exact_mut(width).enumerate() {
-                f(r, row);
+            for r in 0..rows {
+                let (ra, rb) = (r * a_width, r * b_width);
+                f(r, &mut a[ra..ra + a_width], &mut b[rb..rb + b_width]);
             }
             return;
         }
-        struct Rows(*mut f32);
+        struct Rows(*mut f32, *mut f32);
         // SAFETY: each task touches only its own rows.
         unsafe impl Sync for Rows {}
-        let base = Rows(out.as_mut_ptr());
+        let base = Rows(a.as_mut_ptr(), b.as_mut_ptr());
         let base = &base;
         let per = rows.div_ceil(self.n_threads * 2);
         self.run(rows.div_ceil(per), &|t| {
             for r in t * per..((t + 1) * per).min(rows) {
-                // SAFETY: rows are disjoint, inside `out`, and `out` outlives `run`.
-                let row = unsafe { std::slice::from_raw_parts_mut(base.0.add(r * width), width) };
-                f(r, row);
+                // SAFETY: rows are disjoint, inside `a` and `b` (asserted), which outlive
+                // `run`.
+                let (ra, rb) = unsafe {
+                    (
+                        std::slice::from_raw_parts_mut(base.0.add(r * a_width), a_width),
+                        std::slice::from_raw_parts_mut(base.1.add(r * b_width), b_width),
+                    )
+                };
+                f(r, ra, rb);
             }
         });
     }

@@ -158,10 +158,24 @@ impl Model {
         let mut h = vec![0f32; rows * c.n_ff];
         let scale = 1.0 / (hd as f32).sqrt();
 
-        for (li, layer) in self.layers.iter().enumerate() {
-            pool.for_rows(&mut xn, d, &|r, out| {
-                ops::rmsnorm(&x[r * d..(r + 1) * d], &layer.attn_norm, c.rms_eps, out)
+        // Each residual add runs in one pass with the norm that follows it: one pool
+        // region instead of two.
+        let add_then_norm = |x: &mut [f32], xn: &mut [f32], proj: &[f32], norm: Option<&[f32]>| {
+            pool.for_row_pairs(x, d, xn, d, &|r, row, out| {
+                for (a, b) in row.iter_mut().zip(&proj[r * d..]) {
+                    *a += b;
+                }
+                if let Some(w) = norm {
+                    ops::rmsnorm(row, w, c.rms_eps, out);
+                }
             });
+        };
+        if let Some(first) = self.layers.first() {
+            pool.for_rows(&mut xn, d, &|r, out| {
+                ops::rmsnorm(&x[r * d..(r + 1) * d], &first.attn_norm, c.rms_eps, out)
+            });
+        }
+        for (li, layer) in self.layers.iter().enumerate() {
             stacked_matmul(pool, &layer.qkv, &xn, rows, &mut qkv);
             let (kc, vc) = &mut kv.layers[li];
             let layout = kv.layout;
@@ -178,14 +192,7 @@ impl Model {
             };
             ops::attention(pool, &q, c.n_heads, &paged, &attn_seqs, scale, &mut att);
             matmul(pool, &layer.wo, &att, rows, &mut proj);
-            pool.for_rows(&mut x, d, &|r, row| {
-                for (a, b) in row.iter_mut().zip(&proj[r * d..]) {
-                    *a += b;
-                }
-            });
-            pool.for_rows(&mut xn, d, &|r, out| {
-                ops::rmsnorm(&x[r * d..(r + 1) * d], &layer.ffn_norm, c.rms_eps, out)
-            });
+            add_then_norm(&mut x, &mut xn, &proj, Some(&layer.ffn_norm));
             stacked_matmul(pool, &layer.gate_up, &xn, rows, &mut gu);
             let ff = c.n_ff;
             pool.for_rows(&mut h, ff, &|r, out| {
@@ -194,11 +201,8 @@ impl Model {
                 ops::silu_mul(out, u);
             });
             matmul(pool, &layer.down, &h, rows, &mut proj);
-            pool.for_rows(&mut x, d, &|r, row| {
-                for (a, b) in row.iter_mut().zip(&proj[r * d..]) {
-                    *a += b;
-                }
-            });
+            let next = self.layers.get(li + 1).map(|l| &l.attn_norm[..]);
+            add_then_norm(&mut x, &mut xn, &proj, next);
         }
 
         let mut want = Vec::new();
