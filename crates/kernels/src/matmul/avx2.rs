@@ -28,9 +28,7 @@ pub unsafe fn codes_panels(
     m: usize,
     y: &mut [f32],
 ) {
-    assert!(acts.k == k && acts.block == w.block && acts.hi.len() >= m * k);
-    assert!(y.len() >= m * n && w.data.len() >= p1 * (k / w.block) * w.block_bytes());
-    assert!(!w.nibbles || w.block == 32);
+    w.check_job(k, n, p1, acts, m, y.len());
     let wide = !w.nibbles && w.max_code > 127;
     for p in p0..p1 {
         let mut i0 = 0;

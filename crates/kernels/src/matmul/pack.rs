@@ -55,6 +55,24 @@ impl CodePanels {
             self.block * PANEL
         }
     }
+    /// The bounds every SIMD kernel relies on before it reads without checks: `acts` holds
+    /// `m` rows of `k` quantized with this block size, `y` `m` rows of `n`, and panels up
+    /// to `p1` exist.
+    pub fn check_job(
+        &self,
+        k: usize,
+        n: usize,
+        p1: usize,
+        acts: &super::acts::QuantActs,
+        m: usize,
+        y_len: usize,
+    ) {
+        assert!(acts.k == k && acts.block == self.block && acts.hi.len() >= m * k);
+        assert!(acts.lo.len() >= m * k && acts.scale.len() >= m * (k / self.block));
+        assert!(y_len >= m * n && self.data.len() >= p1 * (k / self.block) * self.block_bytes());
+        assert!(!self.nibbles || self.block == 32);
+    }
+
     /// Byte offset of block `b` of panel `p` in a matrix of `nb` blocks per row.
     pub fn block_at(&self, p: usize, nb: usize, b: usize) -> usize {
         (p * nb + b) * self.block_bytes()
