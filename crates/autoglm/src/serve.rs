@@ -36,9 +36,12 @@ pub struct Args {
     /// Tokens per KV block.
     #[arg(long, default_value_t = 16)]
     block_size: usize,
-    /// Tokens per engine step (decodes plus prefill chunks).
+    /// Tokens per engine step while sequences are decoding (decodes plus prefill chunks).
     #[arg(long, default_value_t = 512)]
     max_batch_tokens: usize,
+    /// Tokens per engine step when no sequence is decoding (a burst of new prompts).
+    #[arg(long, default_value_t = 2048)]
+    max_prefill_tokens: usize,
     /// Sequences decoded together.
     #[arg(long, default_value_t = 64)]
     max_seqs: usize,
@@ -120,6 +123,7 @@ pub fn run(a: Args) -> Result<()> {
         kv_cache_tokens: a.kv_cache_tokens,
         block_size: a.block_size,
         max_batch_tokens: a.max_batch_tokens,
+        max_prefill_tokens: a.max_prefill_tokens,
         max_seqs: a.max_seqs,
         max_waiting: a.max_waiting,
         max_context: a.ctx_size,

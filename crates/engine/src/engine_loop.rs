@@ -24,6 +24,7 @@ pub(crate) struct EngineLoop {
     waiting: Vec<Sequence>,
     rx: mpsc::Receiver<Command>,
     max_batch_tokens: usize,
+    max_prefill_tokens: usize,
     max_seqs: usize,
     context: usize,
     stats: Arc<SharedStats>,
@@ -48,6 +49,7 @@ impl EngineLoop {
             waiting: Vec::new(),
             rx,
             max_batch_tokens: cfg.max_batch_tokens.max(1),
+            max_prefill_tokens: cfg.max_prefill_tokens.max(cfg.max_batch_tokens).max(1),
             max_seqs: cfg.max_seqs.max(1),
             context,
             stats,
@@ -151,11 +153,23 @@ impl EngineLoop {
         }
     }
 
+    /// A step that carries decodes is capped so that prefill chunks do not stall those
+    /// streams for long; one that carries none may prefill a whole burst at once. Closed
+    /// loops of clients then stay in step: a burst split over two steps finishes, and
+    /// comes back, as two groups, and the second always waits behind the first's prefill.
+    fn step_budget(&self) -> usize {
+        if self.running.iter().any(|s| s.remaining() == 1) {
+            self.max_batch_tokens
+        } else {
+            self.max_prefill_tokens
+        }
+    }
+
     /// Plans and runs one forward step.
     fn step(&mut self) {
         self.drop_cancelled();
         let bs = self.pool.block_size();
-        let mut budget = self.max_batch_tokens;
+        let mut budget = self.step_budget();
         let order = service_order(&self.running);
         let mut planned: Vec<(usize, usize)> = Vec::new();
         let mut preempted: Vec<usize> = Vec::new();
@@ -264,6 +278,7 @@ impl EngineLoop {
             .collect();
         let tokens: usize = planned.iter().map(|p| p.1).sum();
         let result = self.model.forward(&mut self.kv, &inputs);
+        self.stats.steps.fetch_add(1, Ordering::AcqRel);
         drop(inputs);
         metrics::histogram!(m::STEP_SECONDS).record(started.elapsed().as_secs_f64());
         metrics::histogram!(m::STEP_TOKENS).record(tokens as f64);

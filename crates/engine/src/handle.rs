@@ -11,8 +11,12 @@ pub struct EngineConfig {
     /// Tokens of KV cache in the block pool.
     pub kv_cache_tokens: usize,
     pub block_size: usize,
-    /// Tokens per forward step (decodes plus prefill chunks).
+    /// Tokens per forward step while sequences are decoding (their tokens plus prefill
+    /// chunks): bounds how long a prefill stalls running streams.
     pub max_batch_tokens: usize,
+    /// Tokens per forward step when no sequence is decoding: nothing waits on the step,
+    /// so a burst of new prompts is prefilled in one step and its requests stay in step.
+    pub max_prefill_tokens: usize,
     /// Sequences running at once.
     pub max_seqs: usize,
     /// Requests allowed to wait; more are refused (HTTP 429).
@@ -27,6 +31,7 @@ impl Default for EngineConfig {
             kv_cache_tokens: 32768,
             block_size: 16,
             max_batch_tokens: 512,
+            max_prefill_tokens: 2048,
             max_seqs: 64,
             max_waiting: 256,
             max_context: None,
@@ -40,6 +45,7 @@ pub(crate) struct SharedStats {
     pub waiting: AtomicUsize,
     pub kv_used: AtomicUsize,
     pub kv_cached: AtomicUsize,
+    pub steps: AtomicU64,
     pub shutting_down: AtomicBool,
     pub stopped: AtomicBool,
 }
@@ -52,6 +58,8 @@ pub struct EngineStats {
     pub kv_blocks_cached: usize,
     pub kv_blocks_total: usize,
     pub block_size: usize,
+    /// Forward steps run since the engine started.
+    pub steps: u64,
 }
 
 /// Cheap to clone; every clone talks to the same engine thread.
@@ -80,6 +88,11 @@ impl RequestStream {
     /// For synchronous callers (tests, CLI).
     pub fn blocking_recv(&mut self) -> Option<Event> {
         self.rx.blocking_recv()
+    }
+
+    /// An event already delivered, without waiting.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        self.rx.try_recv().ok()
     }
 }
 
@@ -171,6 +184,7 @@ impl EngineHandle {
             kv_blocks_cached: self.stats.kv_cached.load(Ordering::Acquire),
             kv_blocks_total: self.n_blocks,
             block_size: self.cfg.block_size,
+            steps: self.stats.steps.load(Ordering::Acquire),
         }
     }
 

@@ -201,3 +201,67 @@ fn dropping_a_stream_cancels_and_frees() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+#[test]
+fn a_long_prompt_is_prefilled_in_chunks_between_the_decodes_of_running_streams() {
+    let cfg = EngineConfig {
+        max_batch_tokens: 64,
+        max_prefill_tokens: 2048,
+        ..Default::default()
+    };
+    let long = prompt(7, 640);
+    let alone = collect(
+        EngineHandle::start(model(), cfg.clone())
+            .submit(greedy(long.clone(), 4, 0))
+            .unwrap(),
+    )
+    .0;
+    let e = EngineHandle::start(model(), cfg);
+    let mut running = e.submit(greedy(prompt(3, 8), 400, 0)).unwrap();
+    for _ in 0..3 {
+        assert!(matches!(running.blocking_recv(), Some(Event::Token(_))));
+    }
+    let mut late = e.submit(greedy(long, 4, 0)).unwrap();
+    let first = match late.blocking_recv() {
+        Some(Event::Token(t)) => t.token,
+        other => panic!("{other:?}"),
+    };
+    // Every step before the long prompt's last chunk also decoded the running stream:
+    // 640 tokens in chunks of at most 63 (the decode takes one of the 64) is 11 steps.
+    let mut decoded_meanwhile = 0;
+    while let Some(Event::Token(_)) = running.try_recv() {
+        decoded_meanwhile += 1;
+    }
+    assert!(
+        decoded_meanwhile >= 10,
+        "{decoded_meanwhile} tokens while prefilling"
+    );
+    let mut rest = collect(late).0;
+    rest.insert(0, first);
+    assert_eq!(
+        rest, alone,
+        "chunked prefill gives the tokens of an unchunked one"
+    );
+}
+
+#[test]
+fn an_idle_engine_prefills_a_burst_in_one_step() {
+    let e = EngineHandle::start(
+        model(),
+        EngineConfig {
+            max_batch_tokens: 64,
+            max_prefill_tokens: 2048,
+            ..Default::default()
+        },
+    );
+    let before = e.stats().steps;
+    // 8 prompts of 60 tokens, 480 in all: far over the 64 a step with decodes may carry.
+    let streams: Vec<_> = (0..8)
+        .map(|i| e.submit(greedy(prompt(20 + i, 60), 3, 0)).unwrap())
+        .collect();
+    for s in streams {
+        assert_eq!(collect(s).0.len(), 3);
+    }
+    // One step prefills all eight and samples their first tokens, two more decode.
+    assert_eq!(e.stats().steps - before, 3);
+}
