@@ -30,7 +30,7 @@ pub struct Args {
     /// Compute threads (default: all cores, or AUTOGLM_THREADS).
     #[arg(long)]
     threads: Option<usize>,
-    /// Tokens of KV cache (f32; about 46 KiB per token on the default model).
+    /// Tokens of KV cache (16-bit codes; about 23 KiB per token on the default model).
     #[arg(long, default_value_t = 32768)]
     kv_cache_tokens: usize,
     /// Tokens per KV block.

@@ -3,7 +3,7 @@
 
 use crate::weights::{Model, Stacked};
 use crate::{Error, KvCache, Result, RopeScaling};
-use kernels::ops::{self, AttnSeq, PagedKv};
+use kernels::ops::{self, AttnSeq};
 use kernels::{matmul, ThreadPool};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,19 +177,15 @@ impl Model {
         }
         for (li, layer) in self.layers.iter().enumerate() {
             stacked_matmul(pool, &layer.qkv, &xn, rows, &mut qkv);
-            let (kc, vc) = &mut kv.layers[li];
+            let layer_kv = &mut kv.layers[li];
             let layout = kv.layout;
             for (r, &(block, slot)) in slots.iter().enumerate() {
                 let row = &mut qkv[r * qkv_w..(r + 1) * qkv_w];
                 ops::rope_pairs(&mut row[..qd + kvd], hd, &rope[r]);
                 q[r * qd..(r + 1) * qd].copy_from_slice(&row[..qd]);
-                layout.store(kc, vc, block, slot, &row[qd..qd + kvd], &row[qd + kvd..]);
+                layer_kv.store(&layout, block, slot, &row[qd..qd + kvd], &row[qd + kvd..]);
             }
-            let paged = PagedKv {
-                k: kc,
-                v: vc,
-                layout,
-            };
+            let paged = layer_kv.paged(layout);
             ops::attention(pool, &q, c.n_heads, &paged, &attn_seqs, scale, &mut att);
             matmul(pool, &layer.wo, &att, rows, &mut proj);
             add_then_norm(&mut x, &mut xn, &proj, Some(&layer.ffn_norm));

@@ -1,13 +1,13 @@
 use crate::Config;
-use kernels::ops::KvLayout;
+use kernels::ops::{KvLayout, LayerKv};
 
-/// The paged KV cache: for each layer, K and V storage of `n_blocks` blocks of
-/// `block_size` token slots. Which block holds which positions is the caller's business
+/// The paged KV cache: for each layer, K and V storage (16-bit codes with a scale per
+/// token and KV head) of `n_blocks` blocks of `block_size` token slots. Which block holds which positions is the caller's business
 /// (block tables); this type only owns the memory.
 pub struct KvCache {
     pub block_size: usize,
     pub n_blocks: usize,
-    pub(crate) layers: Vec<(Vec<f32>, Vec<f32>)>,
+    pub(crate) layers: Vec<LayerKv>,
     pub(crate) layout: KvLayout,
 }
 
@@ -16,21 +16,19 @@ impl KvCache {
     pub fn new(cfg: &Config, tokens: usize, block_size: usize) -> Self {
         let block_size = block_size.max(1);
         let n_blocks = tokens.div_ceil(block_size).max(1);
-        let kv_dim = cfg.kv_dim();
-        let per_layer = n_blocks * block_size * kv_dim;
-        // vec![0.0; n] maps zeroed pages lazily, so an unused pool costs no memory.
+        let layout = KvLayout {
+            block_size,
+            n_kv_heads: cfg.n_kv_heads,
+            head_dim: cfg.head_dim,
+        };
         let layers = (0..cfg.n_layers)
-            .map(|_| (vec![0f32; per_layer], vec![0f32; per_layer]))
+            .map(|_| LayerKv::new(&layout, n_blocks))
             .collect();
         Self {
             block_size,
             n_blocks,
             layers,
-            layout: KvLayout {
-                block_size,
-                n_kv_heads: cfg.n_kv_heads,
-                head_dim: cfg.head_dim,
-            },
+            layout,
         }
     }
 
@@ -41,8 +39,8 @@ impl KvCache {
     /// Copies the first `n` slots of every layer's K and V from block `src` to `dst`.
     pub fn copy_block_prefix(&mut self, src: usize, dst: usize, n: usize) {
         assert!(src < self.n_blocks && dst < self.n_blocks && n <= self.block_size);
-        for (k, v) in &mut self.layers {
-            self.layout.copy_prefix(k, v, src, dst, n);
+        for layer in &mut self.layers {
+            layer.copy_prefix(&self.layout, src, dst, n);
         }
     }
 

@@ -1,14 +1,27 @@
 //! Causal attention of query rows over a paged KV cache.
 //!
+//! K and V are stored as 16-bit codes with one f32 scale per (token, KV head):
+//! `value ≈ code * scale`, `scale = amax / 32767` over the head's `head_dim` values, so
+//! each value is within `amax / 65534` of the f32 it came from (f16 would be off by up to
+//! 1/2048 of each value). Attention over a long context is bound by reading the cache;
+//! two bytes per value instead of four halve that.
+//!
 //! K is stored transposed within each block (`[kv_head][dim][slot]`), so the scores of 16
 //! consecutive slots are one vector of sequential FMA chains over the head dimension —
 //! no horizontal sums — and the query heads that share a KV head (GQA) read each K and V
 //! vector once. V stays slot-major (`[slot][kv_head][dim]`): each position adds a
-//! weighted row to the output.
+//! weighted row to the output. Scales of both are `[kv_head][slot]` within a block.
 
 use super::exp_inplace;
 use crate::pool::ThreadPool;
 use std::cell::RefCell;
+
+/// Largest code magnitude.
+const CODE_MAX: f32 = 32767.0;
+
+/// Codes past the last block, so a kernel may load 16 lanes from any slot of any block
+/// (the lanes past the block are masked off afterwards).
+const PAD: usize = 16;
 
 /// Where each K and V value of one layer lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,9 +32,14 @@ pub struct KvLayout {
 }
 
 impl KvLayout {
-    /// Floats per block in each of K and V.
+    /// Codes per block in each of K and V.
     pub fn block_len(&self) -> usize {
         self.block_size * self.n_kv_heads * self.head_dim
+    }
+
+    /// Scales per block in each of K and V.
+    pub fn block_scales(&self) -> usize {
+        self.block_size * self.n_kv_heads
     }
 
     /// Index of K's dimension 0 for (`block`, `kv_head`) at `slot`; dimension `d` is
@@ -37,47 +55,135 @@ impl KvLayout {
         ((block * self.block_size + slot) * self.n_kv_heads + kv_head) * self.head_dim
     }
 
-    /// Copies slots `0..n` of block `src` to the same slots of block `dst`.
-    pub fn copy_prefix(&self, k: &mut [f32], v: &mut [f32], src: usize, dst: usize, n: usize) {
-        assert!(n <= self.block_size);
-        for h in 0..self.n_kv_heads {
-            for d in 0..self.head_dim {
-                let (from, to) = (self.k_index(src, h, 0), self.k_index(dst, h, 0));
-                let off = d * self.block_size;
-                k.copy_within(from + off..from + off + n, to + off);
-            }
+    /// Index of the K and V scales of (`block`, `kv_head`, `slot`).
+    #[inline]
+    pub fn scale_index(&self, block: usize, kv_head: usize, slot: usize) -> usize {
+        (block * self.n_kv_heads + kv_head) * self.block_size + slot
+    }
+}
+
+/// One layer's K and V for `n_blocks` blocks, as `KvLayout` places them.
+pub struct LayerKv {
+    pub k: Vec<i16>,
+    pub v: Vec<i16>,
+    pub k_scale: Vec<f32>,
+    pub v_scale: Vec<f32>,
+}
+
+/// Codes of one head's values, handed to `put(d, code)`, and their scale. A head whose
+/// values are all zero gets scale 0; one holding a NaN or an infinity gets a NaN scale,
+/// which carries into the scores the way the f32 values would have.
+fn quantize_head(x: &[f32], put: impl FnMut(usize, i16)) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if crate::isa() != crate::Isa::Scalar {
+        // SAFETY: avx2 and fma were detected.
+        return unsafe { quantize_head_avx2(x, put) };
+    }
+    quantize_head_body(x, put)
+}
+
+/// The same IEEE arithmetic with SSE4.1's rounding instruction in reach; without it
+/// `round_ties_even` is a library call per value.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn quantize_head_avx2(x: &[f32], put: impl FnMut(usize, i16)) -> f32 {
+    quantize_head_body(x, put)
+}
+
+#[inline(always)]
+fn quantize_head_body(x: &[f32], mut put: impl FnMut(usize, i16)) -> f32 {
+    let amax = x.iter().fold(0f32, |a, &v| a.max(v.abs()));
+    let finite = x.iter().all(|v| v.is_finite());
+    let inv = if finite && amax > 0.0 {
+        CODE_MAX / amax
+    } else {
+        0.0
+    };
+    for (d, &v) in x.iter().enumerate() {
+        put(
+            d,
+            (v * inv).round_ties_even().clamp(-CODE_MAX, CODE_MAX) as i16,
+        );
+    }
+    if finite {
+        amax / CODE_MAX
+    } else {
+        f32::NAN
+    }
+}
+
+impl LayerKv {
+    /// Zeroed storage (mapped lazily by the allocator, so an unused pool costs no memory).
+    pub fn new(layout: &KvLayout, n_blocks: usize) -> Self {
+        let codes = n_blocks * layout.block_len() + PAD;
+        let scales = n_blocks * layout.block_scales();
+        Self {
+            k: vec![0; codes],
+            v: vec![0; codes],
+            k_scale: vec![0.0; scales],
+            v_scale: vec![0.0; scales],
         }
-        let width = self.n_kv_heads * self.head_dim;
-        let (from, to) = (self.v_index(src, 0, 0), self.v_index(dst, 0, 0));
-        v.copy_within(from..from + n * width, to);
+    }
+
+    pub fn n_blocks(&self, layout: &KvLayout) -> usize {
+        self.k_scale.len() / layout.block_scales()
+    }
+
+    pub fn paged(&self, layout: KvLayout) -> PagedKv<'_> {
+        PagedKv {
+            k: &self.k,
+            v: &self.v,
+            k_scale: &self.k_scale,
+            v_scale: &self.v_scale,
+            layout,
+        }
     }
 
     /// Stores one token's K and V rows (`n_kv_heads * head_dim` each) at `slot` of `block`.
-    pub fn store(
-        &self,
-        k: &mut [f32],
-        v: &mut [f32],
-        block: usize,
-        slot: usize,
-        k_row: &[f32],
-        v_row: &[f32],
-    ) {
-        let hd = self.head_dim;
-        for h in 0..self.n_kv_heads {
-            let base = self.k_index(block, h, slot);
-            for (d, &x) in k_row[h * hd..(h + 1) * hd].iter().enumerate() {
-                k[base + d * self.block_size] = x;
-            }
+    pub fn store(&mut self, l: &KvLayout, block: usize, slot: usize, k_row: &[f32], v_row: &[f32]) {
+        let (hd, bs) = (l.head_dim, l.block_size);
+        assert!(block < self.n_blocks(l) && slot < bs);
+        assert!(k_row.len() >= l.n_kv_heads * hd && v_row.len() >= l.n_kv_heads * hd);
+        for h in 0..l.n_kv_heads {
+            let at = l.scale_index(block, h, slot);
+            let kb = l.k_index(block, h, slot);
+            let k = &mut self.k;
+            self.k_scale[at] = quantize_head(&k_row[h * hd..(h + 1) * hd], |d, c| {
+                k[kb + d * bs] = c;
+            });
+            let vb = l.v_index(block, slot, h);
+            let v = &mut self.v;
+            self.v_scale[at] = quantize_head(&v_row[h * hd..(h + 1) * hd], |d, c| {
+                v[vb + d] = c;
+            });
         }
-        let at = self.v_index(block, slot, 0);
-        v[at..at + self.n_kv_heads * hd].copy_from_slice(&v_row[..self.n_kv_heads * hd]);
+    }
+
+    /// Copies slots `0..n` of block `src` to the same slots of block `dst`.
+    pub fn copy_prefix(&mut self, l: &KvLayout, src: usize, dst: usize, n: usize) {
+        assert!(n <= l.block_size && src.max(dst) < self.n_blocks(l));
+        for h in 0..l.n_kv_heads {
+            for d in 0..l.head_dim {
+                let (from, to) = (l.k_index(src, h, 0), l.k_index(dst, h, 0));
+                let off = d * l.block_size;
+                self.k.copy_within(from + off..from + off + n, to + off);
+            }
+            let (from, to) = (l.scale_index(src, h, 0), l.scale_index(dst, h, 0));
+            self.k_scale.copy_within(from..from + n, to);
+            self.v_scale.copy_within(from..from + n, to);
+        }
+        let width = l.n_kv_heads * l.head_dim;
+        let (from, to) = (l.v_index(src, 0, 0), l.v_index(dst, 0, 0));
+        self.v.copy_within(from..from + n * width, to);
     }
 }
 
 /// One layer's K and V storage, laid out as `layout` says.
 pub struct PagedKv<'a> {
-    pub k: &'a [f32],
-    pub v: &'a [f32],
+    pub k: &'a [i16],
+    pub v: &'a [i16],
+    pub k_scale: &'a [f32],
+    pub v_scale: &'a [f32],
     pub layout: KvLayout,
 }
 
@@ -128,8 +234,12 @@ impl HeadGroup<'_> {
         let l = &self.kv.layout;
         let blocks = self.n_ctx.div_ceil(l.block_size);
         assert!(blocks <= self.table.len(), "block table too short");
-        let n_blocks = self.kv.k.len() / l.block_len();
-        assert!(self.kv.v.len() >= n_blocks * l.block_len() && self.kv_head < l.n_kv_heads);
+        let n_blocks = self.kv.k_scale.len() / l.block_scales();
+        let codes = n_blocks * l.block_len() + PAD;
+        assert!(self.kv.k.len() >= codes && self.kv.v.len() >= codes);
+        assert!(
+            self.kv.v_scale.len() >= n_blocks * l.block_scales() && self.kv_head < l.n_kv_heads
+        );
         assert!(
             self.table[..blocks]
                 .iter()
@@ -255,9 +365,10 @@ unsafe fn reference_attend_avx2(
     reference_attend(task, qs, scores, out)
 }
 
-/// The reference arithmetic: each score a sequential FMA chain over the head dimension,
-/// times `scale`; softmax with the max subtracted and an f64 sum; the output a sequential
-/// sum over positions of `fma(weight, v, acc)`.
+/// The reference arithmetic: each score a sequential FMA chain of K codes over the head
+/// dimension, times the K scale, times `scale`; softmax with the max subtracted and an
+/// f64 sum; the output a sequential sum over positions of `fma(weight * v_scale, code,
+/// acc)`.
 #[inline(always)]
 pub(crate) fn reference_attend(
     task: &HeadGroup,
@@ -271,12 +382,14 @@ pub(crate) fn reference_attend(
     for (q, o) in qs.chunks_exact(hd).zip(out.chunks_exact_mut(hd)) {
         scores.clear();
         for p in 0..n_ctx {
-            let base = l.k_index(task.table[p / bs] as usize, task.kv_head, p % bs);
+            let block = task.table[p / bs] as usize;
+            let base = l.k_index(block, task.kv_head, p % bs);
             let mut acc = 0f32;
             for (d, &qd) in q.iter().enumerate() {
-                acc = qd.mul_add(task.kv.k[base + d * bs], acc);
+                acc = qd.mul_add(task.kv.k[base + d * bs] as f32, acc);
             }
-            scores.push(acc * task.scale);
+            let ks = task.kv.k_scale[l.scale_index(block, task.kv_head, p % bs)];
+            scores.push(acc * ks * task.scale);
         }
         let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         for s in scores.iter_mut() {
@@ -286,10 +399,11 @@ pub(crate) fn reference_attend(
         let inv = (1.0 / sum8(scores)) as f32;
         o.fill(0.0);
         for (p, &w) in scores.iter().enumerate() {
-            let at = l.v_index(task.table[p / bs] as usize, p % bs, task.kv_head);
-            let a = w * inv;
+            let block = task.table[p / bs] as usize;
+            let at = l.v_index(block, p % bs, task.kv_head);
+            let a = w * inv * task.kv.v_scale[l.scale_index(block, task.kv_head, p % bs)];
             for (od, &vd) in o.iter_mut().zip(&task.kv.v[at..at + hd]) {
-                *od = a.mul_add(vd, *od);
+                *od = a.mul_add(vd as f32, *od);
             }
         }
     }

@@ -145,14 +145,17 @@ pub(crate) unsafe fn attend_group<const G: usize, const NV: usize>(
         let (bi, c0) = (j / cpb, (j % cpb) * 16);
         let pos = bi * bs + c0;
         let lanes = (bs - c0).min(16).min(n.saturating_sub(pos));
+        let block = task.table[bi] as usize;
         Chunk {
-            k: l.k_index(task.table[bi] as usize, task.kv_head, c0),
+            k: l.k_index(block, task.kv_head, c0),
+            scale: l.scale_index(block, task.kv_head, c0),
             pos,
             mask: ((1u32 << lanes) - 1) as u16,
         }
     };
     let sc = ScoreArgs {
         k: task.kv.k.as_ptr(),
+        k_scale: task.kv.k_scale.as_ptr(),
         bs,
         hd,
         q: qs.as_ptr(),
@@ -181,12 +184,16 @@ pub(crate) unsafe fn attend_group<const G: usize, const NV: usize>(
         for slot in 0..bs.min(n - bi * bs) {
             let p = bi * bs + slot;
             let v = vp.add(l.v_index(block, slot, task.kv_head));
+            let vs = *task
+                .kv
+                .v_scale
+                .get_unchecked(l.scale_index(block, task.kv_head, slot));
             let mut vv = [_mm512_setzero_ps(); NV];
             for c in 0..NV {
-                vv[c] = _mm512_loadu_ps(v.add(16 * c));
+                vv[c] = codes16(v.add(16 * c));
             }
             for g in 0..G {
-                let a = _mm512_set1_ps(*scores.get_unchecked(g * n + p) * inv[g]);
+                let a = _mm512_set1_ps(*scores.get_unchecked(g * n + p) * inv[g] * vs);
                 for c in 0..NV {
                     o[g][c] = _mm512_fmadd_ps(a, vv[c], o[g][c]);
                 }
@@ -233,17 +240,28 @@ unsafe fn softmax_weights(s: &mut [f32]) -> f32 {
     (1.0 / super::attention::reduce8(l)) as f32
 }
 
-/// Up to 16 consecutive slots of one block: K index of dimension 0, position of the
-/// first slot, and which lanes are real positions.
+/// 16 consecutive 16-bit codes as f32 (exact).
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn codes16(p: *const i16) -> __m512 {
+    _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm256_loadu_si256(
+        p as *const __m256i,
+    )))
+}
+
+/// Up to 16 consecutive slots of one block: K index of dimension 0, index of the first
+/// slot's scale, position of the first slot, and which lanes are real positions.
 #[derive(Clone, Copy)]
 struct Chunk {
     k: usize,
+    scale: usize,
     pos: usize,
     mask: u16,
 }
 
 struct ScoreArgs {
-    k: *const f32,
+    k: *const i16,
+    k_scale: *const f32,
     bs: usize,
     hd: usize,
     q: *const f32,
@@ -262,7 +280,9 @@ impl ScoreArgs {
         for d in 0..self.hd {
             let mut kv = [_mm512_setzero_ps(); C];
             for c in 0..C {
-                kv[c] = _mm512_maskz_loadu_ps(ch[c].mask, self.k.add(ch[c].k + d * self.bs));
+                // Lanes past the chunk read other codes (the storage is padded for the
+                // last block); the masked store below drops them.
+                kv[c] = codes16(self.k.add(ch[c].k + d * self.bs));
             }
             for g in 0..G {
                 let qb = _mm512_set1_ps(*self.q.add(g * self.hd + d));
@@ -272,12 +292,16 @@ impl ScoreArgs {
             }
         }
         let scale = _mm512_set1_ps(self.scale);
+        let mut ks = [_mm512_setzero_ps(); C];
+        for c in 0..C {
+            ks[c] = _mm512_maskz_loadu_ps(ch[c].mask, self.k_scale.add(ch[c].scale));
+        }
         for g in 0..G {
             for c in 0..C {
                 _mm512_mask_storeu_ps(
                     self.scores.add(g * self.n + ch[c].pos),
                     ch[c].mask,
-                    _mm512_mul_ps(acc[g][c], scale),
+                    _mm512_mul_ps(_mm512_mul_ps(acc[g][c], ks[c]), scale),
                 );
             }
         }
