@@ -246,7 +246,7 @@ fn a_non_finite_head_carries_nan_and_a_zero_head_stays_zero() {
     let mut k = vec![0.5f32; 32];
     k[3] = f32::INFINITY;
     k[16..].fill(0.0);
-    kv.store(&layout, 0, 1, &k, &vec![0.25; 32]);
+    kv.store(&layout, 0, 1, &k, &[0.25; 32]);
     assert!(kv.k_scale[layout.scale_index(0, 0, 1)].is_nan());
     assert_eq!(kv.k_scale[layout.scale_index(0, 1, 1)], 0.0);
     assert_eq!(kv.v_scale[layout.scale_index(0, 1, 1)], 0.25 / 32767.0);
