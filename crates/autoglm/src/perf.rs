@@ -13,6 +13,10 @@ pub struct Args {
     /// Prompt length for the prefill measurement (pp in llama-bench).
     #[arg(long, default_value_t = 512)]
     prompt_tokens: usize,
+    /// Sequences prefilled together in the prefill measurement, each of --prompt-tokens
+    /// (a server's burst of new requests is many short prompts in one step).
+    #[arg(long, default_value_t = 1)]
+    prefill_seqs: usize,
     /// Tokens generated per sequence in each decode measurement (tg).
     #[arg(long, default_value_t = 128)]
     gen_tokens: usize,
@@ -43,6 +47,16 @@ fn prompt(seed: usize, len: usize, vocab: usize) -> Vec<u32> {
         .collect()
 }
 
+/// A cache with room for `seqs` sequences of `len` tokens, and each one's block table.
+fn private_caches(cfg: &model::Config, seqs: usize, len: usize) -> (KvCache, Vec<Vec<u32>>) {
+    let blocks_per = len.div_ceil(16) as u32;
+    let kv = KvCache::new(cfg, seqs * blocks_per as usize * 16, 16);
+    let tables = (0..seqs as u32)
+        .map(|s| (s * blocks_per..(s + 1) * blocks_per).collect())
+        .collect();
+    (kv, tables)
+}
+
 fn stats(v: &[f64]) -> (f64, f64) {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
@@ -58,8 +72,8 @@ fn stats(v: &[f64]) -> (f64, f64) {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    if a.repetitions == 0 || a.batch.contains(&0) {
-        bail!("repetitions and batch sizes must be positive");
+    if a.repetitions == 0 || a.batch.contains(&0) || a.prefill_seqs == 0 || a.prompt_tokens == 0 {
+        bail!("repetitions, batch sizes, prefill sequences and prompt tokens must be positive");
     }
     let l = load(a.model, a.threads)?;
     let m = &l.model;
@@ -80,20 +94,24 @@ pub fn run(a: Args) -> Result<()> {
     )?;
 
     let mut pp = Vec::new();
-    let (mut kv, table) = m.private_cache(a.prompt_tokens);
+    let (mut kv, tables) = private_caches(&m.config, a.prefill_seqs, a.prompt_tokens);
     for r in 0..a.repetitions {
-        let p = prompt(r, a.prompt_tokens, vocab);
-        let t = Instant::now();
-        m.forward(
-            &mut kv,
-            &[SeqInput {
-                tokens: &p,
+        let prompts: Vec<Vec<u32>> = (0..a.prefill_seqs)
+            .map(|s| prompt(r * 1000 + s, a.prompt_tokens, vocab))
+            .collect();
+        let inputs: Vec<SeqInput> = prompts
+            .iter()
+            .zip(&tables)
+            .map(|(p, t)| SeqInput {
+                tokens: p,
                 start_pos: 0,
-                block_table: &table,
+                block_table: t,
                 logits: WantLogits::Last,
-            }],
-        )?;
-        pp.push(a.prompt_tokens as f64 / t.elapsed().as_secs_f64());
+            })
+            .collect();
+        let t = Instant::now();
+        m.forward(&mut kv, &inputs)?;
+        pp.push((a.prefill_seqs * a.prompt_tokens) as f64 / t.elapsed().as_secs_f64());
     }
     let (pp_med, pp_sd) = stats(&pp);
     if !a.json {
@@ -101,8 +119,13 @@ pub fn run(a: Args) -> Result<()> {
             "model weights streamed per token: {:.1} MiB, threads {threads}, kernels {isa}",
             m.weight_bytes() as f64 / (1 << 20) as f64
         );
+        let seqs = if a.prefill_seqs > 1 {
+            format!(" x {} sequences", a.prefill_seqs)
+        } else {
+            String::new()
+        };
         println!(
-            "prefill pp{}: {pp_med:.1} tok/s (sd {pp_sd:.1}, runs {:?})",
+            "prefill pp{}{seqs}: {pp_med:.1} tok/s (sd {pp_sd:.1}, runs {:?})",
             a.prompt_tokens,
             pp.iter().map(|v| v.round()).collect::<Vec<_>>()
         );
@@ -110,12 +133,7 @@ pub fn run(a: Args) -> Result<()> {
 
     let mut decode = Vec::new();
     for &b in &a.batch {
-        let per_seq = a.decode_context + a.gen_tokens;
-        let mut kv = KvCache::new(&m.config, b * per_seq, 16);
-        let blocks_per = per_seq.div_ceil(16) as u32;
-        let tables: Vec<Vec<u32>> = (0..b as u32)
-            .map(|s| (s * blocks_per..(s + 1) * blocks_per).collect())
-            .collect();
+        let (mut kv, tables) = private_caches(&m.config, b, a.decode_context + a.gen_tokens);
         let mut runs = Vec::new();
         for r in 0..a.repetitions {
             let prompts: Vec<Vec<u32>> = (0..b)
@@ -169,7 +187,7 @@ pub fn run(a: Args) -> Result<()> {
             "{}",
             json!({
                 "prefill_tokens_per_s": pp_med,
-                "prefill": {"prompt_tokens": a.prompt_tokens, "stddev": pp_sd, "runs": pp},
+                "prefill": {"prompt_tokens": a.prompt_tokens, "sequences": a.prefill_seqs, "stddev": pp_sd, "runs": pp},
                 "decode": decode,
                 "gen_tokens": a.gen_tokens,
                 "decode_context": a.decode_context,

@@ -89,6 +89,23 @@ impl Model {
                 )));
             }
         }
+        // New tokens' K and V are stored in parallel, so no two may share a slot.
+        let mut slots: Vec<usize> = seqs
+            .iter()
+            .flat_map(|s| {
+                (s.start_pos..s.start_pos + s.tokens.len()).map(|p| {
+                    s.block_table[p / kv.block_size] as usize * kv.block_size + p % kv.block_size
+                })
+            })
+            .collect();
+        slots.sort_unstable();
+        if let Some(w) = slots.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::Batch(format!(
+                "two tokens of the batch would be stored in the same KV slot (block {}, slot {})",
+                w[0] / kv.block_size,
+                w[0] % kv.block_size
+            )));
+        }
         Ok(())
     }
 
@@ -179,11 +196,15 @@ impl Model {
             stacked_matmul(pool, &layer.qkv, &xn, rows, &mut qkv);
             let layer_kv = &mut kv.layers[li];
             let layout = kv.layout;
-            for (r, &(block, slot)) in slots.iter().enumerate() {
-                let row = &mut qkv[r * qkv_w..(r + 1) * qkv_w];
-                ops::rope_pairs(&mut row[..qd + kvd], hd, &rope[r]);
-                q[r * qd..(r + 1) * qd].copy_from_slice(&row[..qd]);
-                layer_kv.store(&layout, block, slot, &row[qd..qd + kvd], &row[qd + kvd..]);
+            {
+                let writer = layer_kv.writer(layout);
+                pool.for_row_pairs(&mut qkv, qkv_w, &mut q, qd, &|r, row, q_row| {
+                    ops::rope_pairs(&mut row[..qd + kvd], hd, &rope[r]);
+                    q_row.copy_from_slice(&row[..qd]);
+                    let (block, slot) = slots[r];
+                    // SAFETY: `validate` checked that no two rows share a (block, slot).
+                    unsafe { writer.store(block, slot, &row[qd..qd + kvd], &row[qd + kvd..]) };
+                });
             }
             let paged = layer_kv.paged(layout);
             ops::attention(pool, &q, c.n_heads, &paged, &attn_seqs, scale, &mut att);

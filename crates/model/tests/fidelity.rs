@@ -285,4 +285,14 @@ fn bad_batches_are_errors_not_panics() {
             }]
         )
         .is_err());
+    // Two sequences whose new tokens land in the same slot of a shared block.
+    let both = |start: usize| SeqInput {
+        tokens: &[1, 2],
+        start_pos: start,
+        block_table: &[1],
+        logits: WantLogits::Last,
+    };
+    let err = m.forward(&mut kv, &[both(0), both(1)]).err().unwrap();
+    assert!(err.to_string().contains("same KV slot"), "{err}");
+    assert!(m.forward(&mut kv, &[both(0), both(2)]).is_ok());
 }

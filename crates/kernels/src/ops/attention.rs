@@ -141,21 +141,21 @@ impl LayerKv {
 
     /// Stores one token's K and V rows (`n_kv_heads * head_dim` each) at `slot` of `block`.
     pub fn store(&mut self, l: &KvLayout, block: usize, slot: usize, k_row: &[f32], v_row: &[f32]) {
-        let (hd, bs) = (l.head_dim, l.block_size);
-        assert!(block < self.n_blocks(l) && slot < bs);
-        assert!(k_row.len() >= l.n_kv_heads * hd && v_row.len() >= l.n_kv_heads * hd);
-        for h in 0..l.n_kv_heads {
-            let at = l.scale_index(block, h, slot);
-            let kb = l.k_index(block, h, slot);
-            let k = &mut self.k;
-            self.k_scale[at] = quantize_head(&k_row[h * hd..(h + 1) * hd], |d, c| {
-                k[kb + d * bs] = c;
-            });
-            let vb = l.v_index(block, slot, h);
-            let v = &mut self.v;
-            self.v_scale[at] = quantize_head(&v_row[h * hd..(h + 1) * hd], |d, c| {
-                v[vb + d] = c;
-            });
+        // SAFETY: `&mut self` excludes every other writer.
+        unsafe { self.writer(*l).store(block, slot, k_row, v_row) }
+    }
+
+    /// A handle through which several threads store tokens at once, each into slots no
+    /// other thread writes.
+    pub fn writer(&mut self, layout: KvLayout) -> KvWriter<'_> {
+        KvWriter {
+            n_blocks: self.n_blocks(&layout),
+            k: self.k.as_mut_ptr(),
+            v: self.v.as_mut_ptr(),
+            k_scale: self.k_scale.as_mut_ptr(),
+            v_scale: self.v_scale.as_mut_ptr(),
+            layout,
+            _kv: std::marker::PhantomData,
         }
     }
 
@@ -175,6 +175,51 @@ impl LayerKv {
         let width = l.n_kv_heads * l.head_dim;
         let (from, to) = (l.v_index(src, 0, 0), l.v_index(dst, 0, 0));
         self.v.copy_within(from..from + n * width, to);
+    }
+}
+
+/// Shared write access to one layer's storage; see `LayerKv::writer`.
+pub struct KvWriter<'a> {
+    k: *mut i16,
+    v: *mut i16,
+    k_scale: *mut f32,
+    v_scale: *mut f32,
+    n_blocks: usize,
+    layout: KvLayout,
+    _kv: std::marker::PhantomData<&'a mut LayerKv>,
+}
+
+// SAFETY: `store` writes only the codes and scales of its own (block, slot), and its
+// contract forbids two concurrent stores to the same one.
+unsafe impl Sync for KvWriter<'_> {}
+
+impl KvWriter<'_> {
+    /// Stores one token's K and V rows (`n_kv_heads * head_dim` each) at `slot` of `block`.
+    ///
+    /// # Safety
+    /// No other thread may store to the same (`block`, `slot`) at the same time.
+    pub unsafe fn store(&self, block: usize, slot: usize, k_row: &[f32], v_row: &[f32]) {
+        let l = &self.layout;
+        let (hd, bs) = (l.head_dim, l.block_size);
+        assert!(block < self.n_blocks && slot < bs);
+        assert!(k_row.len() >= l.n_kv_heads * hd && v_row.len() >= l.n_kv_heads * hd);
+        for h in 0..l.n_kv_heads {
+            let at = l.scale_index(block, h, slot);
+            let kb = l.k_index(block, h, slot);
+            // SAFETY (all four writes): indices of (block, h, slot) lie inside the storage
+            // (block < n_blocks, asserted) and belong to this (block, slot) alone.
+            let ks = quantize_head(&k_row[h * hd..(h + 1) * hd], |d, c| unsafe {
+                *self.k.add(kb + d * bs) = c;
+            });
+            let vb = l.v_index(block, slot, h);
+            let vs = quantize_head(&v_row[h * hd..(h + 1) * hd], |d, c| unsafe {
+                *self.v.add(vb + d) = c;
+            });
+            unsafe {
+                *self.k_scale.add(at) = ks;
+                *self.v_scale.add(at) = vs;
+            }
+        }
     }
 }
 

@@ -7,7 +7,7 @@ mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-pub use attention::{attention, AttnSeq, KvLayout, LayerKv, PagedKv};
+pub use attention::{attention, AttnSeq, KvLayout, KvWriter, LayerKv, PagedKv};
 
 use crate::{isa, Isa};
 
