@@ -2,7 +2,7 @@
 # Serving throughput and latency, autoglm serve vs llama-server, same model, same
 # machine, same run, measured by `autoglm bench` (streaming chat, ignore_eos).
 #   bench/serve_vs_llamaserver.sh [CONCURRENCY_LIST] [OUTPUT_TOKENS] [PROMPT_WORDS]
-# Writes bench/out/serve_{llama,autoglm}/ and a side-by-side table bench/out/serve.md.
+# Writes bench/out/serve_{llama,autoglm}_cN/ and a side-by-side table bench/out/serve.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 conc="${1:-1,16,32}"
@@ -20,31 +20,40 @@ wait_healthy() {
   done
   echo "server on port $1 did not become healthy" >&2; return 1
 }
-run_bench() { # port outdir
-  # Requests per step: twice the concurrency, at least 8.
+run_bench() { # port outdir concurrency
+  # Requests per run: twice the largest concurrency, at least 8. The seed differs per
+  # client count (so no run finds its prompts in a cache) and is the same for both servers.
   local max=0; IFS=, read -ra cs <<< "$conc"; for c in "${cs[@]}"; do [ "$c" -gt "$max" ] && max=$c; done
   local n=$(( max * 2 > 8 ? max * 2 : 8 ))
-  ./target/release/autoglm bench --base-url "http://127.0.0.1:$1/v1" --endpoint chat --concurrency "$conc" \
-    --requests "$n" --input-len "$in_len" --output-len "$out_len" --warmup 2 --no-progress --out "$2" >&2
+  ./target/release/autoglm bench --base-url "http://127.0.0.1:$1/v1" --endpoint chat --concurrency "$3" \
+    --requests "$n" --input-len "$in_len" --output-len "$out_len" --warmup 2 --seed "$3" --no-progress --out "$2" >&2
 }
 port_l=18090; port_a=18091
+# Both servers stay up and the runs alternate (llama-server then autoglm at each client
+# count), so that each pair in the table is measured minutes, not a whole run, apart on
+# this noisy machine. An idle server sleeps: its threads park.
 echo "llama-server -np 16 -c 8192 ..." >&2
 "$bin/llama-server" -m "$model" --host 127.0.0.1 --port $port_l -t "$threads" -c 8192 -np 16 --metrics >bench/out/llama-server.log 2>&1 &
 lpid=$!
 trap 'kill $lpid 2>/dev/null || true; kill $apid 2>/dev/null || true' EXIT
-wait_healthy $port_l
-run_bench $port_l bench/out/serve_llama
-kill $lpid; wait $lpid 2>/dev/null || true
 echo "autoglm serve ..." >&2
 ./target/release/autoglm serve --model "$model" --host 127.0.0.1 --port $port_a --threads "$threads" >bench/out/autoglm-serve.log 2>&1 &
 apid=$!
+wait_healthy $port_l
 wait_healthy $port_a
-run_bench $port_a bench/out/serve_autoglm
+IFS=, read -ra levels <<< "$conc"
+for c in "${levels[@]}"; do
+  run_bench $port_l "bench/out/serve_llama_c$c" "$c"
+  run_bench $port_a "bench/out/serve_autoglm_c$c" "$c"
+done
+kill $lpid; wait $lpid 2>/dev/null || true
 kill -TERM $apid; wait $apid 2>/dev/null || true
 python3 - "$conc" "$out_len" "$in_len" <<'PY' | tee bench/out/serve.md
 import json, sys, datetime, subprocess
-l = json.load(open("bench/out/serve_llama/results.json"))
-a = json.load(open("bench/out/serve_autoglm/results.json"))
+levels = sys.argv[1].split(",")
+step = lambda server, c: json.load(open(f"bench/out/serve_{server}_c{c}/results.json"))["steps"][0]
+l = {"steps": [step("llama", c) for c in levels]}
+a = {"steps": [step("autoglm", c) for c in levels]}
 cpu = subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | sed 's/.*: *//'"], capture_output=True, text=True).stdout.strip()
 print(f"Measured {datetime.date.today()} on {cpu}; streaming chat, ~{sys.argv[3]}-word random prompts, {sys.argv[2]} output tokens with ignore_eos; llama-server -np 16 -c 8192.\n")
 print("| clients | server | out tok/s | ratio | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms | E2E p99 ms | errors |")
