@@ -23,8 +23,7 @@ wait_healthy() {
 run_bench() { # port outdir concurrency
   # Requests per run: twice the largest concurrency, at least 8. The seed differs per
   # client count (so no run finds its prompts in a cache) and is the same for both servers.
-  local max=0; IFS=, read -ra cs <<< "$conc"; for c in "${cs[@]}"; do [ "$c" -gt "$max" ] && max=$c; done
-  local n=$(( max * 2 > 8 ? max * 2 : 8 ))
+  local n=$(( max_conc * 2 > 8 ? max_conc * 2 : 8 ))
   ./target/release/autoglm bench --base-url "http://127.0.0.1:$1/v1" --endpoint chat --concurrency "$3" \
     --requests "$n" --input-len "$in_len" --output-len "$out_len" --warmup 2 --seed "$3" --no-progress --out "$2" >&2
 }
@@ -42,6 +41,8 @@ apid=$!
 wait_healthy $port_l
 wait_healthy $port_a
 IFS=, read -ra levels <<< "$conc"
+max_conc=0
+for c in "${levels[@]}"; do [ "$c" -gt "$max_conc" ] && max_conc=$c; done
 for c in "${levels[@]}"; do
   run_bench $port_l "bench/out/serve_llama_c$c" "$c"
   run_bench $port_a "bench/out/serve_autoglm_c$c" "$c"
