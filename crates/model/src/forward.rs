@@ -45,6 +45,14 @@ impl Logits {
     }
 }
 
+/// Keeps rows `keep` (ascending) of a matrix of `width`-long rows, in order.
+fn gather_rows(m: &mut Vec<f32>, width: usize, keep: &[usize]) {
+    for (i, &r) in keep.iter().enumerate() {
+        m.copy_within(r * width..(r + 1) * width, i * width);
+    }
+    m.truncate(keep.len() * width);
+}
+
 fn stacked_matmul(pool: &ThreadPool, s: &Stacked, x: &[f32], m: usize, out: &mut [f32]) {
     if s.parts.len() == 1 {
         matmul(pool, &s.parts[0], x, m, out);
@@ -116,7 +124,7 @@ impl Model {
         let c = &self.config;
         let pool = &*self.pool;
         let (d, qd, kvd, hd) = (c.n_embd, c.q_dim(), c.kv_dim(), c.head_dim);
-        let rows: usize = seqs.iter().map(|s| s.tokens.len()).sum();
+        let mut rows: usize = seqs.iter().map(|s| s.tokens.len()).sum();
         let mut x = vec![0f32; rows * d];
         let mut pos = Vec::with_capacity(rows);
         let mut r = 0;
@@ -151,7 +159,7 @@ impl Model {
             );
         }
         let mut first_row = 0;
-        let attn_seqs: Vec<AttnSeq> = seqs
+        let mut attn_seqs: Vec<AttnSeq> = seqs
             .iter()
             .map(|s| {
                 let a = AttnSeq {
@@ -165,6 +173,37 @@ impl Model {
             })
             .collect();
 
+        let mut want = Vec::new();
+        let mut r = 0;
+        for (si, s) in seqs.iter().enumerate() {
+            let n = s.tokens.len();
+            match s.logits {
+                WantLogits::None => {}
+                WantLogits::Last if n > 0 => want.push((si, s.start_pos + n - 1, r + n - 1)),
+                WantLogits::Last => {}
+                WantLogits::All => want.extend((0..n).map(|i| (si, s.start_pos + i, r + i))),
+                WantLogits::From(f) => {
+                    want.extend((f.min(n)..n).map(|i| (si, s.start_pos + i, r + i)))
+                }
+            }
+            r += n;
+        }
+        // The last layer's attention and FFN matter only for the rows whose logits are
+        // wanted (their K and V, stored from its input, serve later tokens): a prefill
+        // chunk drops the rest there.
+        let last_rows: Vec<usize> = want.iter().map(|w| w.2).collect();
+        let mut last_seqs: Vec<AttnSeq> = want
+            .iter()
+            .enumerate()
+            .map(|(i, &(si, p, _))| AttnSeq {
+                block_table: seqs[si].block_table,
+                first_row: i,
+                n_rows: 1,
+                first_pos: p,
+            })
+            .collect();
+
+        let mut compacted = false;
         let qkv_w = qd + 2 * kvd;
         let mut xn = vec![0f32; rows * d];
         let mut qkv = vec![0f32; rows * qkv_w];
@@ -206,6 +245,18 @@ impl Model {
                     unsafe { writer.store(block, slot, &row[qd..qd + kvd], &row[qd + kvd..]) };
                 });
             }
+            if li + 1 == self.layers.len() && last_rows.len() < rows {
+                compacted = true;
+                rows = last_rows.len();
+                gather_rows(&mut x, d, &last_rows);
+                gather_rows(&mut q, qd, &last_rows);
+                att.truncate(rows * qd);
+                xn.truncate(rows * d);
+                proj.truncate(rows * d);
+                gu.truncate(rows * 2 * c.n_ff);
+                h.truncate(rows * c.n_ff);
+                attn_seqs = std::mem::take(&mut last_seqs);
+            }
             let paged = layer_kv.paged(layout);
             ops::attention(pool, &q, c.n_heads, &paged, &attn_seqs, scale, &mut att);
             matmul(pool, &layer.wo, &att, rows, &mut proj);
@@ -222,23 +273,9 @@ impl Model {
             add_then_norm(&mut x, &mut xn, &proj, next);
         }
 
-        let mut want = Vec::new();
-        let mut r = 0;
-        for (si, s) in seqs.iter().enumerate() {
-            let n = s.tokens.len();
-            match s.logits {
-                WantLogits::None => {}
-                WantLogits::Last if n > 0 => want.push((si, s.start_pos + n - 1, r + n - 1)),
-                WantLogits::Last => {}
-                WantLogits::All => want.extend((0..n).map(|i| (si, s.start_pos + i, r + i))),
-                WantLogits::From(f) => {
-                    want.extend((f.min(n)..n).map(|i| (si, s.start_pos + i, r + i)))
-                }
-            }
-            r += n;
-        }
         let mut normed = vec![0f32; want.len() * d];
         for (i, &(_, _, row)) in want.iter().enumerate() {
+            let row = if compacted { i } else { row };
             ops::rmsnorm(
                 &x[row * d..(row + 1) * d],
                 &self.out_norm,

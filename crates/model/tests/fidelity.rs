@@ -196,6 +196,22 @@ fn chunked_prefill_gives_the_same_logits_as_one_pass() {
         last = out.last_for(0).unwrap().to_vec();
     }
     assert_eq!(whole.last_for(0).unwrap(), &last[..]);
+    // `Last` skips the last layer's attention and FFN for the other rows; computing every
+    // row gives the same last row.
+    let (mut kv3, table3) = m.private_cache(tokens.len());
+    let every = m
+        .forward(
+            &mut kv3,
+            &[SeqInput {
+                tokens: &tokens,
+                start_pos: 0,
+                block_table: &table3,
+                logits: WantLogits::All,
+            }],
+        )
+        .unwrap();
+    assert_eq!(every.rows.len(), tokens.len());
+    assert_eq!(every.last_for(0).unwrap(), &last[..]);
 }
 
 #[test]
