@@ -57,6 +57,20 @@ fn private_caches(cfg: &model::Config, seqs: usize, len: usize) -> (KvCache, Vec
     (kv, tables)
 }
 
+/// Each prompt from position 0 in its own blocks, last logits wanted.
+fn whole_prompts<'a>(prompts: &'a [Vec<u32>], tables: &'a [Vec<u32>]) -> Vec<SeqInput<'a>> {
+    prompts
+        .iter()
+        .zip(tables)
+        .map(|(p, t)| SeqInput {
+            tokens: p,
+            start_pos: 0,
+            block_table: t,
+            logits: WantLogits::Last,
+        })
+        .collect()
+}
+
 fn stats(v: &[f64]) -> (f64, f64) {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
@@ -99,16 +113,7 @@ pub fn run(a: Args) -> Result<()> {
         let prompts: Vec<Vec<u32>> = (0..a.prefill_seqs)
             .map(|s| prompt(r * 1000 + s, a.prompt_tokens, vocab))
             .collect();
-        let inputs: Vec<SeqInput> = prompts
-            .iter()
-            .zip(&tables)
-            .map(|(p, t)| SeqInput {
-                tokens: p,
-                start_pos: 0,
-                block_table: t,
-                logits: WantLogits::Last,
-            })
-            .collect();
+        let inputs = whole_prompts(&prompts, &tables);
         let t = Instant::now();
         m.forward(&mut kv, &inputs)?;
         pp.push((a.prefill_seqs * a.prompt_tokens) as f64 / t.elapsed().as_secs_f64());
@@ -139,17 +144,7 @@ pub fn run(a: Args) -> Result<()> {
             let prompts: Vec<Vec<u32>> = (0..b)
                 .map(|s| prompt(1000 + r * 100 + s, a.decode_context, vocab))
                 .collect();
-            let inputs: Vec<SeqInput> = prompts
-                .iter()
-                .zip(&tables)
-                .map(|(p, t)| SeqInput {
-                    tokens: p,
-                    start_pos: 0,
-                    block_table: t,
-                    logits: WantLogits::Last,
-                })
-                .collect();
-            let out = m.forward(&mut kv, &inputs)?;
+            let out = m.forward(&mut kv, &whole_prompts(&prompts, &tables))?;
             let mut next: Vec<u32> = (0..b)
                 .map(|s| out.last_for(s).map(argmax).unwrap_or(0))
                 .collect();
