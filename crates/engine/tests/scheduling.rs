@@ -7,6 +7,14 @@ use model::{Model, SamplingParams};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+/// One engine at a time: several of these tests depend on timing (a burst gathered
+/// within the engine's quiet window, waiting order), which other tests' engines competing
+/// for two cores would disturb.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn model() -> Arc<Model> {
     static M: OnceLock<Arc<Model>> = OnceLock::new();
     M.get_or_init(|| {
@@ -54,6 +62,7 @@ fn prompt(i: u32, len: u32) -> Vec<u32> {
 
 #[test]
 fn preempted_requests_recompute_and_finish_with_the_same_tokens() {
+    let _one_at_a_time = serial();
     let roomy = EngineHandle::start(model(), EngineConfig::default());
     let alone: Vec<Vec<u32>> = (0..6)
         .map(|i| collect(roomy.submit(greedy(prompt(i, 40), 40, 0)).unwrap()).0)
@@ -100,6 +109,7 @@ fn finish(mut s: engine::RequestStream) -> (Vec<u32>, usize) {
 
 #[test]
 fn a_prompt_diverging_inside_a_block_reuses_the_shared_slots() {
+    let _one_at_a_time = serial();
     // 16 + 9 shared tokens, then different: one full block hits by hash, nine slots are
     // copied from the earlier request's second block.
     let shared = prompt(7, 25);
@@ -121,6 +131,7 @@ fn a_prompt_diverging_inside_a_block_reuses_the_shared_slots() {
 
 #[test]
 fn lower_priority_values_run_first() {
+    let _one_at_a_time = serial();
     let e = EngineHandle::start(
         model(),
         EngineConfig {
@@ -154,6 +165,7 @@ fn lower_priority_values_run_first() {
 
 #[test]
 fn requests_that_cannot_fit_are_refused_up_front() {
+    let _one_at_a_time = serial();
     let e = EngineHandle::start(
         model(),
         EngineConfig {
@@ -188,6 +200,7 @@ fn requests_that_cannot_fit_are_refused_up_front() {
 
 #[test]
 fn dropping_a_stream_cancels_and_frees() {
+    let _one_at_a_time = serial();
     let e = EngineHandle::start(model(), EngineConfig::default());
     let mut s = e.submit(greedy(prompt(4, 20), 5000, 0)).unwrap();
     for _ in 0..3 {
@@ -204,6 +217,7 @@ fn dropping_a_stream_cancels_and_frees() {
 
 #[test]
 fn a_long_prompt_is_prefilled_in_chunks_between_the_decodes_of_running_streams() {
+    let _one_at_a_time = serial();
     let cfg = EngineConfig {
         max_batch_tokens: 64,
         max_prefill_tokens: 2048,
@@ -246,6 +260,7 @@ fn a_long_prompt_is_prefilled_in_chunks_between_the_decodes_of_running_streams()
 
 #[test]
 fn an_idle_engine_prefills_a_burst_in_one_step() {
+    let _one_at_a_time = serial();
     let e = EngineHandle::start(
         model(),
         EngineConfig {
