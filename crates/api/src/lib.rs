@@ -7,7 +7,7 @@ mod response;
 
 pub use error::{ApiError, ErrorBody, ErrorType};
 pub use request::{
-    ChatRequest, CompletionRequest, Message, MessageContent, Prompt, SamplingFields, StopSpec,
-    StreamOptions,
+    ChatRequest, CompletionRequest, Message, MessageContent, Prompt, Role, SamplingFields,
+    StreamOptions, TextPart, UNSUPPORTED_FIELDS,
 };
 pub use response::*;

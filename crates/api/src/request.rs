@@ -1,74 +1,226 @@
-//! Requests, parsed from JSON by hand so that every wrong field gets a 400 naming it.
-//! Unknown fields are ignored, as OpenAI-compatible servers do.
+//! Requests. Parsing is by hand (`from_json`) so that every wrong field gets a 400
+//! naming it, and serde's `Deserialize` goes through the same parser, so a client, a
+//! batch file and the server all read a request the same way. `Serialize` writes
+//! OpenAI's wire shape. Unknown fields are ignored, as OpenAI-compatible servers do;
+//! known fields whose contract autoglm does not implement are refused (see
+//! [`UNSUPPORTED_FIELDS`]).
 
 use crate::error::ApiError;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StreamOptions {
+    #[serde(default)]
     pub include_usage: bool,
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub enum StopSpec {
-    None,
-    Strings(Vec<String>),
-}
-
 /// Fields shared by chat and completions.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct SamplingFields {
+    #[serde(default)]
     pub model: String,
+    /// Absent: the rest of the context. `max_completion_tokens` is accepted as well.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub max_tokens: Option<usize>,
+    #[schema(minimum = 0.0, maximum = 2.0)]
     pub temperature: f32,
+    #[schema(exclusive_minimum = 0.0, maximum = 1.0)]
     pub top_p: f32,
+    /// 0 (or -1 on input) disables.
     pub top_k: usize,
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub min_p: f32,
+    #[schema(minimum = -2.0, maximum = 2.0)]
     pub frequency_penalty: f32,
+    #[schema(minimum = -2.0, maximum = 2.0)]
     pub presence_penalty: f32,
+    #[schema(minimum = 0.01, maximum = 10.0)]
     pub repetition_penalty: f32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// Up to 4 strings (a single string is accepted too).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 4)]
     pub stop: Vec<String>,
+    #[schema(minimum = 1, maximum = 16)]
     pub n: usize,
     pub stream: bool,
+    #[serde(default, skip_serializing_if = "is_default_stream_options")]
     pub stream_options: StreamOptions,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Lower runs first.
     pub priority: i32,
     pub ignore_eos: bool,
+    /// Token id (as a string) to a bias in [-100, 100] added to its logit.
+    #[serde(
+        default,
+        serialize_with = "serialize_logit_bias",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    #[schema(value_type = Option<std::collections::HashMap<String, f32>>)]
+    pub logit_bias: Vec<(u32, f32)>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+fn is_default_stream_options(s: &StreamOptions) -> bool {
+    *s == StreamOptions::default()
+}
+
+fn serialize_logit_bias<S: serde::Serializer>(v: &[(u32, f32)], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(v.len()))?;
+    for (t, b) in v {
+        m.serialize_entry(&t.to_string(), b)?;
+    }
+    m.end()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// `developer` on input is read as `system`.
+    System,
+    User,
+    Assistant,
+    Tool,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::User => "user",
+            Self::Assistant => "assistant",
+            Self::Tool => "tool",
+        }
+    }
+}
+
+/// A text part of a message's content (image parts are refused: text-only models).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TextPart {
+    #[schema(value_type = String, pattern = "^text$")]
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub text: String,
+}
+
+/// A message's content as sent: a string or an array of text parts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
 pub enum MessageContent {
     Text(String),
+    Parts(Vec<TextPart>),
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct Message {
-    pub role: String,
+    pub role: Role,
+    /// Text parts are joined; `null` only on an assistant message.
+    #[schema(value_type = MessageContent)]
     pub content: String,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct ChatRequest {
+    #[serde(flatten)]
     pub fields: SamplingFields,
+    #[schema(min_items = 1)]
     pub messages: Vec<Message>,
     pub logprobs: bool,
+    #[schema(minimum = 0, maximum = 20)]
     pub top_logprobs: usize,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[serde(untagged)]
 pub enum Prompt {
     Text(Vec<String>),
     Tokens(Vec<Vec<u32>>),
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct CompletionRequest {
+    #[serde(flatten)]
     pub fields: SamplingFields,
     pub prompt: Prompt,
     /// Number of top alternatives per token, when asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 20)]
     pub logprobs: Option<usize>,
-    pub echo: bool,
+}
+
+macro_rules! deserialize_via_from_json {
+    ($t:ty) => {
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let v = Value::deserialize(d)?;
+                Self::from_json(&v).map_err(|e| serde::de::Error::custom(e.message))
+            }
+        }
+    };
+}
+deserialize_via_from_json!(ChatRequest);
+deserialize_via_from_json!(CompletionRequest);
+
+/// Fields of OpenAI's API (or vLLM's) whose contract autoglm does not implement yet:
+/// a request that uses one is refused with a 400 naming it, never answered as if the
+/// field were absent. A value that asks for nothing (`tools: []`, `best_of: 1`,
+/// `response_format: {"type": "text"}`, ...) is accepted.
+pub const UNSUPPORTED_FIELDS: &[&str] = &[
+    "tools",
+    "tool_choice",
+    "functions",
+    "function_call",
+    "parallel_tool_calls",
+    "response_format",
+    "structured_outputs",
+    "guided_json",
+    "guided_regex",
+    "guided_choice",
+    "guided_grammar",
+    "best_of",
+    "suffix",
+    "echo",
+    "audio",
+    "modalities",
+    "prediction",
+    "web_search_options",
+];
+
+/// Whether `v` for an unsupported field asks for nothing (so it may be accepted).
+fn harmless(field: &str, v: &Value) -> bool {
+    match (field, v) {
+        (_, Value::Null) => true,
+        ("tools" | "functions", Value::Array(a)) => a.is_empty(),
+        ("tool_choice", Value::String(s)) => s == "none",
+        ("parallel_tool_calls" | "echo", Value::Bool(false)) => true,
+        ("response_format", Value::Object(o)) => {
+            o.len() == 1 && o.get("type").and_then(Value::as_str) == Some("text")
+        }
+        ("best_of", v) => v.as_u64() == Some(1),
+        ("suffix", Value::String(s)) => s.is_empty(),
+        ("modalities", Value::Array(a)) => a.iter().all(|m| m.as_str() == Some("text")),
+        _ => false,
+    }
+}
+
+fn refuse_unsupported(o: &Map<String, Value>) -> Result<(), ApiError> {
+    for &f in UNSUPPORTED_FIELDS {
+        if let Some(v) = o.get(f) {
+            if !harmless(f, v) {
+                return Err(ApiError::invalid(
+                    f,
+                    format!("'{f}' is not supported by this server yet; the request was not run"),
+                )
+                .with_code("unsupported_parameter"));
+            }
+        }
+    }
+    Ok(())
 }
 
 pub const MAX_N: usize = 16;
@@ -155,8 +307,45 @@ fn object(body: &Value) -> Result<&Map<String, Value>, ApiError> {
     })
 }
 
+fn parse_logit_bias(o: &Map<String, Value>) -> Result<Vec<(u32, f32)>, ApiError> {
+    let Some(v) = field(o, "logit_bias") else {
+        return Ok(Vec::new());
+    };
+    let m = v
+        .as_object()
+        .ok_or_else(|| wrong("logit_bias", "an object of token ids to numbers", v))?;
+    if m.len() > 1024 {
+        return Err(ApiError::invalid(
+            "logit_bias",
+            "'logit_bias' takes at most 1024 tokens",
+        ));
+    }
+    let mut out = Vec::with_capacity(m.len());
+    for (k, b) in m {
+        let t: u32 = k.parse().map_err(|_| {
+            ApiError::invalid(
+                "logit_bias",
+                format!("'logit_bias' keys must be token ids, got '{k}'"),
+            )
+        })?;
+        let x = b
+            .as_f64()
+            .filter(|x| (-100.0..=100.0).contains(x))
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "logit_bias",
+                    format!("'logit_bias' values must be numbers in [-100, 100], got {b}"),
+                )
+            })?;
+        out.push((t, x as f32));
+    }
+    out.sort_by_key(|p| p.0);
+    Ok(out)
+}
+
 impl SamplingFields {
     fn parse(o: &Map<String, Value>) -> Result<Self, ApiError> {
+        refuse_unsupported(o)?;
         let model = match field(o, "model") {
             None => String::new(),
             Some(Value::String(s)) => s.clone(),
@@ -259,15 +448,21 @@ impl SamplingFields {
             user,
             priority,
             ignore_eos: get_bool(o, "ignore_eos")?,
+            logit_bias: parse_logit_bias(o)?,
         })
     }
 }
 
 /// Text of a message's `content`: a string, or an array of parts whose text parts are
-/// joined. Image parts are refused: the model reads text only.
-fn content_text(v: Option<&Value>, at: &str) -> Result<String, ApiError> {
+/// joined. Image parts are refused: the model reads text only. Only an assistant
+/// message may leave it out (OpenAI allows that beside tool calls).
+fn content_text(v: Option<&Value>, at: &str, role: Role) -> Result<String, ApiError> {
     match v {
-        None | Some(Value::Null) => Ok(String::new()),
+        None | Some(Value::Null) if role == Role::Assistant => Ok(String::new()),
+        None | Some(Value::Null) => Err(ApiError::invalid(
+            &format!("{at}.content"),
+            format!("'{at}.content' is required on a {} message", role.as_str()),
+        )),
         Some(Value::String(s)) => Ok(s.clone()),
         Some(Value::Array(parts)) => {
             let mut out = String::new();
@@ -314,16 +509,12 @@ impl ChatRequest {
             let at = format!("messages[{i}]");
             let mo = m.as_object().ok_or_else(|| wrong(&at, "an object", m))?;
             let role = match mo.get("role") {
-                Some(Value::String(r))
-                    if ["system", "user", "assistant", "tool", "developer"]
-                        .contains(&r.as_str()) =>
-                {
-                    if r == "developer" {
-                        "system".to_string()
-                    } else {
-                        r.clone()
-                    }
+                Some(Value::String(r)) if matches!(r.as_str(), "system" | "developer") => {
+                    Role::System
                 }
+                Some(Value::String(r)) if r == "user" => Role::User,
+                Some(Value::String(r)) if r == "assistant" => Role::Assistant,
+                Some(Value::String(r)) if r == "tool" => Role::Tool,
                 Some(Value::String(r)) => {
                     return Err(ApiError::invalid(
                         &format!("{at}.role"),
@@ -338,9 +529,18 @@ impl ChatRequest {
                     ))
                 }
             };
+            for f in ["tool_calls", "function_call"] {
+                if mo.get(f).is_some_and(|v| !v.is_null()) {
+                    return Err(ApiError::invalid(
+                        &format!("{at}.{f}"),
+                        format!("'{at}.{f}': tool calls are not supported by this server yet"),
+                    )
+                    .with_code("unsupported_parameter"));
+                }
+            }
             messages.push(Message {
                 role,
-                content: content_text(mo.get("content"), &at)?,
+                content: content_text(mo.get("content"), &at, role)?,
             });
         }
         let logprobs = get_bool(o, "logprobs")?;
@@ -414,7 +614,6 @@ impl CompletionRequest {
             fields,
             prompt,
             logprobs,
-            echo: get_bool(o, "echo")?,
         })
     }
 }
@@ -450,6 +649,82 @@ mod tests {
         let e =
             CompletionRequest::from_json(&json!({"prompt": "x", "max_tokens": -3})).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("max_tokens"));
+    }
+
+    #[test]
+    fn requests_round_trip_through_serde() {
+        let chat = json!({"model":"m","messages":[{"role":"developer","content":"s"},{"role":"user","content":[{"type":"text","text":"hi"}]},{"role":"assistant","content":null}],
+            "max_tokens":5,"temperature":0.5,"stop":"x","seed":-3,"logit_bias":{"12":-100,"7":2.5},"stream":true,"stream_options":{"include_usage":true},"logprobs":true,"top_logprobs":2,"priority":-1});
+        let r = ChatRequest::from_json(&chat).unwrap();
+        assert_eq!(r.messages[0].role, Role::System);
+        assert_eq!(r.fields.logit_bias, vec![(7, 2.5), (12, -100.0)]);
+        let wire = serde_json::to_value(&r).unwrap();
+        assert_eq!(wire["logit_bias"]["12"], json!(-100.0));
+        assert_eq!(
+            wire["messages"][2],
+            json!({"role":"assistant","content":""})
+        );
+        assert_eq!(ChatRequest::from_json(&wire).unwrap(), r);
+        assert_eq!(serde_json::from_value::<ChatRequest>(wire).unwrap(), r);
+        let c = CompletionRequest::from_json(&json!({"prompt":[[1,2],[3]],"n":2,"logprobs":3}))
+            .unwrap();
+        let wire = serde_json::to_value(&c).unwrap();
+        assert_eq!(wire["prompt"], json!([[1, 2], [3]]));
+        assert_eq!(
+            serde_json::from_value::<CompletionRequest>(wire).unwrap(),
+            c
+        );
+        // Deserialize is the validating parser: a wrong field fails the same way.
+        let e = serde_json::from_value::<ChatRequest>(json!({"messages": []})).unwrap_err();
+        assert!(e.to_string().contains("must not be empty"), "{e}");
+    }
+
+    #[test]
+    fn unimplemented_contracts_are_refused_by_name() {
+        let base = || json!({"messages":[{"role":"user","content":"x"}]});
+        for (k, v) in [
+            (
+                "tools",
+                json!([{"type":"function","function":{"name":"f"}}]),
+            ),
+            ("tool_choice", json!("auto")),
+            ("response_format", json!({"type":"json_object"})),
+            ("best_of", json!(2)),
+            ("suffix", json!("tail")),
+            ("echo", json!(true)),
+        ] {
+            let mut b = base();
+            b[k] = v;
+            let e = ChatRequest::from_json(&b).unwrap_err();
+            assert_eq!((e.status, e.param.as_deref()), (400, Some(k)), "{k}");
+            assert_eq!(e.code.as_deref(), Some("unsupported_parameter"));
+        }
+        for (k, v) in [
+            ("tools", json!([])),
+            ("tool_choice", json!("none")),
+            ("response_format", json!({"type":"text"})),
+            ("best_of", json!(1)),
+            ("suffix", json!("")),
+            ("echo", json!(false)),
+            ("truly_unknown", json!({"x": 1})),
+        ] {
+            let mut b = base();
+            b[k] = v;
+            assert!(ChatRequest::from_json(&b).is_ok(), "{k}");
+        }
+        let e = ChatRequest::from_json(&json!({"messages":[{"role":"user","content":null}]}))
+            .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].content"));
+        let e = ChatRequest::from_json(
+            &json!({"messages":[{"role":"user","content":"x"}],"logit_bias":{"a":1}}),
+        )
+        .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("logit_bias"));
+        let e = ChatRequest::from_json(
+            &json!({"messages":[{"role":"user","content":"x"}],"logit_bias":{"1":101}}),
+        )
+        .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("logit_bias"));
     }
 
     #[test]

@@ -180,7 +180,7 @@ pub fn run(a: Args) -> Result<()> {
     let bdir = a
         .baseline_dir
         .clone()
-        .unwrap_or_else(|| model::paths::home().join("baselines"));
+        .unwrap_or_else(|| crate::settings::env().home.join("baselines"));
     if let Some(name) = &a.save_baseline {
         let p = bench::save_baseline(&bdir, name, &results)?;
         eprintln!("saved baseline {name} to {}", p.display());

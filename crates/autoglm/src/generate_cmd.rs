@@ -128,16 +128,20 @@ pub fn run(a: Args) -> Result<()> {
             a.max_tokens
         );
     }
-    let mut sampler = Sampler::new(SamplingParams {
-        temperature: a.temperature,
-        top_k: a.top_k,
-        top_p: a.top_p,
-        min_p: a.min_p,
-        repetition_penalty: a.repeat_penalty,
-        frequency_penalty: a.frequency_penalty,
-        presence_penalty: a.presence_penalty,
-        seed: a.seed,
-    });
+    let mut sampler = Sampler::new(
+        SamplingParams {
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            min_p: a.min_p,
+            repetition_penalty: a.repeat_penalty,
+            frequency_penalty: a.frequency_penalty,
+            presence_penalty: a.presence_penalty,
+            seed: a.seed,
+            logit_bias: Vec::new(),
+        },
+        &prompt_ids,
+    );
     let stops: Vec<u32> = if a.ignore_eos {
         Vec::new()
     } else {

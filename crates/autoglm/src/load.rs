@@ -23,9 +23,7 @@ pub struct Loaded {
 pub fn load(arg: Option<PathBuf>, threads: Option<usize>) -> Result<Loaded> {
     let path = model_path(arg)?;
     let f = GgufFile::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    let pool = Arc::new(ThreadPool::new(
-        threads.unwrap_or_else(ThreadPool::default_threads),
-    ));
+    let pool = Arc::new(ThreadPool::new(crate::settings::threads(threads)));
     let model =
         Model::from_gguf(&f, pool).with_context(|| format!("loading {}", path.display()))?;
     let tokenizer =

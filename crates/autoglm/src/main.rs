@@ -7,6 +7,7 @@ mod perf;
 mod perplexity;
 mod pull;
 mod serve;
+mod settings;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +40,7 @@ enum Cmd {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    kernels::set_isa_cap(settings::env().isa_cap);
     match cli.cmd {
         Cmd::Pull => {
             let p = pull::pull_default()?;

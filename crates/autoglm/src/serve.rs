@@ -2,13 +2,15 @@ use anyhow::{Context, Result};
 use engine::metrics_names as m;
 use engine::{EngineConfig, EngineHandle};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-use server::{AppState, Loaded, ServerConfig};
+use server::{AppState, ConnLimits, Loaded, ServerConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokenizer::ChatTemplate;
 
+/// `autoglm serve`'s flags. Every default comes from the library's own `Default`
+/// (`EngineConfig`, `ServerConfig`, `ConnLimits`): one source of defaults.
 #[derive(clap::Args)]
 pub struct Args {
     /// GGUF model file (default: the pulled default model, fetched on first use).
@@ -31,32 +33,45 @@ pub struct Args {
     #[arg(long)]
     threads: Option<usize>,
     /// Tokens of KV cache (16-bit codes; about 23 KiB per token on the default model).
-    #[arg(long, default_value_t = 32768)]
+    #[arg(long, default_value_t = EngineConfig::default().kv_cache_tokens)]
     kv_cache_tokens: usize,
     /// Tokens per KV block.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = EngineConfig::default().block_size)]
     block_size: usize,
     /// Tokens per engine step while sequences are decoding (decodes plus prefill chunks).
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = EngineConfig::default().max_batch_tokens)]
     max_batch_tokens: usize,
     /// Tokens per engine step when no sequence is decoding (a burst of new prompts).
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = EngineConfig::default().max_prefill_tokens)]
     max_prefill_tokens: usize,
     /// Sequences decoded together.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = EngineConfig::default().max_seqs)]
     max_seqs: usize,
     /// Requests allowed to wait; beyond that, 429 with Retry-After.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = EngineConfig::default().max_waiting)]
     max_waiting: usize,
     /// Context length limit (default: the model's).
     #[arg(long)]
     ctx_size: Option<usize>,
     /// Largest accepted request body, bytes.
-    #[arg(long, default_value_t = 4 << 20)]
+    #[arg(long, default_value_t = ServerConfig::default().max_body_bytes)]
     max_body_bytes: usize,
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = ServerConfig::default().shutdown_grace.as_secs())]
     shutdown_grace_s: u64,
+    /// Seconds a client may take to send a request's headers (also how long an idle
+    /// kept-alive HTTP/1.1 connection is kept).
+    #[arg(long, default_value_t = ConnLimits::default().header_read_timeout.as_secs())]
+    header_timeout_s: u64,
+    /// Seconds a request body may pause before the request gets 408.
+    #[arg(long, default_value_t = ConnLimits::default().body_read_timeout.as_secs())]
+    body_timeout_s: u64,
+    /// Seconds a connection may sit with no request and no traffic before it is closed.
+    #[arg(long, default_value_t = ConnLimits::default().idle_timeout.as_secs())]
+    idle_timeout_s: u64,
+    /// Connections served at once; more are closed as they arrive.
+    #[arg(long, default_value_t = ConnLimits::default().max_connections)]
+    max_connections: usize,
     /// Log format: json or text.
     #[arg(long, default_value = "json")]
     log_format: String,
@@ -114,6 +129,12 @@ pub fn run(a: Args) -> Result<()> {
         max_body_bytes: a.max_body_bytes,
         shutdown_grace: Duration::from_secs(a.shutdown_grace_s),
         keep_alive: Duration::from_secs(5),
+        limits: ConnLimits {
+            header_read_timeout: Duration::from_secs(a.header_timeout_s.max(1)),
+            body_read_timeout: Duration::from_secs(a.body_timeout_s.max(1)),
+            idle_timeout: Duration::from_secs(a.idle_timeout_s.max(1)),
+            max_connections: a.max_connections.max(1),
+        },
     };
     let state = AppState::new(cfg, Some(metrics));
     let addr: SocketAddr = format!("{}:{}", a.host, a.port)
@@ -139,11 +160,11 @@ pub fn run(a: Args) -> Result<()> {
         let loader = tokio::task::spawn_blocking(move || -> Result<()> {
             let l = crate::load::load(model_arg, threads)?;
             let template = match l.tokenizer.chat_template() {
-                Some(src) => Some(ChatTemplate::new(
+                Some(src) => Some(Arc::new(ChatTemplate::new(
                     src,
                     l.tokenizer.bos_text(),
                     l.tokenizer.eos_text(),
-                )?),
+                )?)),
                 None => None,
             };
             let ctx = l.model.config.context_length;

@@ -9,7 +9,8 @@
 //! block can still reuse the leading tokens of a cached sibling (copied into a block of
 //! its own): a chat template's shared prefix rarely ends on a block boundary.
 
-use std::collections::{BTreeMap, HashMap};
+use crate::error::{BlockError, BlockResult};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 struct Registered {
@@ -109,7 +110,7 @@ impl BlockPool {
         if m.parent != parent || m.tokens != tokens {
             return None;
         }
-        self.retain(b);
+        self.retain(b).ok()?;
         Some((b, hash))
     }
 
@@ -133,12 +134,21 @@ impl BlockPool {
             .max_by_key(|&(_, n)| n)
     }
 
-    /// One more reference to a block (taking it out of the evictable set).
-    pub fn retain(&mut self, b: u32) {
-        if self.refcount[b as usize] == 0 {
+    /// One more reference to a referenced or cached block (taking it out of the
+    /// evictable set). A block on the free list holds nothing to share: an error.
+    pub fn retain(&mut self, b: u32) -> BlockResult<()> {
+        let rc = *self
+            .refcount
+            .get(b as usize)
+            .ok_or(BlockError::OutOfRange(b))?;
+        if rc == 0 {
+            if self.lru.get(&self.lru_tick[b as usize]) != Some(&b) {
+                return Err(BlockError::RetainFree(b));
+            }
             self.lru.remove(&self.lru_tick[b as usize]);
         }
         self.refcount[b as usize] += 1;
+        Ok(())
     }
 
     fn forget_child(&mut self, parent: u64, b: u32) {
@@ -170,11 +180,15 @@ impl BlockPool {
         hash
     }
 
-    pub fn release(&mut self, block: u32) {
-        let rc = &mut self.refcount[block as usize];
-        debug_assert!(*rc > 0, "double release of block {block}");
+    /// Drops one reference. Releasing a block nobody references is an error (and
+    /// changes nothing), never a second entry on the free list.
+    pub fn release(&mut self, block: u32) -> BlockResult<()> {
+        let rc = self
+            .refcount
+            .get_mut(block as usize)
+            .ok_or(BlockError::OutOfRange(block))?;
         if *rc == 0 {
-            return;
+            return Err(BlockError::DoubleRelease(block));
         }
         *rc -= 1;
         if *rc == 0 {
@@ -186,6 +200,71 @@ impl BlockPool {
                 self.free.push(block);
             }
         }
+        Ok(())
+    }
+
+    /// References held on `block` (0 when free or cached).
+    pub fn refcount(&self, block: u32) -> u32 {
+        self.refcount.get(block as usize).copied().unwrap_or(0)
+    }
+
+    /// Checks the pool's bookkeeping: every block is exactly one of referenced, free or
+    /// cached-evictable; the indexes point only at registered blocks with matching
+    /// metadata. For tests and debugging; linear in the pool size.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let free: HashSet<u32> = self.free.iter().copied().collect();
+        if free.len() != self.free.len() {
+            return Err("a block is on the free list twice".into());
+        }
+        let cached: HashSet<u32> = self.lru.values().copied().collect();
+        if cached.len() != self.lru.len() {
+            return Err("a block is in the LRU twice".into());
+        }
+        for (&t, &b) in &self.lru {
+            if self.lru_tick[b as usize] != t {
+                return Err(format!("block {b}: stale LRU tick"));
+            }
+        }
+        for b in 0..self.total() as u32 {
+            let rc = self.refcount[b as usize];
+            let states = (rc > 0) as u8 + free.contains(&b) as u8 + cached.contains(&b) as u8;
+            if states != 1 {
+                return Err(format!(
+                    "block {b}: refcount {rc}, free {}, cached {}",
+                    free.contains(&b),
+                    cached.contains(&b)
+                ));
+            }
+            if free.contains(&b) && self.meta[b as usize].is_some() {
+                return Err(format!("free block {b} is still registered"));
+            }
+            if cached.contains(&b) && self.meta[b as usize].is_none() {
+                return Err(format!("cached block {b} is not registered"));
+            }
+        }
+        for (&h, &b) in &self.by_hash {
+            match &self.meta[b as usize] {
+                Some(m) if m.hash == h && chain_hash(m.parent, &m.tokens) == h => {}
+                _ => {
+                    return Err(format!(
+                        "hash index points at block {b}, which does not hold it"
+                    ))
+                }
+            }
+        }
+        for (&parent, kids) in &self.children {
+            for &b in kids {
+                match &self.meta[b as usize] {
+                    Some(m) if m.parent == parent => {}
+                    _ => {
+                        return Err(format!(
+                            "sibling index points at block {b} under a wrong parent"
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -198,7 +277,7 @@ mod tests {
         let mut p = BlockPool::new(2, 4);
         let a = p.allocate().unwrap();
         let h = p.register(a, 0, &[1, 2, 3, 4]);
-        p.release(a);
+        p.release(a).unwrap();
         assert_eq!((p.used(), p.available(), p.cached_free()), (0, 2, 1));
         assert_eq!(p.lookup(0, &[1, 2, 3, 4]), Some((a, h)));
         assert_eq!(p.used(), 1);
@@ -208,7 +287,7 @@ mod tests {
             None,
             "same tokens after a different prefix"
         );
-        p.release(a);
+        p.release(a).unwrap();
         let b = p.allocate().unwrap();
         let c = p.allocate().unwrap();
         assert!(p.allocate().is_none());
@@ -222,10 +301,16 @@ mod tests {
         let a = p.allocate().unwrap();
         p.register(a, 0, &[9, 9]);
         assert!(p.lookup(0, &[9, 9]).is_some());
-        p.release(a);
+        p.release(a).unwrap();
         assert_eq!(p.used(), 1);
-        p.release(a);
+        p.release(a).unwrap();
         assert_eq!(p.used(), 0);
+        assert_eq!(p.release(a), Err(BlockError::DoubleRelease(a)));
+        assert_eq!(p.release(99), Err(BlockError::OutOfRange(99)));
+        let free = p.allocate().unwrap();
+        p.release(free).unwrap();
+        assert_eq!(p.retain(free), Err(BlockError::RetainFree(free)));
+        p.check_invariants().unwrap();
     }
 
     #[test]
@@ -242,8 +327,8 @@ mod tests {
         assert_eq!(p.longest_partial(h, &[7]), None);
         assert_eq!(p.longest_partial(12345, &[5]), None);
         // `a` released first, so it is the one evicted by the next allocation.
-        p.release(a);
-        p.release(b);
+        p.release(a).unwrap();
+        p.release(b).unwrap();
         p.allocate().unwrap();
         assert_eq!(p.longest_partial(h, &[5, 6, 7, 0]), Some((b, 2)));
     }

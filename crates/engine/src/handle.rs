@@ -1,9 +1,11 @@
 use crate::engine_loop::{Command, EngineLoop};
+use crate::executor::{Executor, ExecutorInfo, ModelExecutor};
 use crate::request::{Event, GenerationRequest, SubmitError};
-use crate::sequence::Sequence;
+use crate::scheduler::{Scheduler, SchedulerConfig};
 use model::Model;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Instant;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 #[derive(Clone, Debug)]
@@ -48,6 +50,8 @@ pub(crate) struct SharedStats {
     pub steps: AtomicU64,
     pub shutting_down: AtomicBool,
     pub stopped: AtomicBool,
+    pub failed: AtomicBool,
+    pub failure: Mutex<Option<String>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,11 +107,31 @@ impl EngineHandle {
             .max_context
             .unwrap_or(model.config.context_length)
             .min(model.config.context_length);
-        let vocab = model.config.vocab_size;
+        let exec = ModelExecutor::new(model, cfg.kv_cache_tokens, cfg.block_size, context);
+        Self::start_with(exec, cfg)
+    }
+
+    /// Starts the engine thread on any executor (a test double, a model).
+    pub fn start_with<E: Executor>(exec: E, cfg: EngineConfig) -> Self {
+        let ExecutorInfo {
+            vocab_size,
+            context_length,
+            n_blocks,
+            block_size,
+        } = exec.info();
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(SharedStats::default());
-        let lp = EngineLoop::new(model, &cfg, context, rx, stats.clone());
-        let n_blocks = lp.n_blocks();
+        let sched = Scheduler::new(
+            SchedulerConfig {
+                max_batch_tokens: cfg.max_batch_tokens,
+                max_prefill_tokens: cfg.max_prefill_tokens,
+                max_seqs: cfg.max_seqs,
+                context: context_length,
+            },
+            n_blocks,
+            block_size,
+        );
+        let lp = EngineLoop::new(sched, exec, rx, stats.clone());
         std::thread::Builder::new()
             .name("autoglm-engine".into())
             .spawn(move || lp.run())
@@ -116,9 +140,9 @@ impl EngineHandle {
             tx,
             stats,
             next_id: Arc::new(AtomicU64::new(1)),
-            cfg: Arc::new(cfg),
-            vocab,
-            context,
+            cfg: Arc::new(EngineConfig { block_size, ..cfg }),
+            vocab: vocab_size,
+            context: context_length,
             n_blocks,
         }
     }
@@ -140,6 +164,14 @@ impl EngineHandle {
         if let Some(&t) = req.prompt.iter().find(|&&t| t as usize >= self.vocab) {
             return Err(SubmitError::BadToken(t));
         }
+        if let Some(&(t, _)) = req
+            .sampling
+            .logit_bias
+            .iter()
+            .find(|&&(t, _)| t as usize >= self.vocab)
+        {
+            return Err(SubmitError::BadBiasToken(t));
+        }
         let needed = req.prompt.len() + req.max_tokens;
         if needed > self.context {
             return Err(SubmitError::TooLong {
@@ -157,23 +189,68 @@ impl EngineHandle {
     }
 
     pub fn submit(&self, req: GenerationRequest) -> Result<RequestStream, SubmitError> {
-        self.validate(&req)?;
+        let mut v = self.submit_all(vec![req])?;
+        Ok(v.remove(0))
+    }
+
+    /// Submits requests that belong together (the `n` choices of one API request):
+    /// all are queued or none is.
+    pub fn submit_all(
+        &self,
+        reqs: Vec<GenerationRequest>,
+    ) -> Result<Vec<RequestStream>, SubmitError> {
+        for r in &reqs {
+            self.validate(r)?;
+        }
+        if let Some(e) = self.failure() {
+            return Err(SubmitError::EngineFailed(e));
+        }
         if self.stats.shutting_down.load(Ordering::Acquire) {
             return Err(SubmitError::ShuttingDown);
         }
-        let waiting = self.stats.waiting.load(Ordering::Acquire);
-        if waiting >= self.cfg.max_waiting {
-            return Err(SubmitError::QueueFull(waiting));
-        }
+        let n = reqs.len();
         // Counted here so that a burst is refused before the engine thread sees it.
-        self.stats.waiting.fetch_add(1, Ordering::AcqRel);
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (etx, erx) = unbounded_channel();
-        let seq = Sequence::new(id, req, etx);
-        self.tx
-            .send(Command::Submit(Box::new(seq)))
-            .map_err(|_| SubmitError::ShuttingDown)?;
-        Ok(RequestStream { id, rx: erx })
+        let before = self.stats.waiting.fetch_add(n, Ordering::AcqRel);
+        if before + n > self.cfg.max_waiting {
+            self.stats.waiting.fetch_sub(n, Ordering::AcqRel);
+            return Err(SubmitError::QueueFull(before));
+        }
+        let arrival = Instant::now();
+        let mut streams = Vec::with_capacity(n);
+        for req in reqs {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let (etx, erx) = unbounded_channel();
+            self.tx
+                .send(Command::Submit {
+                    id,
+                    req: Box::new(req),
+                    tx: etx,
+                    arrival,
+                })
+                .map_err(|_| match self.failure() {
+                    Some(e) => SubmitError::EngineFailed(e),
+                    None => SubmitError::ShuttingDown,
+                })?;
+            streams.push(RequestStream { id, rx: erx });
+        }
+        Ok(streams)
+    }
+
+    /// The engine's failure message, once its loop has panicked.
+    pub fn failure(&self) -> Option<String> {
+        if !self.stats.failed.load(Ordering::Acquire) {
+            return None;
+        }
+        self.stats
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The most requests one submission may hold: more could never all be queued.
+    pub fn max_submission(&self) -> usize {
+        self.cfg.max_waiting
     }
 
     pub fn stats(&self) -> EngineStats {
@@ -196,11 +273,5 @@ impl EngineHandle {
     pub fn is_idle(&self) -> bool {
         let s = self.stats();
         s.running == 0 && s.waiting == 0
-    }
-}
-
-impl Drop for EngineLoop {
-    fn drop(&mut self) {
-        self.stats().stopped.store(true, Ordering::Release);
     }
 }

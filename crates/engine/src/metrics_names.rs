@@ -11,6 +11,10 @@ pub const PROMPT_TOKENS: &str = "autoglm_prompt_tokens_total";
 pub const GENERATED_TOKENS: &str = "autoglm_generation_tokens_total";
 pub const PREEMPTIONS: &str = "autoglm_preemptions_total";
 pub const REQUESTS_FINISHED: &str = "autoglm_requests_finished_total";
+/// 1 once the engine loop has failed (a panic); the process should be restarted.
+pub const ENGINE_FAILED: &str = "autoglm_engine_failed";
+/// Block-pool misuses caught (double release and the like): bugs, expected to stay 0.
+pub const KV_BLOCK_ERRORS: &str = "autoglm_kv_block_errors_total";
 pub const TTFT: &str = "autoglm_time_to_first_token_seconds";
 pub const ITL: &str = "autoglm_inter_token_latency_seconds";
 pub const STEP_SECONDS: &str = "autoglm_engine_step_seconds";

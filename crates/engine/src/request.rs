@@ -39,7 +39,12 @@ pub enum Event {
         completion_tokens: usize,
         cached_tokens: usize,
     },
-    Error(String),
+    /// The request failed. `engine_failed`: the engine itself is down (every request
+    /// fails until it is restarted); otherwise only this request's step failed.
+    Error {
+        message: String,
+        engine_failed: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -61,4 +66,8 @@ pub enum SubmitError {
     QueueFull(usize),
     #[error("the engine is shutting down")]
     ShuttingDown,
+    #[error("the engine has failed: {0}")]
+    EngineFailed(String),
+    #[error("logit_bias names token id {0}, outside the vocabulary")]
+    BadBiasToken(u32),
 }

@@ -1,4 +1,6 @@
-//! The engine on the real model: preemption under memory pressure, priorities, limits.
+//! The engine end to end on the real model: preemption and partial-block reuse give the
+//! model's own tokens, limits are refused up front, a dropped stream frees its blocks.
+//! The scheduling rules themselves are tested step by step in `scheduler.rs`.
 
 use engine::{EngineConfig, EngineHandle, Event, GenerationRequest, SubmitError};
 use kernels::ThreadPool;
@@ -7,20 +9,12 @@ use model::{Model, SamplingParams};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-/// One engine at a time: several of these tests depend on timing (a burst gathered
-/// within the engine's quiet window, waiting order), which other tests' engines competing
-/// for two cores would disturb.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 fn model() -> Arc<Model> {
     static M: OnceLock<Arc<Model>> = OnceLock::new();
     M.get_or_init(|| {
         Arc::new(
             Model::load(
-                test_model_path(),
+                test_model_path(&|k| std::env::var_os(k)),
                 Arc::new(ThreadPool::new(ThreadPool::default_threads())),
             )
             .unwrap(),
@@ -50,7 +44,7 @@ fn collect(mut s: engine::RequestStream) -> (Vec<u32>, Option<Instant>) {
                 toks.push(t.token);
             }
             Event::Finished { .. } => break,
-            Event::Error(e) => panic!("{e}"),
+            Event::Error { message, .. } => panic!("{message}"),
         }
     }
     (toks, first)
@@ -62,7 +56,6 @@ fn prompt(i: u32, len: u32) -> Vec<u32> {
 
 #[test]
 fn preempted_requests_recompute_and_finish_with_the_same_tokens() {
-    let _one_at_a_time = serial();
     let roomy = EngineHandle::start(model(), EngineConfig::default());
     let alone: Vec<Vec<u32>> = (0..6)
         .map(|i| collect(roomy.submit(greedy(prompt(i, 40), 40, 0)).unwrap()).0)
@@ -101,7 +94,7 @@ fn finish(mut s: engine::RequestStream) -> (Vec<u32>, usize) {
         match ev {
             Event::Token(t) => toks.push(t.token),
             Event::Finished { cached_tokens, .. } => return (toks, cached_tokens),
-            Event::Error(e) => panic!("{e}"),
+            Event::Error { message, .. } => panic!("{message}"),
         }
     }
     panic!("stream ended without finishing")
@@ -109,7 +102,6 @@ fn finish(mut s: engine::RequestStream) -> (Vec<u32>, usize) {
 
 #[test]
 fn a_prompt_diverging_inside_a_block_reuses_the_shared_slots() {
-    let _one_at_a_time = serial();
     // 16 + 9 shared tokens, then different: one full block hits by hash, nine slots are
     // copied from the earlier request's second block.
     let shared = prompt(7, 25);
@@ -130,42 +122,7 @@ fn a_prompt_diverging_inside_a_block_reuses_the_shared_slots() {
 }
 
 #[test]
-fn lower_priority_values_run_first() {
-    let _one_at_a_time = serial();
-    let e = EngineHandle::start(
-        model(),
-        EngineConfig {
-            max_seqs: 1,
-            ..Default::default()
-        },
-    );
-    let blocker = e.submit(greedy(prompt(9, 8), 30, 0)).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(50));
-    let late = e.submit(greedy(prompt(1, 8), 4, 10)).unwrap();
-    let urgent = e.submit(greedy(prompt(2, 8), 4, -5)).unwrap();
-    let normal = e.submit(greedy(prompt(3, 8), 4, 0)).unwrap();
-    let (hb, hl, hu, hn) = std::thread::scope(|sc| {
-        let b = sc.spawn(move || collect(blocker).1);
-        let l = sc.spawn(move || collect(late).1);
-        let u = sc.spawn(move || collect(urgent).1);
-        let n = sc.spawn(move || collect(normal).1);
-        (
-            b.join().unwrap(),
-            l.join().unwrap(),
-            u.join().unwrap(),
-            n.join().unwrap(),
-        )
-    });
-    let (hb, hl, hu, hn) = (hb.unwrap(), hl.unwrap(), hu.unwrap(), hn.unwrap());
-    assert!(
-        hb < hu && hu < hn && hn < hl,
-        "order of first tokens: blocker, urgent, normal, late"
-    );
-}
-
-#[test]
 fn requests_that_cannot_fit_are_refused_up_front() {
-    let _one_at_a_time = serial();
     let e = EngineHandle::start(
         model(),
         EngineConfig {
@@ -200,7 +157,6 @@ fn requests_that_cannot_fit_are_refused_up_front() {
 
 #[test]
 fn dropping_a_stream_cancels_and_frees() {
-    let _one_at_a_time = serial();
     let e = EngineHandle::start(model(), EngineConfig::default());
     let mut s = e.submit(greedy(prompt(4, 20), 5000, 0)).unwrap();
     for _ in 0..3 {
@@ -213,70 +169,4 @@ fn dropping_a_stream_cancels_and_frees() {
         assert!(t.elapsed().as_secs() < 5, "{:?}", e.stats());
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-}
-
-#[test]
-fn a_long_prompt_is_prefilled_in_chunks_between_the_decodes_of_running_streams() {
-    let _one_at_a_time = serial();
-    let cfg = EngineConfig {
-        max_batch_tokens: 64,
-        max_prefill_tokens: 2048,
-        ..Default::default()
-    };
-    let long = prompt(7, 640);
-    let alone = collect(
-        EngineHandle::start(model(), cfg.clone())
-            .submit(greedy(long.clone(), 4, 0))
-            .unwrap(),
-    )
-    .0;
-    let e = EngineHandle::start(model(), cfg);
-    let mut running = e.submit(greedy(prompt(3, 8), 400, 0)).unwrap();
-    for _ in 0..3 {
-        assert!(matches!(running.blocking_recv(), Some(Event::Token(_))));
-    }
-    let mut late = e.submit(greedy(long, 4, 0)).unwrap();
-    let first = match late.blocking_recv() {
-        Some(Event::Token(t)) => t.token,
-        other => panic!("{other:?}"),
-    };
-    // Every step before the long prompt's last chunk also decoded the running stream:
-    // 640 tokens in chunks of at most 63 (the decode takes one of the 64) is 11 steps.
-    let mut decoded_meanwhile = 0;
-    while let Some(Event::Token(_)) = running.try_recv() {
-        decoded_meanwhile += 1;
-    }
-    assert!(
-        decoded_meanwhile >= 10,
-        "{decoded_meanwhile} tokens while prefilling"
-    );
-    let mut rest = collect(late).0;
-    rest.insert(0, first);
-    assert_eq!(
-        rest, alone,
-        "chunked prefill gives the tokens of an unchunked one"
-    );
-}
-
-#[test]
-fn an_idle_engine_prefills_a_burst_in_one_step() {
-    let _one_at_a_time = serial();
-    let e = EngineHandle::start(
-        model(),
-        EngineConfig {
-            max_batch_tokens: 64,
-            max_prefill_tokens: 2048,
-            ..Default::default()
-        },
-    );
-    let before = e.stats().steps;
-    // 8 prompts of 60 tokens, 480 in all: far over the 64 a step with decodes may carry.
-    let streams: Vec<_> = (0..8)
-        .map(|i| e.submit(greedy(prompt(20 + i, 60), 3, 0)).unwrap())
-        .collect();
-    for s in streams {
-        assert_eq!(collect(s).0.len(), 3);
-    }
-    // One step prefills all eight and samples their first tokens, two more decode.
-    assert_eq!(e.stats().steps - before, 3);
 }

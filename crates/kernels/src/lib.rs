@@ -26,18 +26,22 @@ pub enum Isa {
     Avx512,
 }
 
-/// Detected once. `AUTOGLM_ISA=scalar|avx2` caps it (for comparison runs, and to test the
-/// lower paths on a bigger machine); `AUTOGLM_FORCE_SCALAR=1` is the same as `scalar`.
+static ISA_CAP: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+
+/// Caps the instruction set the kernels may use (for comparison runs, and to test the
+/// lower paths on a bigger machine). Call before the first kernel runs; returns false
+/// (and changes nothing) once the choice is made.
+pub fn set_isa_cap(cap: Isa) -> bool {
+    ISA_CAP.set(cap).is_ok() && ISA.get().is_none()
+}
+
+static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+
+/// The best path this CPU supports within the cap, decided once.
 pub fn isa() -> Isa {
-    use std::sync::OnceLock;
-    static ISA: OnceLock<Isa> = OnceLock::new();
     *ISA.get_or_init(|| {
-        let cap = match std::env::var("AUTOGLM_ISA").as_deref() {
-            Ok("scalar") => Isa::Scalar,
-            Ok("avx2") => Isa::Avx2,
-            _ => Isa::Avx512,
-        };
-        if cap == Isa::Scalar || std::env::var("AUTOGLM_FORCE_SCALAR").is_ok_and(|v| v == "1") {
+        let cap = *ISA_CAP.get_or_init(|| Isa::Avx512);
+        if cap == Isa::Scalar {
             return Isa::Scalar;
         }
         #[cfg(target_arch = "x86_64")]

@@ -1,7 +1,14 @@
 //! A persistent thread pool with one parallel region per call: workers spin briefly
 //! between regions (a model step issues hundreds of them back to back) and park when
 //! idle so that an idle server burns no CPU.
+//!
+//! Soundness: a region's closure borrows the caller's stack, so `run` must not return
+//! (normally or by unwinding) while any worker may still call it. A panicking task is
+//! caught where it ran; no further tasks are handed out, every worker is awaited, and
+//! the first panic is then re-raised on the caller. The pool stays usable.
 
+use std::any::Any;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle, Thread};
@@ -17,6 +24,8 @@ struct Shared {
     workers_done: AtomicUsize,
     shutdown: AtomicBool,
     sleepers: Mutex<Vec<Thread>>,
+    /// The first panic of the current region, re-raised on the caller.
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
 }
 
 pub struct ThreadPool {
@@ -44,6 +53,7 @@ impl ThreadPool {
             workers_done: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
             sleepers: Mutex::new(Vec::new()),
+            panic: Mutex::new(None),
         });
         let handles = (1..n_threads)
             .map(|i| {
@@ -62,17 +72,11 @@ impl ThreadPool {
         }
     }
 
-    /// Threads from `AUTOGLM_THREADS`, else the machine's available parallelism.
+    /// The machine's available parallelism (the binary's settings may override it).
     pub fn default_threads() -> usize {
-        std::env::var("AUTOGLM_THREADS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|&n| n > 0)
-            .unwrap_or_else(|| {
-                thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-            })
+        thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     }
 
     pub fn threads(&self) -> usize {
@@ -95,7 +99,10 @@ impl ThreadPool {
         b_width: usize,
         f: &RowPairFn<'_>,
     ) {
-        let rows = a.len() / a_width.max(1);
+        if a_width == 0 {
+            return;
+        }
+        let rows = a.len() / a_width;
         assert!(b.len() >= rows * b_width, "second matrix too short");
         if rows < 16 || self.n_threads == 1 {
             for r in 0..rows {
@@ -167,6 +174,11 @@ impl ThreadPool {
             }
         }
         *s.job.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        // Every worker is done with `f`: only now may a task's panic unwind the caller.
+        let panicked = s.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(p) = panicked {
+            resume_unwind(p);
+        }
     }
 }
 
@@ -177,7 +189,15 @@ fn run_tasks(s: &Shared, f: &(dyn Fn(usize) + Sync)) {
         if i >= n {
             break;
         }
-        f(i);
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(i))) {
+            // Hand out no more tasks of this region; keep the first panic.
+            s.next.store(n, Ordering::Relaxed);
+            let mut slot = s.panic.lock().unwrap_or_else(|e| e.into_inner());
+            if slot.is_none() {
+                *slot = Some(p);
+            }
+            break;
+        }
     }
 }
 
@@ -254,6 +274,80 @@ mod tests {
                 "round {round}"
             );
         }
+    }
+
+    fn panic_text(p: Box<dyn Any + Send>) -> String {
+        p.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_panicking_task_reaches_the_caller_after_every_other_task_has_stopped() {
+        let pool = ThreadPool::new(3);
+        for round in 0..20 {
+            let started = AtomicUsize::new(0);
+            let finished = AtomicUsize::new(0);
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                pool.run(12, &|i| {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    if i == round % 12 {
+                        panic!("task {i} fails");
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                    finished.fetch_add(1, Ordering::SeqCst);
+                })
+            }));
+            let msg = panic_text(r.expect_err("the panic reaches the caller"));
+            assert_eq!(msg, format!("task {} fails", round % 12));
+            // Nothing still runs the closure: every started task but the panicking one
+            // has finished, and none starts later.
+            let (s, f) = (
+                started.load(Ordering::SeqCst),
+                finished.load(Ordering::SeqCst),
+            );
+            assert_eq!(f, s - 1, "round {round}");
+            std::thread::sleep(Duration::from_millis(5));
+            assert_eq!(started.load(Ordering::SeqCst), s);
+        }
+    }
+
+    #[test]
+    fn the_pool_works_after_panics_on_every_thread() {
+        let pool = ThreadPool::new(2);
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            pool.run(64, &|_| panic!("everyone fails"));
+        }));
+        assert_eq!(panic_text(r.unwrap_err()), "everyone fails");
+        let sum = AtomicUsize::new(0);
+        pool.run(100, &|i| {
+            sum.fetch_add(i, Ordering::Relaxed);
+        });
+        assert_eq!(sum.load(Ordering::Relaxed), 4950);
+    }
+
+    #[test]
+    fn row_helpers_cover_tails_and_empty_inputs() {
+        let pool = ThreadPool::new(2);
+        for rows in [0usize, 1, 15, 16, 17, 33, 100] {
+            let mut a = vec![0f32; rows * 3];
+            let mut b = vec![0f32; rows * 2];
+            pool.for_row_pairs(&mut a, 3, &mut b, 2, &|r, ra, rb| {
+                assert_eq!((ra.len(), rb.len()), (3, 2));
+                ra.fill(r as f32);
+                rb.fill(-(r as f32));
+            });
+            for r in 0..rows {
+                assert_eq!(&a[r * 3..r * 3 + 3], &[r as f32; 3]);
+                assert_eq!(&b[r * 2..r * 2 + 2], &[-(r as f32); 2]);
+            }
+            pool.for_rows(&mut a, 3, &|r, row| row[0] = r as f32 + 0.5);
+            assert!((0..rows).all(|r| a[r * 3] == r as f32 + 0.5));
+        }
+        // Zero-width rows: nothing to visit.
+        pool.for_rows(&mut [1.0, 2.0], 0, &|_, _| panic!("no rows"));
+        pool.run(0, &|_| panic!("no tasks"));
     }
 
     #[test]

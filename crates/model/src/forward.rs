@@ -36,6 +36,15 @@ impl Logits {
         &self.data[i * self.vocab..(i + 1) * self.vocab]
     }
 
+    pub fn row_mut(&mut self, i: usize) -> &mut [f32] {
+        &mut self.data[i * self.vocab..(i + 1) * self.vocab]
+    }
+
+    /// Index of the last logit row computed for sequence `seq`.
+    pub fn last_row_for(&self, seq: usize) -> Option<usize> {
+        self.rows.iter().rposition(|r| r.0 == seq)
+    }
+
     /// The last logit row computed for sequence `seq`.
     pub fn last_for(&self, seq: usize) -> Option<&[f32]> {
         self.rows

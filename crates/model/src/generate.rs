@@ -67,7 +67,6 @@ impl Model {
                 last = out.last_for(0).map(|l| l.to_vec());
             }
         }
-        let mut output: Vec<u32> = Vec::new();
         let mut tokens = Vec::new();
         let mut logits = match last {
             Some(l) => l,
@@ -82,19 +81,22 @@ impl Model {
             if tokens.len() >= opts.max_tokens {
                 break FinishReason::Length;
             }
-            let next = sampler.sample(&logits, prompt, &output);
+            let (lse, top) = log_softmax_top(&logits, opts.top_logprobs);
+            // The chosen token's log-probability is the model's own, before any processor.
+            let raw = sampler.has_processors().then(|| logits.clone());
+            let next = sampler.sample(&mut logits);
+            sampler.accept(next);
+            let raw_logit = raw.as_ref().unwrap_or(&logits)[next as usize];
             if opts.stop_tokens.contains(&next) {
                 break FinishReason::Stop;
             }
-            let (lse, top) = log_softmax_top(&logits, opts.top_logprobs);
             let tl = TokenLogprobs {
                 token: next,
-                logprob: (logits[next as usize] as f64 - lse) as f32,
+                logprob: (raw_logit as f64 - lse) as f32,
                 top,
             };
             let go_on = on_token(&tl);
             tokens.push(tl);
-            output.push(next);
             if !go_on {
                 break FinishReason::Stop;
             }

@@ -6,6 +6,7 @@ mod error;
 mod forward;
 pub mod generate;
 mod kv_cache;
+pub mod logits_processors;
 pub mod paths;
 mod sampling;
 mod weights;
@@ -14,6 +15,7 @@ pub use config::{Config, RopeScaling};
 pub use error::{Error, Result};
 pub use forward::{Logits, SeqInput, WantLogits};
 pub use kv_cache::KvCache;
+pub use logits_processors::LogitsProcessor;
 pub use sampling::{
     argmax as sampling_argmax, log_softmax_top, Sampler, SamplingParams, TokenLogprobs,
 };

@@ -1,34 +1,40 @@
-//! Where models live on disk.
+//! Where models live on disk. Nothing here reads the environment: the binary (and the
+//! tests) pass in how to look a variable up, so a library's behaviour never depends on
+//! hidden process state.
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 
 /// File name of the default model inside the models directory.
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
+/// Looks up an environment-style variable (`std::env::var_os` in the binary).
+pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<OsString>;
+
 /// `$AUTOGLM_HOME`, else the user's cache directory + `autoglm`.
-pub fn home() -> PathBuf {
-    if let Some(h) = std::env::var_os("AUTOGLM_HOME").filter(|h| !h.is_empty()) {
+pub fn home(var: Lookup) -> PathBuf {
+    let set = |k: &str| var(k).filter(|v| !v.is_empty());
+    if let Some(h) = set("AUTOGLM_HOME") {
         return PathBuf::from(h);
     }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|h| !h.is_empty())
+    let base = set("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .or_else(|| set("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(std::env::temp_dir);
     base.join("autoglm")
 }
 
-/// Where `autoglm pull` puts the default model.
-pub fn default_model_path() -> PathBuf {
-    home().join("models").join(DEFAULT_MODEL_FILE)
+/// Where `autoglm pull` puts the default model under `home`.
+pub fn default_model_path(home: &Path) -> PathBuf {
+    home.join("models").join(DEFAULT_MODEL_FILE)
 }
 
 /// For tests and benchmarks: `$AUTOGLM_MODEL`, else the pulled default model. Panics with
 /// the command to run when it is missing, because every fidelity test needs the real model.
-pub fn test_model_path() -> PathBuf {
-    let p = std::env::var_os("AUTOGLM_MODEL")
+pub fn test_model_path(var: Lookup) -> PathBuf {
+    let p = var("AUTOGLM_MODEL")
         .map(PathBuf::from)
-        .unwrap_or_else(default_model_path);
+        .unwrap_or_else(|| default_model_path(&home(var)));
     assert!(p.exists(), "model not found at {}: run `cargo run --release -p autoglm -- pull` (or scripts/test.sh) first", p.display());
     p
 }

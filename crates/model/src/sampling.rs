@@ -1,5 +1,8 @@
-//! Token selection: penalties, temperature, top-k, top-p, min-p, seeded randomness, and
-//! log-probabilities of the model's own distribution.
+//! Token selection: a chain of logits processors (bias, penalties, later grammar masks),
+//! then temperature, top-k, top-p, min-p with seeded randomness; and log-probabilities of
+//! the model's own distribution.
+
+use crate::logits_processors::{LogitBias, LogitsProcessor, Penalties};
 
 #[derive(Clone, Debug)]
 pub struct SamplingParams {
@@ -18,6 +21,8 @@ pub struct SamplingParams {
     /// Additive, once per distinct output token (OpenAI style).
     pub presence_penalty: f32,
     pub seed: Option<u64>,
+    /// OpenAI's `logit_bias`: (token id, amount added to its logit).
+    pub logit_bias: Vec<(u32, f32)>,
 }
 
 impl Default for SamplingParams {
@@ -31,6 +36,7 @@ impl Default for SamplingParams {
             frequency_penalty: 0.0,
             presence_penalty: 0.0,
             seed: None,
+            logit_bias: Vec::new(),
         }
     }
 }
@@ -83,6 +89,7 @@ pub struct Sampler {
     params: SamplingParams,
     rng: Rng,
     cand: Vec<(u32, f32)>,
+    processors: Vec<Box<dyn LogitsProcessor>>,
 }
 
 /// The chosen token's log-probability and the `k` most likely alternatives, all under
@@ -118,7 +125,21 @@ pub fn log_softmax_top(logits: &[f32], k: usize) -> (f64, Vec<(u32, f32)>) {
 }
 
 impl Sampler {
-    pub fn new(params: SamplingParams) -> Self {
+    /// A sampler for a sequence that starts with `prompt` (the repetition penalty covers
+    /// it): `logit_bias` runs first, then the penalties, as in llama.cpp's chain.
+    pub fn new(params: SamplingParams, prompt: &[u32]) -> Self {
+        let mut processors: Vec<Box<dyn LogitsProcessor>> = Vec::new();
+        if !params.logit_bias.is_empty() {
+            processors.push(Box::new(LogitBias::new(params.logit_bias.clone())));
+        }
+        if let Some(p) = Penalties::new(
+            params.repetition_penalty,
+            params.frequency_penalty,
+            params.presence_penalty,
+            prompt,
+        ) {
+            processors.push(Box::new(p));
+        }
         let seed = params.seed.unwrap_or_else(|| {
             let t = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -130,6 +151,31 @@ impl Sampler {
             params,
             rng: Rng::new(seed),
             cand: Vec::new(),
+            processors,
+        }
+    }
+
+    /// Appends a processor to the chain (after bias and penalties).
+    pub fn push_processor(&mut self, p: Box<dyn LogitsProcessor>) {
+        self.processors.push(p);
+    }
+
+    /// Whether any processor may change the logits before sampling.
+    pub fn has_processors(&self) -> bool {
+        !self.processors.is_empty()
+    }
+
+    /// Tells the chain that `token` was chosen.
+    pub fn accept(&mut self, token: u32) {
+        for p in &mut self.processors {
+            p.accept(token);
+        }
+    }
+
+    /// Forgets the last `n` accepted tokens in every processor.
+    pub fn rollback(&mut self, n: usize) {
+        for p in &mut self.processors {
+            p.rollback(n);
         }
     }
 
@@ -137,19 +183,13 @@ impl Sampler {
         &self.params
     }
 
-    /// Picks the next token. `prompt` and `output` are the tokens so far, for penalties.
-    pub fn sample(&mut self, logits: &[f32], prompt: &[u32], output: &[u32]) -> u32 {
-        let p = &self.params;
-        let penalized =
-            p.repetition_penalty != 1.0 || p.frequency_penalty != 0.0 || p.presence_penalty != 0.0;
-        let mut owned;
-        let logits = if penalized {
-            owned = logits.to_vec();
-            self.apply_penalties(&mut owned, prompt, output);
-            &owned[..]
-        } else {
-            logits
-        };
+    /// Picks the next token after running the processor chain over `logits` (in place).
+    /// Call [`Sampler::accept`] with the token once it is kept.
+    pub fn sample(&mut self, logits: &mut [f32]) -> u32 {
+        for p in &mut self.processors {
+            p.process(logits);
+        }
+        let logits = &*logits;
         let p = &self.params;
         if p.temperature <= 0.0 || p.top_k == 1 {
             return argmax(logits);
@@ -208,35 +248,6 @@ impl Sampler {
         }
         cand[keep - 1].0
     }
-
-    fn apply_penalties(&self, logits: &mut [f32], prompt: &[u32], output: &[u32]) {
-        let p = &self.params;
-        if p.repetition_penalty != 1.0 {
-            let mut seen = std::collections::HashSet::new();
-            for &t in prompt.iter().chain(output) {
-                if seen.insert(t) {
-                    if let Some(l) = logits.get_mut(t as usize) {
-                        *l = if *l > 0.0 {
-                            *l / p.repetition_penalty
-                        } else {
-                            *l * p.repetition_penalty
-                        };
-                    }
-                }
-            }
-        }
-        if p.frequency_penalty != 0.0 || p.presence_penalty != 0.0 {
-            let mut counts = std::collections::HashMap::new();
-            for &t in output {
-                *counts.entry(t).or_insert(0u32) += 1;
-            }
-            for (t, n) in counts {
-                if let Some(l) = logits.get_mut(t as usize) {
-                    *l -= p.frequency_penalty * n as f32 + p.presence_penalty;
-                }
-            }
-        }
-    }
 }
 
 /// Index of the largest logit; the lowest index wins ties, so greedy is deterministic.
@@ -262,12 +273,17 @@ mod tests {
     fn same_seed_same_tokens_different_seed_differs() {
         let l = logits();
         let run = |seed| {
-            let mut s = Sampler::new(SamplingParams {
-                temperature: 1.5,
-                seed: Some(seed),
-                ..Default::default()
-            });
-            (0..50).map(|_| s.sample(&l, &[], &[])).collect::<Vec<_>>()
+            let mut s = Sampler::new(
+                SamplingParams {
+                    temperature: 1.5,
+                    seed: Some(seed),
+                    ..Default::default()
+                },
+                &[],
+            );
+            (0..50)
+                .map(|_| s.sample(&mut l.clone()))
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(7), run(7));
         assert_ne!(run(7), run(8));
@@ -277,17 +293,23 @@ mod tests {
     fn top_k_one_and_zero_temperature_are_argmax() {
         let l = logits();
         let best = argmax(&l);
-        let mut s = Sampler::new(SamplingParams {
-            temperature: 0.0,
-            ..Default::default()
-        });
-        assert_eq!(s.sample(&l, &[], &[]), best);
-        let mut s = Sampler::new(SamplingParams {
-            top_k: 1,
-            seed: Some(1),
-            ..Default::default()
-        });
-        assert_eq!(s.sample(&l, &[], &[]), best);
+        let mut s = Sampler::new(
+            SamplingParams {
+                temperature: 0.0,
+                ..Default::default()
+            },
+            &[],
+        );
+        assert_eq!(s.sample(&mut l.clone()), best);
+        let mut s = Sampler::new(
+            SamplingParams {
+                top_k: 1,
+                seed: Some(1),
+                ..Default::default()
+            },
+            &[],
+        );
+        assert_eq!(s.sample(&mut l.clone()), best);
     }
 
     #[test]
@@ -296,14 +318,17 @@ mod tests {
         let mut top3: Vec<u32> = (0..100u32).collect();
         top3.sort_by(|&a, &b| l[b as usize].total_cmp(&l[a as usize]));
         top3.truncate(3);
-        let mut s = Sampler::new(SamplingParams {
-            temperature: 5.0,
-            top_k: 3,
-            seed: Some(3),
-            ..Default::default()
-        });
+        let mut s = Sampler::new(
+            SamplingParams {
+                temperature: 5.0,
+                top_k: 3,
+                seed: Some(3),
+                ..Default::default()
+            },
+            &[],
+        );
         for _ in 0..200 {
-            assert!(top3.contains(&s.sample(&l, &[], &[])));
+            assert!(top3.contains(&s.sample(&mut l.clone())));
         }
     }
 
@@ -312,23 +337,29 @@ mod tests {
         let mut l = vec![-10.0f32; 50];
         l[4] = 5.0;
         l[9] = 4.9;
-        let mut s = Sampler::new(SamplingParams {
-            temperature: 1.0,
-            min_p: 0.5,
-            seed: Some(5),
-            ..Default::default()
-        });
+        let mut s = Sampler::new(
+            SamplingParams {
+                temperature: 1.0,
+                min_p: 0.5,
+                seed: Some(5),
+                ..Default::default()
+            },
+            &[],
+        );
         for _ in 0..100 {
-            assert!([4, 9].contains(&s.sample(&l, &[], &[])));
+            assert!([4, 9].contains(&s.sample(&mut l.clone())));
         }
-        let mut s = Sampler::new(SamplingParams {
-            temperature: 1.0,
-            top_p: 0.1,
-            seed: Some(5),
-            ..Default::default()
-        });
+        let mut s = Sampler::new(
+            SamplingParams {
+                temperature: 1.0,
+                top_p: 0.1,
+                seed: Some(5),
+                ..Default::default()
+            },
+            &[],
+        );
         for _ in 0..100 {
-            assert_eq!(s.sample(&l, &[], &[]), 4);
+            assert_eq!(s.sample(&mut l.clone()), 4);
         }
     }
 
@@ -337,25 +368,53 @@ mod tests {
         let mut l = vec![0.0f32; 10];
         l[2] = 2.0;
         l[3] = 1.5;
-        let mut s = Sampler::new(SamplingParams {
-            temperature: 0.0,
-            presence_penalty: 1.0,
-            ..Default::default()
-        });
-        assert_eq!(s.sample(&l, &[], &[2]), 3);
-        let mut s = Sampler::new(SamplingParams {
-            temperature: 0.0,
-            repetition_penalty: 2.0,
-            ..Default::default()
-        });
-        assert_eq!(s.sample(&l, &[2], &[]), 3);
-        let mut s = Sampler::new(SamplingParams {
-            temperature: 0.0,
-            frequency_penalty: 0.3,
-            ..Default::default()
-        });
-        assert_eq!(s.sample(&l, &[], &[2]), 2);
-        assert_eq!(s.sample(&l, &[], &[2, 2]), 3);
+        let greedy = |p: SamplingParams, prompt: &[u32]| {
+            Sampler::new(
+                SamplingParams {
+                    temperature: 0.0,
+                    ..p
+                },
+                prompt,
+            )
+        };
+        let mut s = greedy(
+            SamplingParams {
+                presence_penalty: 1.0,
+                ..Default::default()
+            },
+            &[],
+        );
+        s.accept(2);
+        assert_eq!(s.sample(&mut l.clone()), 3);
+        let mut s = greedy(
+            SamplingParams {
+                repetition_penalty: 2.0,
+                ..Default::default()
+            },
+            &[2],
+        );
+        assert_eq!(s.sample(&mut l.clone()), 3);
+        let mut s = greedy(
+            SamplingParams {
+                frequency_penalty: 0.3,
+                ..Default::default()
+            },
+            &[],
+        );
+        s.accept(2);
+        assert_eq!(s.sample(&mut l.clone()), 2);
+        s.accept(2);
+        assert_eq!(s.sample(&mut l.clone()), 3);
+        s.rollback(1);
+        assert_eq!(s.sample(&mut l.clone()), 2, "rolled back to one occurrence");
+        let mut s = greedy(
+            SamplingParams {
+                logit_bias: vec![(7, 5.0)],
+                ..Default::default()
+            },
+            &[],
+        );
+        assert_eq!(s.sample(&mut l.clone()), 7);
     }
 
     #[test]

@@ -12,7 +12,7 @@ fn model() -> &'static Model {
     static M: OnceLock<Model> = OnceLock::new();
     M.get_or_init(|| {
         Model::load(
-            test_model_path(),
+            test_model_path(&|k| std::env::var_os(k)),
             Arc::new(ThreadPool::new(ThreadPool::default_threads())),
         )
         .expect("load model")
@@ -123,7 +123,7 @@ fn greedy_follows_llamacpp_until_it_errs_and_then_follows_the_exact_model() {
         let case = &r[key];
         let prompt = ids(&case["prompt_token_ids"]);
         let want = ids(&case["token_ids"]);
-        let mut sampler = Sampler::new(SamplingParams::greedy());
+        let mut sampler = Sampler::new(SamplingParams::greedy(), &[]);
         let opts = GenerateOptions {
             max_tokens: want.len(),
             top_logprobs: 0,

@@ -54,7 +54,30 @@ pub fn submit_error(e: SubmitError) -> ApiError {
         }
         SubmitError::EmptyPrompt => ApiError::invalid("prompt", e.to_string()),
         SubmitError::BadToken(_) => ApiError::invalid("prompt", e.to_string()),
+        SubmitError::BadBiasToken(_) => ApiError::invalid("logit_bias", e.to_string()),
+        SubmitError::EngineFailed(m) => engine_failed(&m),
     }
+}
+
+/// The engine loop has died: nothing will run until the process is restarted (the
+/// supervisor's job), so clients are told to go elsewhere.
+pub fn engine_failed(message: &str) -> ApiError {
+    ApiError::new(
+        503,
+        ErrorType::Unavailable,
+        format!("the inference engine has failed and this server cannot generate until it is restarted: {message}"),
+    )
+    .with_code("engine_failed")
+}
+
+/// A stream or request still running when the shutdown grace period ran out.
+pub fn cut_by_shutdown() -> ApiError {
+    ApiError::new(
+        503,
+        ErrorType::Unavailable,
+        "the server shut down before this request finished (grace period over)",
+    )
+    .with_code("shutting_down")
 }
 
 pub fn not_ready() -> ApiError {

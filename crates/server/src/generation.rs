@@ -1,17 +1,17 @@
-//! Running one or more choices through the engine and turning engine events into text,
-//! shared by chat and completions.
+//! One choice of a request on its way out of the engine: engine events become text
+//! (incremental detokenization, stop strings held back), log-probabilities and a finish.
 
-use crate::error::submit_error;
-use crate::state::Loaded;
+use crate::error::{cut_by_shutdown, engine_failed};
 use crate::stop::StopMatcher;
 use api::{
-    ApiError, ChatLogprobs, ChatTokenLogprob, CompletionLogprobs, SamplingFields, TopLogprob, Usage,
+    ApiError, ChatLogprobs, ChatTokenLogprob, CompletionLogprobs, ErrorType, FinishReason,
+    TopLogprob, Usage,
 };
-use engine::{Event, FinishReason, GenerationRequest, RequestStream, TokenEvent};
-use model::SamplingParams;
+use engine::{Event, RequestStream, TokenEvent};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokenizer::{Detokenizer, Tokenizer};
+use tokio::sync::watch;
 
 /// What a choice produced since the last call.
 pub enum Piece {
@@ -19,8 +19,8 @@ pub enum Piece {
         text: String,
         tokens: Vec<TokenEvent>,
     },
-    Finish(&'static str),
-    Error(String),
+    Finish(FinishReason),
+    Error(ApiError),
 }
 
 pub struct ChoiceRun {
@@ -30,20 +30,63 @@ pub struct ChoiceRun {
     detok: Detokenizer,
     stop: StopMatcher,
     queue: VecDeque<Piece>,
+    /// Turns true when the shutdown grace period is over.
+    cut: watch::Receiver<bool>,
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
     pub cached_tokens: usize,
     done: bool,
 }
 
-fn reason_str(r: FinishReason) -> &'static str {
+fn finish_reason(r: engine::FinishReason) -> FinishReason {
     match r {
-        FinishReason::Stop => "stop",
-        FinishReason::Length => "length",
+        engine::FinishReason::Stop => FinishReason::Stop,
+        engine::FinishReason::Length => FinishReason::Length,
     }
 }
 
 impl ChoiceRun {
+    pub fn new(
+        index: usize,
+        stream: RequestStream,
+        tokenizer: Arc<Tokenizer>,
+        stops: Vec<String>,
+        prompt_tokens: usize,
+        cut: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            index,
+            stream: Some(stream),
+            tokenizer,
+            detok: Detokenizer::new(),
+            stop: StopMatcher::new(stops),
+            queue: VecDeque::new(),
+            cut,
+            prompt_tokens,
+            completion_tokens: 0,
+            cached_tokens: 0,
+            done: false,
+        }
+    }
+
+    /// The next engine event, or `Err` when the shutdown cut the request first.
+    async fn recv(&mut self) -> Result<Option<Event>, ()> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(None);
+        };
+        let cut = &mut self.cut;
+        let cut = async move {
+            if cut.wait_for(|c| *c).await.is_err() {
+                // The server state is gone: nothing will cut this request.
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            ev = stream.recv() => Ok(ev),
+            _ = cut => Err(()),
+        }
+    }
+
     /// The next piece, or `None` after the finish.
     pub async fn next(&mut self) -> Option<Piece> {
         loop {
@@ -53,9 +96,9 @@ impl ChoiceRun {
             if self.done {
                 return None;
             }
-            let ev = match self.stream.as_mut() {
-                Some(s) => s.recv().await,
-                None => None,
+            let Ok(ev) = self.recv().await else {
+                self.fail(cut_by_shutdown());
+                continue;
             };
             match ev {
                 Some(Event::Token(t)) => {
@@ -63,7 +106,7 @@ impl ChoiceRun {
                     let piece = match self.detok.push(&self.tokenizer, t.token) {
                         Ok(p) => p,
                         Err(e) => {
-                            self.fail(e.to_string());
+                            self.fail(ApiError::new(500, ErrorType::Server, e.to_string()));
                             continue;
                         }
                     };
@@ -76,7 +119,7 @@ impl ChoiceRun {
                         // Dropping the stream cancels the request in the engine.
                         self.stream = None;
                         self.done = true;
-                        self.queue.push_back(Piece::Finish("stop"));
+                        self.queue.push_back(Piece::Finish(FinishReason::Stop));
                     }
                 }
                 Some(Event::Finished {
@@ -100,21 +143,29 @@ impl ChoiceRun {
                         });
                     }
                     self.queue.push_back(Piece::Finish(if hit {
-                        "stop"
+                        FinishReason::Stop
                     } else {
-                        reason_str(reason)
+                        finish_reason(reason)
                     }));
                     self.done = true;
                     self.stream = None;
                 }
-                Some(Event::Error(e)) => self.fail(e),
-                None => self.fail("the engine stopped before the request finished".into()),
+                Some(Event::Error {
+                    message,
+                    engine_failed: true,
+                }) => self.fail(engine_failed(&message)),
+                Some(Event::Error { message, .. }) => {
+                    self.fail(ApiError::new(500, ErrorType::Server, message))
+                }
+                None => self.fail(engine_failed(
+                    "the engine stopped before the request finished",
+                )),
             }
         }
     }
 
-    fn fail(&mut self, msg: String) {
-        self.queue.push_back(Piece::Error(msg));
+    fn fail(&mut self, e: ApiError) {
+        self.queue.push_back(Piece::Error(e));
         self.done = true;
         self.stream = None;
     }
@@ -181,84 +232,6 @@ impl ChoiceRun {
     }
 }
 
-/// Sampling settings of one request; `n` choices become `n` engine requests.
-pub struct GenSpec<'a> {
-    pub fields: &'a SamplingFields,
-    pub logprobs: Option<usize>,
-}
-
-/// Validates every prompt first (so a bad one is a 400 before anything runs), then
-/// submits `n` choices per prompt. A refusal cancels what was already submitted.
-pub fn start(
-    loaded: &Loaded,
-    prompts: &[Vec<u32>],
-    spec: &GenSpec,
-) -> Result<Vec<ChoiceRun>, ApiError> {
-    let f = spec.fields;
-    let ctx = loaded.engine.context_length();
-    let mut reqs = Vec::new();
-    for p in prompts {
-        if p.is_empty() {
-            return Err(ApiError::invalid("prompt", "the prompt is empty"));
-        }
-        if p.len() >= ctx && f.max_tokens.is_none() {
-            return Err(ApiError::invalid(
-                "prompt",
-                format!(
-                    "the prompt has {} tokens but the context length is {ctx}",
-                    p.len()
-                ),
-            )
-            .with_code("context_length_exceeded"));
-        }
-        let max_tokens = f.max_tokens.unwrap_or(ctx.saturating_sub(p.len()));
-        for i in 0..f.n {
-            let req = GenerationRequest {
-                prompt: p.clone(),
-                sampling: SamplingParams {
-                    temperature: f.temperature,
-                    top_k: f.top_k,
-                    top_p: f.top_p,
-                    min_p: f.min_p,
-                    repetition_penalty: f.repetition_penalty,
-                    frequency_penalty: f.frequency_penalty,
-                    presence_penalty: f.presence_penalty,
-                    // Each of n choices gets its own stream of randomness, reproducibly.
-                    seed: f.seed.map(|s| s.wrapping_add(i as u64)),
-                },
-                max_tokens,
-                stop_tokens: if f.ignore_eos {
-                    Vec::new()
-                } else {
-                    loaded.tokenizer.eog_tokens().to_vec()
-                },
-                logprobs: spec.logprobs,
-                priority: f.priority,
-            };
-            loaded.engine.validate(&req).map_err(submit_error)?;
-            reqs.push(req);
-        }
-    }
-    let mut runs = Vec::with_capacity(reqs.len());
-    for (index, req) in reqs.into_iter().enumerate() {
-        let prompt_tokens = req.prompt.len();
-        let stream = loaded.engine.submit(req).map_err(submit_error)?;
-        runs.push(ChoiceRun {
-            index,
-            stream: Some(stream),
-            tokenizer: loaded.tokenizer.clone(),
-            detok: Detokenizer::new(),
-            stop: StopMatcher::new(f.stop.clone()),
-            queue: VecDeque::new(),
-            prompt_tokens,
-            completion_tokens: 0,
-            cached_tokens: 0,
-            done: false,
-        });
-    }
-    Ok(runs)
-}
-
 /// Usage over all choices: each distinct prompt counts once, as OpenAI reports it.
 pub fn usage(runs: &[ChoiceRun], n: usize) -> Usage {
     let prompt: usize = runs.iter().step_by(n.max(1)).map(|r| r.prompt_tokens).sum();
@@ -278,14 +251,14 @@ pub fn usage(runs: &[ChoiceRun], n: usize) -> Usage {
 pub struct Collected {
     pub text: String,
     pub tokens: Vec<TokenEvent>,
-    pub finish: &'static str,
+    pub finish: FinishReason,
 }
 
 pub async fn collect(run: &mut ChoiceRun) -> Result<Collected, ApiError> {
     let mut c = Collected {
         text: String::new(),
         tokens: Vec::new(),
-        finish: "length",
+        finish: FinishReason::Length,
     };
     while let Some(p) = run.next().await {
         match p {
@@ -294,7 +267,7 @@ pub async fn collect(run: &mut ChoiceRun) -> Result<Collected, ApiError> {
                 c.tokens.extend(tokens);
             }
             Piece::Finish(r) => c.finish = r,
-            Piece::Error(e) => return Err(ApiError::new(500, api::ErrorType::Server, e)),
+            Piece::Error(e) => return Err(e),
         }
     }
     Ok(c)

@@ -1,24 +1,30 @@
-//! The OpenAI-compatible HTTP front (axum): one file per endpoint under `routes/`, the
-//! generation plumbing shared by chat and completions, and the middleware.
+//! The OpenAI-compatible HTTP front (axum): one file per endpoint under `routes/`, one
+//! generation service shared by chat and completions, the middleware, and an accept loop
+//! that bounds what slow or idle clients can hold.
 
+mod body;
 mod error;
 mod generation;
 mod ids;
+mod listener;
 mod middleware;
 mod routes;
+mod service;
 mod sse;
 mod state;
 mod stop;
 
-pub use state::{AppState, Loaded, ServerConfig};
+pub use listener::{serve, serve_on};
+pub use routes::openapi::ApiDoc;
+pub use state::{AppState, ConnLimits, Loaded, ServerConfig};
 
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_http::compression::CompressionLayer;
+use tower_http::decompression::RequestDecompressionLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
@@ -33,8 +39,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         ));
     Router::new()
         .route("/health", get(routes::health::health))
+        .route("/openapi.json", get(routes::openapi::document))
         .merge(api)
         .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        // A body that stops arriving gets 408 instead of holding the request.
+        .layer(RequestBodyTimeoutLayer::new(
+            state.config.limits.body_read_timeout,
+        ))
+        .layer(RequestDecompressionLayer::new().gzip(true))
+        .layer(axum::middleware::from_fn(middleware::content_encoding))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::shutdown_gate,
@@ -43,44 +57,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         // The compression layer leaves text/event-stream alone, so SSE tokens are never
         // held back in a gzip buffer.
         .layer(CompressionLayer::new())
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .with_state(state)
 }
 
-/// Binds, serves until SIGINT/SIGTERM, then drains in-flight requests for up to
-/// `config.shutdown_grace` before returning.
-pub async fn serve(state: Arc<AppState>, addr: SocketAddr) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    tracing::info!(%local, "listening");
-    let listener = listener.tap_io(|tcp| {
-        // axum 0.8 no longer sets it: without it SSE tokens wait on Nagle's algorithm.
-        let _ = tcp.set_nodelay(true);
-    });
-    let app = router(state.clone());
-    let st = state.clone();
-    let shutdown = async move {
-        wait_for_signal().await;
-        tracing::info!("shutdown signal: refusing new requests, draining in-flight ones");
-        st.begin_shutdown();
-    };
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-    let grace = state.config.shutdown_grace;
-    let st = state.clone();
-    tokio::select! {
-        r = server => r,
-        _ = async move {
-            st.shutdown_started().await;
-            tokio::time::sleep(grace).await;
-        } => {
-            tracing::warn!(grace_s = grace.as_secs_f64(), "grace period over; exiting with requests still running");
-            Ok(())
-        }
-    }
-}
-
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

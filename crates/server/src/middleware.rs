@@ -48,31 +48,51 @@ fn route_label(path: &str) -> &'static str {
     }
 }
 
+/// SHA-256 of an API key: keys are compared by digest, so neither the comparison's time
+/// nor its early exit depends on the key's length or contents.
+pub(crate) fn digest(key: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(key).into()
+}
+
+/// The token of an `Authorization: Bearer <token>` header; the scheme is
+/// case-insensitive (RFC 7235).
+fn bearer(v: &str) -> Option<&str> {
+    let (scheme, token) = v.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
 pub async fn auth(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    if st.config.api_keys.is_empty() {
+    if st.key_digests.is_empty() {
         return next.run(req).await;
     }
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(bearer);
     match given {
-        Some(k)
-            if st
-                .config
-                .api_keys
+        Some(k) => {
+            use subtle::ConstantTimeEq;
+            let d = digest(k.as_bytes());
+            // Every key is compared, so the time does not say which one matched.
+            let ok = st
+                .key_digests
                 .iter()
-                .any(|key| constant_time_eq(key.as_bytes(), k.as_bytes())) =>
-        {
-            next.run(req).await
+                .fold(subtle::Choice::from(0), |acc, key| acc | key.ct_eq(&d));
+            if bool::from(ok) {
+                next.run(req).await
+            } else {
+                HttpError(
+                    ApiError::new(401, ErrorType::Authentication, "invalid API key")
+                        .with_code("invalid_api_key"),
+                )
+                .into_response()
+            }
         }
-        Some(_) => HttpError(
-            ApiError::new(401, ErrorType::Authentication, "invalid API key")
-                .with_code("invalid_api_key"),
-        )
-        .into_response(),
         None => HttpError(
             ApiError::new(
                 401,
@@ -85,17 +105,51 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request, next: Next) -> 
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Once shutdown begins, new work on kept-alive connections gets 503.
+/// Once shutdown begins, new work gets 503 (also on kept-alive connections), and so does
+/// the health check, so a load balancer takes this instance out while it drains.
 pub async fn shutdown_gate(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    if st.is_shutting_down() && req.uri().path().starts_with("/v1/") {
+    let p = req.uri().path();
+    if st.is_shutting_down() && (p.starts_with("/v1/") || p == "/health") {
         return HttpError(crate::error::submit_error(
             engine::SubmitError::ShuttingDown,
         ))
         .into_response();
     }
     next.run(req).await
+}
+
+/// Request bodies may be gzip-compressed (decompressed by the layer inside, with the body
+/// limit applied to the decompressed bytes); any other encoding is a 415.
+pub async fn content_encoding(req: Request, next: Next) -> Response {
+    let enc = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+    match enc.as_deref() {
+        None | Some("" | "identity" | "gzip" | "x-gzip") => next.run(req).await,
+        Some(other) => HttpError(
+            ApiError::new(
+                415,
+                ErrorType::InvalidRequest,
+                format!("unsupported Content-Encoding '{other}'; send identity or gzip"),
+            )
+            .with_code("unsupported_content_encoding"),
+        )
+        .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc "), Some("abc"));
+        assert_eq!(bearer("BEARER  abc"), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer "), None);
+        assert_eq!(bearer("Bearerabc"), None);
+    }
 }

@@ -1,9 +1,12 @@
 //! Streaming responses: every choice's pieces become SSE events in the endpoint's chunk
 //! format, choices are interleaved as they produce, and the stream ends with the usage
-//! chunk (when asked) and `data: [DONE]`.
+//! chunk (when asked) and `data: [DONE]` — or, when a choice fails (the engine failed,
+//! the shutdown grace period ran out), with an OpenAI-shaped error event and nothing
+//! after it.
 
 use crate::generation::{usage, ChoiceRun, Piece};
-use api::{ApiError, ErrorType, Usage};
+use crate::state::ActiveGuard;
+use api::{FinishReason, Usage};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use engine::TokenEvent;
@@ -11,12 +14,10 @@ use futures::stream::{self, Stream, StreamExt};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
-/// How one endpoint spells its chunks. `State` is per-choice bookkeeping (the text
-/// offset of legacy logprobs, for example).
+/// How one endpoint spells its chunks. `State` is per-choice bookkeeping (whether chat
+/// announced the role yet, the text offset of legacy logprobs).
 pub trait ChunkFormat: Clone + Send + Sync + 'static {
     type State: Default + Send + 'static;
-    /// The chunk sent before any text (chat announces the assistant role).
-    fn opening(&self, run: &ChoiceRun) -> Option<SseEvent>;
     /// A chunk for new text; `None` when there is nothing to send yet.
     fn text(
         &self,
@@ -25,7 +26,7 @@ pub trait ChunkFormat: Clone + Send + Sync + 'static {
         text: String,
         tokens: &[TokenEvent],
     ) -> Option<SseEvent>;
-    fn finish(&self, run: &ChoiceRun, reason: &str) -> SseEvent;
+    fn finish(&self, run: &ChoiceRun, state: &mut Self::State, reason: FinishReason) -> SseEvent;
     fn usage(&self, usage: Usage) -> SseEvent;
 }
 
@@ -33,36 +34,40 @@ pub fn json_event<T: serde::Serialize>(v: &T) -> SseEvent {
     SseEvent::default().data(serde_json::to_string(v).unwrap_or_default())
 }
 
+enum Out {
+    Chunk(SseEvent),
+    /// Ends the whole response.
+    Error(SseEvent),
+}
+
 fn choice_events<F: ChunkFormat>(
     run: ChoiceRun,
     fmt: F,
     finished: Arc<Mutex<Vec<ChoiceRun>>>,
-) -> impl Stream<Item = SseEvent> + Send {
-    let opening = fmt.opening(&run);
-    let body = stream::unfold(Some((run, F::State::default())), move |state| {
+) -> impl Stream<Item = Out> + Send {
+    stream::unfold(Some((run, F::State::default())), move |state| {
         let (fmt, finished) = (fmt.clone(), finished.clone());
         async move {
             let (mut run, mut st) = state?;
             match run.next().await {
                 Some(Piece::Text { text, tokens }) => {
-                    let ev = fmt.text(&run, &mut st, text, &tokens);
+                    let ev = fmt.text(&run, &mut st, text, &tokens).map(Out::Chunk);
                     Some((ev, Some((run, st))))
                 }
                 Some(Piece::Finish(reason)) => {
-                    let ev = fmt.finish(&run, reason);
+                    let ev = fmt.finish(&run, &mut st, reason);
                     finished.lock().unwrap_or_else(|e| e.into_inner()).push(run);
-                    Some((Some(ev), None))
+                    Some((Some(Out::Chunk(ev)), None))
                 }
-                Some(Piece::Error(e)) => Some((
-                    Some(json_event(&ApiError::new(500, ErrorType::Server, e).body())),
-                    None,
-                )),
+                Some(Piece::Error(e)) => {
+                    tracing::warn!(status = e.status, code = ?e.code, message = %e.message, "stream ended by an error");
+                    Some((Some(Out::Error(json_event(&e.body()))), None))
+                }
                 None => None,
             }
         }
     })
-    .filter_map(|e| async move { e });
-    stream::iter(opening).chain(body)
+    .filter_map(|e| async move { e })
 }
 
 pub fn sse_stream<F: ChunkFormat>(
@@ -70,24 +75,50 @@ pub fn sse_stream<F: ChunkFormat>(
     fmt: F,
     include_usage: bool,
     n: usize,
+    guard: ActiveGuard,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     let finished = Arc::new(Mutex::new(Vec::new()));
     let merged = stream::select_all(
         runs.into_iter()
             .map(|r| choice_events(r, fmt.clone(), finished.clone()).boxed()),
     );
-    let tail = stream::once(async move {
-        let mut out = Vec::new();
-        if include_usage {
-            let mut runs = std::mem::take(&mut *finished.lock().unwrap_or_else(|e| e.into_inner()));
-            runs.sort_by_key(|r| r.index);
-            out.push(fmt.usage(usage(&runs, n)));
+    // After an error event nothing follows; otherwise the usage chunk and [DONE]. The
+    // request counts as in flight (the guard) until its last event is produced.
+    enum Phase<M> {
+        Body(M, ActiveGuard),
+        Tail(std::vec::IntoIter<SseEvent>),
+    }
+    stream::unfold(Some(Phase::Body(merged, guard)), move |phase| {
+        let (fmt, finished) = (fmt.clone(), finished.clone());
+        async move {
+            match phase? {
+                Phase::Body(mut merged, guard) => match merged.next().await {
+                    Some(Out::Chunk(e)) => Some((e, Some(Phase::Body(merged, guard)))),
+                    Some(Out::Error(e)) => Some((e, None)),
+                    None => {
+                        let mut out = Vec::new();
+                        if include_usage {
+                            let mut runs = std::mem::take(
+                                &mut *finished.lock().unwrap_or_else(|e| e.into_inner()),
+                            );
+                            runs.sort_by_key(|r| r.index);
+                            out.push(fmt.usage(usage(&runs, n)));
+                        }
+                        out.push(SseEvent::default().data("[DONE]"));
+                        drop(guard);
+                        let mut it = out.into_iter();
+                        let first = it.next()?;
+                        Some((first, Some(Phase::Tail(it))))
+                    }
+                },
+                Phase::Tail(mut it) => {
+                    let e = it.next()?;
+                    Some((e, Some(Phase::Tail(it))))
+                }
+            }
         }
-        out.push(SseEvent::default().data("[DONE]"));
-        stream::iter(out)
     })
-    .flatten();
-    merged.chain(tail).map(Ok)
+    .map(Ok)
 }
 
 /// The SSE response, with keep-alive comments while a request waits for its first token.

@@ -1,10 +1,35 @@
 use engine::EngineHandle;
 use metrics_exporter_prometheus::PrometheusHandle;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokenizer::{ChatTemplate, Tokenizer};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
+
+/// Limits on connections, so that slow or idle clients cannot hold the server.
+#[derive(Clone, Debug)]
+pub struct ConnLimits {
+    /// A request's headers must arrive within this (HTTP/1.1); it also bounds how long
+    /// an idle kept-alive connection waits for its next request.
+    pub header_read_timeout: Duration,
+    /// The longest pause while a request body is being received.
+    pub body_read_timeout: Duration,
+    /// An HTTP/2 connection with no stream open for this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections served at once; more are closed on accept.
+    pub max_connections: usize,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 2048,
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -16,6 +41,7 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Interval of SSE keep-alive comments while a request waits.
     pub keep_alive: Duration,
+    pub limits: ConnLimits,
 }
 
 impl Default for ServerConfig {
@@ -26,6 +52,7 @@ impl Default for ServerConfig {
             max_body_bytes: 4 << 20,
             shutdown_grace: crate::DEFAULT_GRACE,
             keep_alive: Duration::from_secs(5),
+            limits: ConnLimits::default(),
         }
     }
 }
@@ -34,7 +61,7 @@ impl Default for ServerConfig {
 pub struct Loaded {
     pub engine: EngineHandle,
     pub tokenizer: Arc<Tokenizer>,
-    pub template: Option<ChatTemplate>,
+    pub template: Option<Arc<ChatTemplate>>,
 }
 
 pub struct AppState {
@@ -42,8 +69,25 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     loaded: OnceLock<Loaded>,
     shutting_down: AtomicBool,
-    shutdown_notify: Notify,
+    /// Generation requests in flight (their responses not yet fully sent).
+    active: AtomicUsize,
+    idle_notify: Notify,
+    /// Turns true when the grace period is over: running streams end with an error.
+    cut: watch::Sender<bool>,
     pub created: u64,
+    pub(crate) key_digests: Vec<[u8; 32]>,
+}
+
+/// Held by a generation request until its response is complete; the drain waits for
+/// every one of them.
+pub struct ActiveGuard(Arc<AppState>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle_notify.notify_waiters();
+        }
+    }
 }
 
 impl AppState {
@@ -52,13 +96,21 @@ impl AppState {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        let key_digests = config
+            .api_keys
+            .iter()
+            .map(|k| crate::middleware::digest(k.as_bytes()))
+            .collect();
         Arc::new(Self {
             config,
             metrics,
             loaded: OnceLock::new(),
             shutting_down: AtomicBool::new(false),
-            shutdown_notify: Notify::new(),
+            active: AtomicUsize::new(0),
+            idle_notify: Notify::new(),
+            cut: watch::channel(false).0,
             created,
+            key_digests,
         })
     }
 
@@ -71,25 +123,48 @@ impl AppState {
         self.loaded.get()
     }
 
+    /// Why the engine is down, once it has failed.
+    pub fn engine_failure(&self) -> Option<String> {
+        self.loaded()?.engine.failure()
+    }
+
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::Release);
         if let Some(l) = self.loaded() {
             l.engine.begin_shutdown();
         }
-        self.shutdown_notify.notify_waiters();
     }
 
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
     }
 
-    pub(crate) async fn shutdown_started(&self) {
+    pub fn begin_request(self: &Arc<Self>) -> ActiveGuard {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        ActiveGuard(self.clone())
+    }
+
+    pub fn active_requests(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Returns once no generation request is in flight.
+    pub(crate) async fn all_done(&self) {
         loop {
-            let n = self.shutdown_notify.notified();
-            if self.is_shutting_down() {
+            let n = self.idle_notify.notified();
+            if self.active_requests() == 0 {
                 return;
             }
             n.await;
         }
+    }
+
+    /// Ends every running stream with an error (the grace period is over).
+    pub(crate) fn cut_streams(&self) {
+        self.cut.send_replace(true);
+    }
+
+    pub(crate) fn cut_signal(&self) -> watch::Receiver<bool> {
+        self.cut.subscribe()
     }
 }

@@ -8,7 +8,10 @@ use tokenizer::{ChatMessage, ChatTemplate, Detokenizer, Tokenizer};
 
 fn tok() -> &'static Tokenizer {
     static T: OnceLock<Tokenizer> = OnceLock::new();
-    T.get_or_init(|| Tokenizer::from_gguf(&GgufFile::open(test_model_path()).unwrap()).unwrap())
+    T.get_or_init(|| {
+        Tokenizer::from_gguf(&GgufFile::open(test_model_path(&|k| std::env::var_os(k))).unwrap())
+            .unwrap()
+    })
 }
 
 fn json(name: &str) -> Value {

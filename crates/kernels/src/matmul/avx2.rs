@@ -7,6 +7,7 @@
 
 use super::acts::QuantActs;
 use super::pack::{CodePanels, PANEL};
+use super::shared_out::SharedOut;
 use std::arch::x86_64::*;
 
 /// Rows per tile: AVX2 has 16 vector registers, and a row holds three per half panel.
@@ -26,7 +27,7 @@ pub unsafe fn codes_panels(
     p1: usize,
     acts: &QuantActs,
     m: usize,
-    y: &mut [f32],
+    y: &SharedOut,
 ) {
     w.check_job(k, n, p1, acts, m, y.len());
     let wide = !w.nibbles && w.max_code > 127;
@@ -86,7 +87,7 @@ impl HalfTile<'_> {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn run<const RR: usize, const NIB: bool, const WIDE: bool, const HALF: bool>(
         &self,
-        y: &mut [f32],
+        y: &SharedOut,
     ) {
         let (w, k, acts) = (self.w, self.k, self.acts);
         let (block, nb) = (w.block, k / w.block);
@@ -163,7 +164,7 @@ impl HalfTile<'_> {
             let mut out = [0f32; 8];
             _mm256_storeu_ps(out.as_mut_ptr(), acc[r]);
             let row = (self.i0 + r) * self.n + col;
-            y[row..row + valid].copy_from_slice(&out[..valid]);
+            y.copy_from(row, &out[..valid]);
         }
     }
 }

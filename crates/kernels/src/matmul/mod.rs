@@ -17,6 +17,7 @@ mod acts;
 mod avx2;
 mod pack;
 mod scalar;
+mod shared_out;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -26,6 +27,7 @@ pub use pack::{PackedMatrix, PANEL};
 use crate::pool::ThreadPool;
 use crate::{isa, Isa};
 use acts::{ActRow, QuantActs};
+use shared_out::SharedOut;
 use std::cell::RefCell;
 
 /// Activation rows per register tile on the f32 path.
@@ -38,10 +40,6 @@ const DECODE_MAX_ROWS: usize = 4;
 thread_local! {
     static ACTS: RefCell<QuantActs> = const { RefCell::new(QuantActs::new()) };
 }
-
-struct OutPtr(*mut f32);
-// SAFETY: tasks write disjoint column ranges of `y`; see `matmul`.
-unsafe impl Sync for OutPtr {}
 
 /// Whether the integer kernels can use AVX-512 VNNI here.
 fn vnni() -> bool {
@@ -123,25 +121,22 @@ fn quantize_rows(pool: Option<&ThreadPool>, x: &[f32], m: usize, acts: &mut Quan
     }
 }
 
-/// Runs `f(p0, p1, y)` for tasks of `ppt` consecutive panels; each task may write only
-/// columns `p0*16..p1*16` of the rows of `y` (`m` rows of `n`).
+/// Runs `f(p0, p1, y)` for tasks of `ppt` consecutive panels; each task writes only
+/// columns `p0*16..p1*16` of the rows of `y` (`m` rows of `n`), shared as a `SharedOut`.
 fn panel_tasks(
     pool: &ThreadPool,
     n: usize,
     ppt: usize,
     y: &mut [f32],
     m: usize,
-    f: &(dyn Fn(usize, usize, &mut [f32]) + Sync),
+    f: &(dyn Fn(usize, usize, &SharedOut) + Sync),
 ) {
     let panels = n.div_ceil(PANEL);
-    let out = OutPtr(y.as_mut_ptr());
-    let out = &out;
+    let y = SharedOut::new(&mut y[..m * n]);
+    let y = &y;
     pool.run(panels.div_ceil(ppt), &|t| {
         let p0 = t * ppt;
         let p1 = (p0 + ppt).min(panels);
-        // SAFETY: the callers write only their tasks' columns; column ranges of different
-        // tasks are disjoint; y (m rows of n, asserted by `matmul`) outlives pool.run.
-        let y = unsafe { std::slice::from_raw_parts_mut(out.0, m * n) };
         f(p0, p1, y);
     });
 }
@@ -227,7 +222,7 @@ fn matmul_f32(
                 rows,
                 k,
                 &panels,
-                &mut y[i0 * n..],
+                &y.from(i0 * n),
                 n,
                 p0 * PANEL,
                 n,
@@ -244,7 +239,7 @@ fn tile_panels(
     rows: usize,
     k: usize,
     panels: &[&[f32]],
-    y: &mut [f32],
+    y: &SharedOut,
     ldy: usize,
     col0: usize,
     n: usize,

@@ -4,6 +4,7 @@
 
 use super::acts::QuantActs;
 use super::pack::{CodePanels, Packed, PackedMatrix, PANEL};
+use super::shared_out::SharedOut;
 
 /// f32 weights: one sequential FMA chain per output.
 #[allow(clippy::too_many_arguments)]
@@ -12,7 +13,7 @@ pub(crate) fn panel_gemm(
     m: usize,
     k: usize,
     wp: &[f32],
-    y: &mut [f32],
+    y: &SharedOut,
     ldy: usize,
     col0: usize,
     valid: usize,
@@ -23,7 +24,7 @@ pub(crate) fn panel_gemm(
             for kk in 0..k {
                 acc = x[i * k + kk].mul_add(wp[kk * PANEL + l], acc);
             }
-            y[i * ldy + col0 + l] = acc;
+            y.set(i * ldy + col0 + l, acc);
         }
     }
 }
@@ -37,7 +38,7 @@ pub(crate) fn codes_gemm(
     p: usize,
     acts: &QuantActs,
     rows: std::ops::Range<usize>,
-    y: &mut [f32],
+    y: &SharedOut,
     ldy: usize,
     valid: usize,
 ) {
@@ -54,7 +55,7 @@ pub(crate) fn codes_gemm(
                 acc = (dot as f32).mul_add(w.scale(at, l) * s, acc);
                 acc = w.min(at, l).mul_add(sum, acc);
             }
-            y[i * ldy + p * PANEL + l] = acc;
+            y.set(i * ldy + p * PANEL + l, acc);
         }
     }
 }
@@ -62,6 +63,7 @@ pub(crate) fn codes_gemm(
 /// The whole product, one output at a time.
 pub fn matmul(w: &PackedMatrix, x: &[f32], m: usize, y: &mut [f32]) {
     let (n, k) = (w.rows(), w.cols());
+    let y = &SharedOut::new(y);
     match &w.data {
         Packed::F32(v) => {
             for p in 0..w.panels() {

@@ -175,7 +175,7 @@ proptest! {
             quantize_rows(None, &x, m, &mut acts);
             let mut got = vec![0f32; m * n];
             // SAFETY: the features were detected above; shapes are consistent.
-            unsafe { avx2::codes_panels(c, k, n, 0, w.panels(), &acts, m, &mut got) };
+            unsafe { avx2::codes_panels(c, k, n, 0, w.panels(), &acts, m, &SharedOut::new(&mut got)) };
             let mut want = vec![0f32; m * n];
             reference::matmul(&w, &x, m, &mut want);
             for i in 0..m * n {

@@ -4,6 +4,7 @@
 
 use super::acts::QuantActs;
 use super::pack::{CodePanels, PANEL};
+use super::shared_out::SharedOut;
 use super::MR;
 use std::arch::x86_64::*;
 
@@ -81,7 +82,7 @@ pub unsafe fn tile_panels(
     rows: usize,
     k: usize,
     panels: &[&[f32]],
-    y: &mut [f32],
+    y: &SharedOut,
     ldy: usize,
     col0: usize,
     n: usize,
@@ -90,7 +91,7 @@ pub unsafe fn tile_panels(
     assert!(col0 + PANEL * (panels.len() - 1) < n && y.len() >= (rows - 1) * ldy + n);
     let xp = x.as_ptr();
     let valid = |q: usize| (n - col0 - q * PANEL).min(PANEL);
-    let y0 = y.as_mut_ptr();
+    let y0 = y.as_ptr();
     let yq = |q: usize| y0.add(col0 + q * PANEL);
     let mut q = 0;
     while q + 2 <= panels.len() {
@@ -127,7 +128,7 @@ pub unsafe fn codes_panels(
     p1: usize,
     acts: &QuantActs,
     m: usize,
-    y: &mut [f32],
+    y: &SharedOut,
 ) {
     w.check_job(k, n, p1, acts, m, y.len());
     let mut i0 = 0;
@@ -139,7 +140,7 @@ pub unsafe fn codes_panels(
             n,
             acts,
             i0,
-            y: y.as_mut_ptr(),
+            y: y.as_ptr(),
         };
         match r {
             8 => t.panels::<8, 1>(p0, p1),

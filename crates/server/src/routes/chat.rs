@@ -1,109 +1,58 @@
-use super::{check_model, json_body, ready};
 use crate::error::HttpError;
-use crate::generation::{self, collect, ChoiceRun, GenSpec};
+use crate::generation::{ChoiceRun, Collected};
 use crate::ids::{new_id, unix_now};
-use crate::sse::{json_event, sse_response, sse_stream, ChunkFormat};
+use crate::service::{generate, EndpointFormat, GenerationInput, PromptSource};
+use crate::sse::{json_event, ChunkFormat};
 use crate::state::AppState;
 use api::{
-    ApiError, ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatDelta,
-    ChatMessageOut, ChatRequest, ErrorType,
+    ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatDelta, ChatMessageOut,
+    ChatRequest, FinishReason, Role, Usage,
 };
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use engine::TokenEvent;
 use std::sync::Arc;
-use tokenizer::ChatMessage;
 
-pub async fn handle(
-    State(st): State<Arc<AppState>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, HttpError> {
-    let req = ChatRequest::from_json(&json_body(body)?)?;
-    check_model(&st, &req.fields.model)?;
-    let loaded = ready(&st)?;
-    let template = loaded.template.as_ref().ok_or_else(|| {
-        ApiError::bad_request("this model has no chat template; use /v1/completions")
-    })?;
-    let msgs: Vec<ChatMessage> = req
-        .messages
-        .iter()
-        .map(|m| ChatMessage {
-            role: m.role.clone(),
-            content: m.content.clone(),
-        })
-        .collect();
-    let text = template
-        .render(&msgs, true)
-        .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
-    // The template's own special tokens must be parsed; text inside messages is user
-    // data, but llama.cpp and vLLM parse it the same way, and agents rely on it.
-    let prompt = loaded
-        .tokenizer
-        .encode(&text, true, true)
-        .map_err(|e| ApiError::new(500, ErrorType::Server, e.to_string()))?;
-    let logprobs = if req.logprobs {
-        Some(req.top_logprobs)
-    } else {
-        None
-    };
-    let runs = generation::start(
-        loaded,
-        &[prompt],
-        &GenSpec {
-            fields: &req.fields,
+/// Creates a chat completion.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "generation",
+    request_body = ChatRequest,
+    responses(
+        (status = 200, description = "The completion (JSON), or its chunks as server-sent events when `stream` is true", content(
+            (ChatCompletion = "application/json"),
+            (String = "text/event-stream"))),
+        (status = 400, description = "Invalid request", body = api::ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = api::ErrorBody),
+        (status = 404, description = "Unknown model", body = api::ErrorBody),
+        (status = 408, description = "The body did not arrive in time", body = api::ErrorBody),
+        (status = 413, description = "Body too large", body = api::ErrorBody),
+        (status = 415, description = "Unsupported Content-Encoding", body = api::ErrorBody),
+        (status = 429, description = "Overloaded; retry after Retry-After", body = api::ErrorBody),
+        (status = 500, description = "A step failed", body = api::ErrorBody),
+        (status = 503, description = "Loading, shutting down, or the engine failed", body = api::ErrorBody),
+    ),
+    security((), ("bearer" = [])))]
+pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Result<Response, HttpError> {
+    let body = crate::body::read_json(req.into_body(), st.config.max_body_bytes).await?;
+    let req = ChatRequest::from_json(&body)?;
+    let logprobs = req.logprobs.then_some(req.top_logprobs);
+    let gen = generate(
+        &st,
+        GenerationInput {
+            source: PromptSource::Chat(req.messages),
+            fields: req.fields,
             logprobs,
         },
-    )?;
-    let id = format!("chatcmpl-{}", new_id());
-    let model = st.config.model_id.clone();
-    if req.fields.stream {
-        let include_usage = req.fields.stream_options.include_usage;
-        let n = req.fields.n;
-        let s = sse_stream(
-            runs,
-            ChatFormat {
-                id,
-                model,
-                created: unix_now(),
-            },
-            include_usage,
-            n,
-        );
-        return Ok(sse_response(s, st.config.keep_alive));
-    }
-    let mut runs = runs;
-    let mut choices = Vec::with_capacity(runs.len());
-    let results = futures::future::join_all(runs.iter_mut().map(collect)).await;
-    for (run, res) in runs.iter().zip(results) {
-        let c = res?;
-        choices.push(ChatChoice {
-            index: run.index,
-            message: ChatMessageOut {
-                role: "assistant".into(),
-                content: c.text,
-            },
-            logprobs: if req.logprobs {
-                run.chat_logprobs(&c.tokens)
-            } else {
-                None
-            },
-            finish_reason: Some(c.finish.to_string()),
-        });
-    }
-    let usage = generation::usage(&runs, req.fields.n);
-    Ok(Json(ChatCompletion {
-        id,
-        object: "chat.completion".into(),
+    )
+    .await?;
+    let fmt = ChatFormat {
+        id: format!("chatcmpl-{}", new_id()),
+        model: st.config.model_id.clone(),
         created: unix_now(),
-        model,
-        choices,
-        usage,
-    })
-    .into_response())
+        logprobs: req.logprobs,
+    };
+    Ok(gen.respond(&st, fmt).await?)
 }
 
 #[derive(Clone)]
@@ -111,18 +60,14 @@ struct ChatFormat {
     id: String,
     model: String,
     created: u64,
+    logprobs: bool,
 }
 
 impl ChatFormat {
-    fn chunk(&self, choice: ChatChunkChoice, usage: Option<api::Usage>) -> SseEvent {
-        let choices = if usage.is_some() {
-            Vec::new()
-        } else {
-            vec![choice]
-        };
+    fn chunk(&self, choices: Vec<ChatChunkChoice>, usage: Option<Usage>) -> SseEvent {
         json_event(&ChatCompletionChunk {
             id: self.id.clone(),
-            object: "chat.completion.chunk".into(),
+            object: Default::default(),
             created: self.created,
             model: self.model.clone(),
             choices,
@@ -130,43 +75,21 @@ impl ChatFormat {
         })
     }
 
-    fn choice(
-        index: usize,
-        delta: ChatDelta,
-        logprobs: Option<api::ChatLogprobs>,
-        finish_reason: Option<String>,
-    ) -> ChatChunkChoice {
-        ChatChunkChoice {
-            index,
-            delta,
-            logprobs,
-            finish_reason,
-        }
+    /// The role is announced with a choice's first content, as vLLM does: clients that
+    /// time the first chunk must not see one before prefill has finished.
+    fn role(announced: &mut bool) -> Option<Role> {
+        (!std::mem::replace(announced, true)).then_some(Role::Assistant)
     }
 }
 
 impl ChunkFormat for ChatFormat {
-    type State = ();
-
-    fn opening(&self, run: &ChoiceRun) -> Option<SseEvent> {
-        Some(self.chunk(
-            Self::choice(
-                run.index,
-                ChatDelta {
-                    role: Some("assistant".into()),
-                    content: Some(String::new()),
-                },
-                None,
-                None,
-            ),
-            None,
-        ))
-    }
+    /// Whether the role was sent yet.
+    type State = bool;
 
     fn text(
         &self,
         run: &ChoiceRun,
-        _: &mut (),
+        announced: &mut bool,
         text: String,
         tokens: &[TokenEvent],
     ) -> Option<SseEvent> {
@@ -180,35 +103,67 @@ impl ChunkFormat for ChatFormat {
             return None;
         }
         Some(self.chunk(
-            Self::choice(
-                run.index,
-                ChatDelta {
-                    role: None,
+            vec![ChatChunkChoice {
+                index: run.index,
+                delta: ChatDelta {
+                    role: Self::role(announced),
                     content: Some(text),
                 },
-                lp,
-                None,
-            ),
+                logprobs: lp,
+                finish_reason: None,
+            }],
             None,
         ))
     }
 
-    fn finish(&self, run: &ChoiceRun, reason: &str) -> SseEvent {
+    fn finish(&self, run: &ChoiceRun, announced: &mut bool, reason: FinishReason) -> SseEvent {
+        let role = Self::role(announced);
         self.chunk(
-            Self::choice(
-                run.index,
-                ChatDelta::default(),
-                None,
-                Some(reason.to_string()),
-            ),
+            vec![ChatChunkChoice {
+                index: run.index,
+                delta: ChatDelta {
+                    content: role.map(|_| String::new()),
+                    role,
+                },
+                logprobs: None,
+                finish_reason: Some(reason),
+            }],
             None,
         )
     }
 
-    fn usage(&self, usage: api::Usage) -> SseEvent {
-        self.chunk(
-            Self::choice(0, ChatDelta::default(), None, None),
-            Some(usage),
-        )
+    fn usage(&self, usage: Usage) -> SseEvent {
+        self.chunk(Vec::new(), Some(usage))
+    }
+}
+
+impl EndpointFormat for ChatFormat {
+    fn complete(&self, choices: Vec<(ChoiceRun, Collected)>, usage: Usage) -> Response {
+        let choices = choices
+            .into_iter()
+            .map(|(run, c)| ChatChoice {
+                index: run.index,
+                message: ChatMessageOut {
+                    role: Role::Assistant,
+                    content: c.text,
+                    refusal: None,
+                },
+                logprobs: if self.logprobs {
+                    run.chat_logprobs(&c.tokens)
+                } else {
+                    None
+                },
+                finish_reason: c.finish,
+            })
+            .collect();
+        Json(ChatCompletion {
+            id: self.id.clone(),
+            object: Default::default(),
+            created: self.created,
+            model: self.model.clone(),
+            choices,
+            usage,
+        })
+        .into_response()
     }
 }

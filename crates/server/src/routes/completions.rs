@@ -1,92 +1,61 @@
-use super::{check_model, json_body, ready};
 use crate::error::HttpError;
-use crate::generation::{self, collect, ChoiceRun, GenSpec};
+use crate::generation::{ChoiceRun, Collected};
 use crate::ids::{new_id, unix_now};
-use crate::sse::{json_event, sse_response, sse_stream, ChunkFormat};
+use crate::service::{generate, EndpointFormat, GenerationInput, PromptSource};
+use crate::sse::{json_event, ChunkFormat};
 use crate::state::AppState;
 use api::{
-    ApiError, Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, ErrorType,
-    Prompt,
+    Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, FinishReason, Prompt,
+    Usage,
 };
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use engine::TokenEvent;
 use std::sync::Arc;
 
-pub async fn handle(
-    State(st): State<Arc<AppState>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, HttpError> {
-    let req = CompletionRequest::from_json(&json_body(body)?)?;
-    check_model(&st, &req.fields.model)?;
-    let loaded = ready(&st)?;
-    if req.echo {
-        return Err(ApiError::invalid("echo", "'echo' is not supported").into());
-    }
-    let prompts: Vec<Vec<u32>> = match &req.prompt {
-        Prompt::Text(texts) => texts
-            .iter()
-            .map(|t| loaded.tokenizer.encode(t, true, true))
-            .collect::<Result<_, _>>()
-            .map_err(|e| ApiError::new(500, ErrorType::Server, e.to_string()))?,
-        Prompt::Tokens(t) => t.clone(),
+/// Creates a text completion (prompt as text, texts, token ids, or arrays of token ids).
+#[utoipa::path(post, path = "/v1/completions", tag = "generation",
+    request_body = CompletionRequest,
+    responses(
+        (status = 200, description = "The completion (JSON), or its chunks as server-sent events when `stream` is true", content(
+            (Completion = "application/json"),
+            (String = "text/event-stream"))),
+        (status = 400, description = "Invalid request", body = api::ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = api::ErrorBody),
+        (status = 404, description = "Unknown model", body = api::ErrorBody),
+        (status = 408, description = "The body did not arrive in time", body = api::ErrorBody),
+        (status = 413, description = "Body too large", body = api::ErrorBody),
+        (status = 415, description = "Unsupported Content-Encoding", body = api::ErrorBody),
+        (status = 429, description = "Overloaded; retry after Retry-After", body = api::ErrorBody),
+        (status = 500, description = "A step failed", body = api::ErrorBody),
+        (status = 503, description = "Loading, shutting down, or the engine failed", body = api::ErrorBody),
+    ),
+    security((), ("bearer" = [])))]
+pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Result<Response, HttpError> {
+    let body = crate::body::read_json(req.into_body(), st.config.max_body_bytes).await?;
+    let req = CompletionRequest::from_json(&body)?;
+    let source = match req.prompt {
+        Prompt::Text(t) => PromptSource::Texts(t),
+        Prompt::Tokens(t) => PromptSource::Tokens(t),
     };
-    let runs = generation::start(
-        loaded,
-        &prompts,
-        &GenSpec {
-            fields: &req.fields,
+    let gen = generate(
+        &st,
+        GenerationInput {
+            source,
+            fields: req.fields,
             logprobs: req.logprobs,
         },
-    )?;
-    let id = format!("cmpl-{}", new_id());
-    let model = st.config.model_id.clone();
-    if req.fields.stream {
-        let fmt = CompletionFormat {
-            id,
-            model,
-            created: unix_now(),
-        };
-        let s = sse_stream(
-            runs,
-            fmt,
-            req.fields.stream_options.include_usage,
-            req.fields.n,
-        );
-        return Ok(sse_response(s, st.config.keep_alive));
-    }
-    let mut runs = runs;
-    let results = futures::future::join_all(runs.iter_mut().map(collect)).await;
-    let mut choices = Vec::with_capacity(runs.len());
-    for (run, res) in runs.iter().zip(results) {
-        let c = res?;
-        let logprobs = req.logprobs.map(|_| {
-            let mut lp = CompletionLogprobs::default();
-            let mut off = 0;
-            run.completion_logprobs(&c.tokens, &mut off, &mut lp);
-            lp
-        });
-        choices.push(CompletionChoice {
-            index: run.index,
-            text: c.text,
-            logprobs,
-            finish_reason: Some(c.finish.to_string()),
-        });
-    }
-    let usage = generation::usage(&runs, req.fields.n);
-    Ok(Json(Completion {
-        id,
-        object: "text_completion".into(),
+    )
+    .await?;
+    let fmt = CompletionFormat {
+        id: format!("cmpl-{}", new_id()),
+        model: st.config.model_id.clone(),
         created: unix_now(),
-        model,
-        choices,
-        usage: Some(usage),
-    })
-    .into_response())
+        logprobs: req.logprobs.is_some(),
+    };
+    Ok(gen.respond(&st, fmt).await?)
 }
 
 #[derive(Clone)]
@@ -94,28 +63,25 @@ struct CompletionFormat {
     id: String,
     model: String,
     created: u64,
+    logprobs: bool,
 }
 
 impl CompletionFormat {
-    fn event(&self, choices: Vec<CompletionChoice>, usage: Option<api::Usage>) -> SseEvent {
-        json_event(&Completion {
+    fn body(&self, choices: Vec<CompletionChoice>, usage: Option<Usage>) -> Completion {
+        Completion {
             id: self.id.clone(),
-            object: "text_completion".into(),
+            object: Default::default(),
             created: self.created,
             model: self.model.clone(),
             choices,
             usage,
-        })
+        }
     }
 }
 
 impl ChunkFormat for CompletionFormat {
     /// Text offset so far, for the legacy logprobs' `text_offset`.
     type State = usize;
-
-    fn opening(&self, _: &ChoiceRun) -> Option<SseEvent> {
-        None
-    }
 
     fn text(
         &self,
@@ -133,7 +99,7 @@ impl ChunkFormat for CompletionFormat {
             run.completion_logprobs(tokens, offset, &mut lp);
             lp
         });
-        Some(self.event(
+        Some(json_event(&self.body(
             vec![CompletionChoice {
                 index: run.index,
                 text,
@@ -141,22 +107,45 @@ impl ChunkFormat for CompletionFormat {
                 finish_reason: None,
             }],
             None,
-        ))
+        )))
     }
 
-    fn finish(&self, run: &ChoiceRun, reason: &str) -> SseEvent {
-        self.event(
+    fn finish(&self, run: &ChoiceRun, _: &mut usize, reason: FinishReason) -> SseEvent {
+        json_event(&self.body(
             vec![CompletionChoice {
                 index: run.index,
                 text: String::new(),
                 logprobs: None,
-                finish_reason: Some(reason.to_string()),
+                finish_reason: Some(reason),
             }],
             None,
-        )
+        ))
     }
 
-    fn usage(&self, usage: api::Usage) -> SseEvent {
-        self.event(Vec::new(), Some(usage))
+    fn usage(&self, usage: Usage) -> SseEvent {
+        json_event(&self.body(Vec::new(), Some(usage)))
+    }
+}
+
+impl EndpointFormat for CompletionFormat {
+    fn complete(&self, choices: Vec<(ChoiceRun, Collected)>, usage: Usage) -> Response {
+        let choices = choices
+            .into_iter()
+            .map(|(run, c)| {
+                let logprobs = self.logprobs.then(|| {
+                    let mut lp = CompletionLogprobs::default();
+                    let mut off = 0;
+                    run.completion_logprobs(&c.tokens, &mut off, &mut lp);
+                    lp
+                });
+                CompletionChoice {
+                    index: run.index,
+                    text: c.text,
+                    logprobs,
+                    finish_reason: Some(c.finish),
+                }
+            })
+            .collect();
+        Json(self.body(choices, Some(usage))).into_response()
     }
 }

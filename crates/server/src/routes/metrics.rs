@@ -4,6 +4,11 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use std::sync::Arc;
 
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String),
+              (status = 401, body = api::ErrorBody), (status = 404, description = "Metrics disabled", content_type = "text/plain", body = String)),
+    security((), ("bearer" = [])))]
 pub async fn render(State(st): State<Arc<AppState>>) -> impl IntoResponse {
     match &st.metrics {
         Some(h) => (

@@ -3,15 +3,13 @@ pub mod completions;
 pub mod health;
 pub mod metrics;
 pub mod models;
+pub mod openapi;
 
 use crate::error::HttpError;
 use crate::state::{AppState, Loaded};
 use api::{ApiError, ErrorType};
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::http::Uri;
+use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
 
 pub async fn not_found(uri: Uri) -> Response {
     HttpError(
@@ -25,24 +23,24 @@ pub async fn not_found(uri: Uri) -> Response {
     .into_response()
 }
 
-/// The body as JSON, with 413 for oversized bodies and 400 for malformed JSON.
-pub(crate) fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
-    let bytes = body.map_err(|e| {
-        if e.status().as_u16() == 413 {
-            ApiError::new(413, ErrorType::InvalidRequest, "request body too large")
-                .with_code("body_too_large")
-        } else {
-            ApiError::bad_request(format!("could not read the request body: {e}"))
-        }
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::bad_request(format!("invalid JSON in request body: {e}"))
-            .with_code("invalid_json")
-    })
+pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    HttpError(
+        ApiError::new(
+            405,
+            ErrorType::InvalidRequest,
+            format!("{method} is not allowed on {}", uri.path()),
+        )
+        .with_code("method_not_allowed"),
+    )
+    .into_response()
 }
 
 pub(crate) fn ready(st: &AppState) -> Result<&Loaded, ApiError> {
-    st.loaded().ok_or_else(crate::error::not_ready)
+    let l = st.loaded().ok_or_else(crate::error::not_ready)?;
+    if let Some(e) = l.engine.failure() {
+        return Err(crate::error::engine_failed(&e));
+    }
+    Ok(l)
 }
 
 /// An empty `model` or the served id is fine; anything else is 404, as OpenAI does.
