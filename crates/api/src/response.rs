@@ -22,6 +22,7 @@ macro_rules! object_tag {
         pub enum $name {
             #[default]
             #[serde(rename = $lit)]
+            #[schema(rename = $lit)]
             Tag,
         }
     };
@@ -162,4 +163,12 @@ pub struct ModelCard {
 pub struct ModelList {
     pub object: ListObject,
     pub data: Vec<ModelCard>,
+}
+
+/// One server-sent event of a streaming response, as the document describes it: its
+/// `data` is the JSON of a chunk (`ChatCompletionChunk` or `Completion`), of an
+/// `ErrorBody` that ends the stream, or the literal `[DONE]`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct StreamEvent {
+    pub data: String,
 }

@@ -42,7 +42,7 @@ fn schemathesis_finds_no_5xx_and_no_response_outside_the_document() {
             "--checks",
             "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
             "--max-examples",
-            "12",
+            "25",
             "--seed",
             "20261201",
             "--workers",

@@ -21,7 +21,7 @@ use std::sync::Arc;
     responses(
         (status = 200, description = "The completion (JSON), or its chunks as server-sent events when `stream` is true", content(
             (ChatCompletion = "application/json"),
-            (String = "text/event-stream"))),
+            (api::StreamEvent = "text/event-stream"))),
         (status = 400, description = "Invalid request", body = api::ErrorBody),
         (status = 401, description = "Missing or wrong API key", body = api::ErrorBody),
         (status = 404, description = "Unknown model", body = api::ErrorBody),
