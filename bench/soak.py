@@ -43,7 +43,11 @@ def one(port, kind, rng, stats, lock):
             r = c.getresponse()
             if r.status != 200:
                 r.read()
-                key = f"{kind} {r.status}" + (" retry-after" if r.getheader("Retry-After") else "")
+                retry = r.getheader("Retry-After")
+                key = f"{kind} {r.status}" + (" retry-after" if retry else "")
+                if retry:
+                    # A well-behaved client waits as told (with jitter), then comes back.
+                    time.sleep(float(retry) * rng.uniform(0.5, 1.0))
             elif kind == "cancel":
                 for _ in range(3):
                     r.fp.readline()
@@ -109,8 +113,9 @@ def main():
         print("| outcome | requests |\n|---|---|")
         for k, n in sorted(stats.items()):
             print(f"| {k} | {n} |")
-        print(f"\nrequests {total}; 5xx {fivexx}; RSS start {rss_start/1024:.1f} MiB, "
-              f"max {max(rss_samples or [rss_end])/1024:.1f} MiB, end {rss_end/1024:.1f} MiB; "
+        warm = rss_samples[min(5, len(rss_samples) - 1)] if rss_samples else rss_end
+        print(f"\nrequests {total}; 5xx {fivexx}; RSS idle before the load {rss_start/1024:.1f} MiB, "
+              f"after 1 min {warm/1024:.1f} MiB, max {max(rss_samples or [rss_end])/1024:.1f} MiB, end {rss_end/1024:.1f} MiB; "
               f"KV blocks in use after the load {health.get('kv_blocks_used')}, running {health.get('running')}, waiting {health.get('waiting')}")
         bad = fivexx or health.get("kv_blocks_used") != 0 or any("INCOMPLETE" in k or "error" in k for k in stats)
         sys.exit(1 if bad else 0)

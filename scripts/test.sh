@@ -18,7 +18,7 @@ fi
 "$venv/bin/python" -c "import openai, schemathesis" 2>/dev/null \
   || "$venv/bin/python" -m pip install --quiet "openai>=1.40" "schemathesis>=4,<5"
 export PATH="$venv/bin:$PATH"
-rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
+{ cargo fmt --version && cargo clippy --version; } >/dev/null 2>&1 || rustup component add rustfmt clippy
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
 cargo build --release --workspace --all-targets

@@ -340,6 +340,13 @@ fn parse_logit_bias(o: &Map<String, Value>) -> Result<Vec<(u32, f32)>, ApiError>
         out.push((t, x as f32));
     }
     out.sort_by_key(|p| p.0);
+    // "1" and "01" name the same token: one bias per token.
+    if let Some(w) = out.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(ApiError::invalid(
+            "logit_bias",
+            format!("'logit_bias' names token {} twice", w[0].0),
+        ));
+    }
     Ok(out)
 }
 
@@ -561,6 +568,15 @@ impl ChatRequest {
     }
 }
 
+/// A token id: a non-negative integer that fits in 32 bits (larger ones are not wrapped).
+fn is_token_id(v: &Value) -> bool {
+    v.as_u64().is_some_and(|t| t <= u32::MAX as u64)
+}
+
+fn token_id(v: &Value) -> u32 {
+    v.as_u64().unwrap_or_default() as u32
+}
+
 impl CompletionRequest {
     pub fn from_json(body: &Value) -> Result<Self, ApiError> {
         let o = object(body)?;
@@ -581,24 +597,17 @@ impl CompletionRequest {
                             .map(|v| v.as_str().unwrap_or_default().to_string())
                             .collect(),
                     )
-                } else if a.iter().all(|v| v.is_u64()) {
-                    Prompt::Tokens(vec![a
-                        .iter()
-                        .map(|v| v.as_u64().unwrap_or_default() as u32)
-                        .collect()])
+                } else if a.iter().all(is_token_id) {
+                    Prompt::Tokens(vec![a.iter().map(token_id).collect()])
                 } else if a.iter().all(|v| {
                     v.as_array()
-                        .is_some_and(|t| !t.is_empty() && t.iter().all(|x| x.is_u64()))
+                        .is_some_and(|t| !t.is_empty() && t.iter().all(is_token_id))
                 }) {
                     Prompt::Tokens(
                         a.iter()
                             .map(|v| {
                                 v.as_array()
-                                    .map(|t| {
-                                        t.iter()
-                                            .map(|x| x.as_u64().unwrap_or_default() as u32)
-                                            .collect()
-                                    })
+                                    .map(|t| t.iter().map(token_id).collect())
                                     .unwrap_or_default()
                             })
                             .collect(),

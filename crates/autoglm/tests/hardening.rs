@@ -46,6 +46,17 @@ fn slow_idle_and_stalled_clients_are_cut_off_while_normal_requests_go_on() {
         "3",
     ]);
     let port = s.port;
+    let request = || {
+        let t = Instant::now();
+        let r = s.post_json(
+            "/v1/completions",
+            &json!({"prompt": "Hello", "max_tokens": 4, "temperature": 0}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        t.elapsed()
+    };
+    let quiet: Vec<Duration> = (0..4).map(|_| request()).collect();
+    println!("normal request latency on a quiet server: {quiet:?}");
     // 500 slowloris connections dribbling one header byte a second, 1,000 idle ones.
     let mut slow: Vec<TcpStream> = (0..500).map(|_| connect(port)).collect();
     let idle: Vec<TcpStream> = (0..1000).map(|_| connect(port)).collect();
