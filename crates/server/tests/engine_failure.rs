@@ -37,15 +37,15 @@ fn request(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
     (status, out)
 }
 
-#[test]
-fn a_panicking_model_step_gives_503_engine_failed_and_an_unhealthy_server() {
+/// The real server, with the real tokenizer, on a 127.0.0.1 port, in front of an
+/// engine whose every step panics. The runtime must outlive the test's requests.
+fn serve_with_a_panicking_engine(
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> (tokio::runtime::Runtime, u16) {
     let path = model::paths::test_model_path(&|k| std::env::var_os(k));
     let f = gguf::GgufFile::open(&path).unwrap();
     let tokenizer = Arc::new(tokenizer::Tokenizer::from_gguf(&f).unwrap());
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .unwrap();
-    let state = AppState::new(ServerConfig::default(), Some(recorder));
+    let state = AppState::new(ServerConfig::default(), metrics);
     let engine = EngineHandle::start_with(
         PanicsOnForward {
             vocab: tokenizer.vocab_size(),
@@ -67,7 +67,15 @@ fn a_panicking_model_step_gives_503_engine_failed_and_an_unhealthy_server() {
         listener,
         std::future::pending::<()>(),
     ));
+    (rt, port)
+}
 
+#[test]
+fn a_panicking_model_step_gives_503_engine_failed_and_an_unhealthy_server() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .unwrap();
+    let (_rt, port) = serve_with_a_panicking_engine(Some(recorder));
     assert_eq!(request(port, "GET", "/health", "").0, 200);
     let (status, body) = request(
         port,
@@ -103,31 +111,7 @@ fn a_panicking_model_step_gives_503_engine_failed_and_an_unhealthy_server() {
 fn a_stream_in_flight_when_the_engine_fails_ends_with_an_engine_failed_event() {
     // The stream's status line (200) is sent once the request is queued; the failure
     // then arrives as its last event.
-    let path = model::paths::test_model_path(&|k| std::env::var_os(k));
-    let f = gguf::GgufFile::open(&path).unwrap();
-    let tokenizer = Arc::new(tokenizer::Tokenizer::from_gguf(&f).unwrap());
-    let state = AppState::new(ServerConfig::default(), None);
-    let engine = EngineHandle::start_with(
-        PanicsOnForward {
-            vocab: tokenizer.vocab_size(),
-        },
-        EngineConfig::default(),
-    );
-    state.set_loaded(Loaded {
-        engine,
-        tokenizer,
-        template: None,
-    });
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    rt.spawn(server::serve_on(
-        state,
-        listener,
-        std::future::pending::<()>(),
-    ));
+    let (_rt, port) = serve_with_a_panicking_engine(None);
     let (status, body) = request(
         port,
         "POST",
@@ -135,11 +119,7 @@ fn a_stream_in_flight_when_the_engine_fails_ends_with_an_engine_failed_event() {
         r#"{"prompt":"Hello","max_tokens":4,"stream":true}"#,
     );
     assert_eq!(status, 200, "{body}");
-    let last = body
-        .lines()
-        .filter(|l| l.starts_with("data: "))
-        .last()
-        .unwrap();
+    let last = body.lines().rfind(|l| l.starts_with("data: ")).unwrap();
     assert!(last.contains("\"code\":\"engine_failed\""), "{body}");
     assert!(!body.contains("[DONE]"));
 }

@@ -22,15 +22,7 @@ use std::sync::Arc;
         (status = 200, description = "The completion (JSON), or its chunks as server-sent events when `stream` is true", content(
             (Completion = "application/json"),
             (api::StreamEvent = "text/event-stream"))),
-        (status = 400, description = "Invalid request", body = api::ErrorBody),
-        (status = 401, description = "Missing or wrong API key", body = api::ErrorBody),
-        (status = 404, description = "Unknown model", body = api::ErrorBody),
-        (status = 408, description = "The body did not arrive in time", body = api::ErrorBody),
-        (status = 413, description = "Body too large", body = api::ErrorBody),
-        (status = 415, description = "Unsupported Content-Encoding", body = api::ErrorBody),
-        (status = 429, description = "Overloaded; retry after Retry-After", body = api::ErrorBody),
-        (status = 500, description = "A step failed", body = api::ErrorBody),
-        (status = 503, description = "Loading, shutting down, or the engine failed", body = api::ErrorBody),
+        super::GenerationErrors,
     ),
     security((), ("bearer" = [])))]
 pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Result<Response, HttpError> {

@@ -11,6 +11,39 @@ use api::{ApiError, ErrorType};
 use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
 
+/// The error answers of the generation endpoints, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // Only its derived description is used.
+pub enum GenerationErrors {
+    /// Invalid request
+    #[response(status = 400)]
+    Invalid(api::ErrorBody),
+    /// Missing or wrong API key
+    #[response(status = 401)]
+    Unauthorized(api::ErrorBody),
+    /// Unknown model
+    #[response(status = 404)]
+    UnknownModel(api::ErrorBody),
+    /// The body did not arrive in time
+    #[response(status = 408)]
+    BodyTimeout(api::ErrorBody),
+    /// Body too large
+    #[response(status = 413)]
+    TooLarge(api::ErrorBody),
+    /// Unsupported Content-Encoding
+    #[response(status = 415)]
+    Encoding(api::ErrorBody),
+    /// Overloaded; retry after Retry-After
+    #[response(status = 429)]
+    Overloaded(api::ErrorBody),
+    /// A step failed
+    #[response(status = 500)]
+    StepFailed(api::ErrorBody),
+    /// Loading, shutting down, or the engine failed
+    #[response(status = 503)]
+    Unavailable(api::ErrorBody),
+}
+
 pub async fn not_found(uri: Uri) -> Response {
     HttpError(
         ApiError::new(
