@@ -164,7 +164,8 @@ impl HalfTile<'_> {
             let mut out = [0f32; 8];
             _mm256_storeu_ps(out.as_mut_ptr(), acc[r]);
             let row = (self.i0 + r) * self.n + col;
-            y.copy_from(row, &out[..valid]);
+            // SAFETY: (row, col..col + valid) are this task's own columns.
+            y.copy_from_unshared(row, &out[..valid]);
         }
     }
 }

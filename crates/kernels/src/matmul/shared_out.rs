@@ -35,10 +35,23 @@ impl<'a> SharedOut<'a> {
         self.cells[i].store(v.to_bits(), Ordering::Relaxed);
     }
 
+    #[cfg(test)]
     pub fn copy_from(&self, at: usize, src: &[f32]) {
         for (c, &v) in self.cells[at..at + src.len()].iter().zip(src) {
             c.store(v.to_bits(), Ordering::Relaxed);
         }
+    }
+
+    /// Copies `src` to elements `at..` as one plain copy (what a SIMD epilogue wants: a
+    /// loop of atomic stores costs the AVX2 kernel ~6% more instructions).
+    ///
+    /// # Safety
+    /// No other task may access elements `at..at + src.len()` meanwhile.
+    pub unsafe fn copy_from_unshared(&self, at: usize, src: &[f32]) {
+        assert!(at + src.len() <= self.cells.len(), "write past the output");
+        // SAFETY: in bounds (asserted); exclusive per the caller; the cells are
+        // interior-mutable, so writing through a pointer derived from `&self` is allowed.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.as_ptr().add(at), src.len()) };
     }
 
     /// For SIMD stores; the caller writes only elements no other task touches. Writes
@@ -66,8 +79,18 @@ mod tests {
             out.copy_from(10, &[]);
             // SAFETY: element 2 is written by no one else.
             unsafe { *out.as_ptr().add(2) = 3.0 };
+            // SAFETY: elements 3..5 likewise.
+            unsafe { out.copy_from_unshared(3, &[4.0, 4.5]) };
         }
-        assert_eq!(y, [1.5, 0.0, 3.0, 0.0, 0.0, -2.0, 0.0, 7.0, 8.0, 9.0]);
+        assert_eq!(y, [1.5, 0.0, 3.0, 4.0, 4.5, -2.0, 0.0, 7.0, 8.0, 9.0]);
+    }
+
+    #[test]
+    #[should_panic]
+    fn an_unshared_copy_past_the_end_panics() {
+        let mut y = vec![0f32; 4];
+        // SAFETY: nothing else touches y.
+        unsafe { SharedOut::new(&mut y).copy_from_unshared(3, &[1.0, 2.0]) };
     }
 
     #[test]
