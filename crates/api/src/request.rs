@@ -189,6 +189,22 @@ pub const UNSUPPORTED_FIELDS: &[&str] = &[
     "modalities",
     "prediction",
     "web_search_options",
+    "reasoning_effort",
+    "store",
+    // vLLM's sampling extensions.
+    "min_tokens",
+    "stop_token_ids",
+    "bad_words",
+    "allowed_token_ids",
+    "prompt_logprobs",
+    "use_beam_search",
+    "length_penalty",
+    "include_stop_str_in_output",
+    "truncate_prompt_tokens",
+    "chat_template",
+    "chat_template_kwargs",
+    "continue_final_message",
+    "add_generation_prompt",
 ];
 
 /// Whether `v` for an unsupported field asks for nothing (so it may be accepted).
@@ -204,6 +220,15 @@ fn harmless(field: &str, v: &Value) -> bool {
         ("best_of", v) => v.as_u64() == Some(1),
         ("suffix", Value::String(s)) => s.is_empty(),
         ("modalities", Value::Array(a)) => a.iter().all(|m| m.as_str() == Some("text")),
+        ("stop_token_ids" | "bad_words", Value::Array(a)) => a.is_empty(),
+        ("min_tokens", v) => v.as_u64() == Some(0),
+        (
+            "store" | "use_beam_search" | "include_stop_str_in_output" | "continue_final_message",
+            Value::Bool(false),
+        ) => true,
+        // What autoglm always does.
+        ("add_generation_prompt", Value::Bool(true)) => true,
+        ("length_penalty", v) => v.as_f64() == Some(1.0),
         _ => false,
     }
 }
@@ -701,6 +726,11 @@ mod tests {
             ("best_of", json!(2)),
             ("suffix", json!("tail")),
             ("echo", json!(true)),
+            ("min_tokens", json!(5)),
+            ("stop_token_ids", json!([2])),
+            ("reasoning_effort", json!("high")),
+            ("store", json!(true)),
+            ("chat_template", json!("{{ x }}")),
         ] {
             let mut b = base();
             b[k] = v;
@@ -715,6 +745,10 @@ mod tests {
             ("best_of", json!(1)),
             ("suffix", json!("")),
             ("echo", json!(false)),
+            ("min_tokens", json!(0)),
+            ("stop_token_ids", json!([])),
+            ("store", json!(false)),
+            ("add_generation_prompt", json!(true)),
             ("truly_unknown", json!({"x": 1})),
         ] {
             let mut b = base();
