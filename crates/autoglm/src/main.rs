@@ -3,11 +3,13 @@
 mod bench_cmd;
 mod generate_cmd;
 mod load;
+mod mem;
 mod perf;
 mod perplexity;
 mod pull;
 mod serve;
 mod settings;
+mod synth;
 
 use clap::{Parser, Subcommand};
 
@@ -36,6 +38,8 @@ enum Cmd {
     Bench(Box<bench_cmd::Args>),
     /// Perplexity of a text file, computed the way llama-perplexity does.
     Perplexity(perplexity::Args),
+    /// Write a random-weight GGUF of a real model's shape, for benchmarks.
+    Synth(synth::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,6 +52,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Serve(a) => serve::run(a),
+        Cmd::Synth(a) => synth::run(a),
         Cmd::Generate(a) => generate_cmd::run(a),
         Cmd::Perf(a) => perf::run(a),
         Cmd::Perplexity(a) => perplexity::run(a),

@@ -89,8 +89,11 @@ pub fn run(a: Args) -> Result<()> {
     if a.repetitions == 0 || a.batch.contains(&0) || a.prefill_seqs == 0 || a.prompt_tokens == 0 {
         bail!("repetitions, batch sizes, prefill sequences and prompt tokens must be positive");
     }
-    let l = load(a.model, a.threads)?;
+    let path = crate::load::model_path(a.model)?;
+    let file_bytes = std::fs::metadata(&path)?.len();
+    let l = load(Some(path), a.threads)?;
     let m = &l.model;
+    let loaded = crate::mem::rss();
     let vocab = m.config.vocab_size;
     let threads = m.pool.threads();
     let isa = format!("{:?}", kernels::isa());
@@ -137,8 +140,11 @@ pub fn run(a: Args) -> Result<()> {
     }
 
     let mut decode = Vec::new();
+    let mut kv_peak = kv.bytes();
+    drop(kv);
     for &b in &a.batch {
         let (mut kv, tables) = private_caches(&m.config, b, a.decode_context + a.gen_tokens);
+        kv_peak = kv_peak.max(kv.bytes());
         let mut runs = Vec::new();
         for r in 0..a.repetitions {
             let prompts: Vec<Vec<u32>> = (0..b)
@@ -177,10 +183,31 @@ pub fn run(a: Args) -> Result<()> {
         }
         decode.push(json!({"batch": b, "tokens_per_s": med, "stddev": sd, "runs": runs}));
     }
+    let end = crate::mem::rss();
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let memory = match (&loaded, &end) {
+        (Some(l), Some(e)) => {
+            if !a.json {
+                println!(
+                    "memory: file {:.1} MiB, RSS after load {:.1} MiB, peak {:.1} MiB \
+                     (largest KV cache {:.1} MiB; peak / (file + KV) = {:.3})",
+                    mib(file_bytes),
+                    mib(l.now),
+                    mib(e.peak),
+                    mib(kv_peak as u64),
+                    e.peak as f64 / (file_bytes + kv_peak as u64) as f64
+                );
+            }
+            json!({"file_bytes": file_bytes, "rss_after_load_bytes": l.now,
+                   "rss_peak_bytes": e.peak, "rss_end_bytes": e.now, "kv_peak_bytes": kv_peak})
+        }
+        _ => json!(null),
+    };
     if a.json {
         println!(
             "{}",
             json!({
+                "memory": memory,
                 "prefill_tokens_per_s": pp_med,
                 "prefill": {"prompt_tokens": a.prompt_tokens, "sequences": a.prefill_seqs, "stddev": pp_sd, "runs": pp},
                 "decode": decode,

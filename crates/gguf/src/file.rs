@@ -220,6 +220,31 @@ impl GgufFile {
         &self.backing.bytes()[start..start + t.n_bytes as usize]
     }
 
+    /// Drops the mapped pages of `t` from this process's resident memory, for a caller
+    /// that has copied the tensor into a layout of its own: without it the mapped file
+    /// and the copy would both count, twice the model. The page cache keeps the bytes, and
+    /// reading the tensor again faults the same bytes back in.
+    pub fn release(&self, t: &TensorInfo) {
+        const PAGE: usize = 4096;
+        let Backing::Map(map) = &self.backing else {
+            return;
+        };
+        let start = (self.data_start + t.offset) as usize;
+        let (lo, hi) = (
+            start / PAGE * PAGE,
+            (start + t.n_bytes as usize).div_ceil(PAGE) * PAGE,
+        );
+        let hi = hi.min(map.len());
+        if hi > lo {
+            // SAFETY: the map is private and read-only, so no write can be lost: dropped
+            // pages come back from the file unchanged, and slices into them stay valid.
+            // A failure only leaves the pages resident.
+            let _ = unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, lo, hi - lo)
+            };
+        }
+    }
+
     pub fn tensor_bytes(&self, name: &str) -> Result<(&TensorInfo, &[u8])> {
         let t = self
             .tensor(name)

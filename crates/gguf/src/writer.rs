@@ -2,20 +2,36 @@ use crate::types::GgmlType;
 use crate::value::Value;
 use crate::{DEFAULT_ALIGNMENT, MAGIC};
 
-/// Builds GGUF v3 files in memory, for tests and fixtures.
-pub struct GgufWriter {
+/// A tensor's bytes: given, or made on demand when the file is written, so that
+/// multi-gigabyte files can be generated without holding their tensors in memory.
+enum Data<'a> {
+    Bytes(Vec<u8>),
+    Lazy(usize, Box<dyn Fn() -> Vec<u8> + 'a>),
+}
+
+impl Data<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Data::Bytes(b) => b.len(),
+            Data::Lazy(n, _) => *n,
+        }
+    }
+}
+
+/// Builds GGUF v3 files, in memory or streamed to a writer.
+pub struct GgufWriter<'a> {
     metadata: Vec<(String, Value)>,
-    tensors: Vec<(String, Vec<u64>, GgmlType, Vec<u8>)>,
+    tensors: Vec<(String, Vec<u64>, GgmlType, Data<'a>)>,
     alignment: u64,
 }
 
-impl Default for GgufWriter {
+impl Default for GgufWriter<'_> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl GgufWriter {
+impl<'a> GgufWriter<'a> {
     pub fn new() -> Self {
         Self {
             metadata: Vec::new(),
@@ -37,11 +53,38 @@ impl GgufWriter {
     /// `dims[0]` is the innermost dimension; `data` must already be in `ty`'s encoding.
     pub fn tensor(&mut self, name: &str, dims: &[u64], ty: GgmlType, data: Vec<u8>) -> &mut Self {
         self.tensors
-            .push((name.to_string(), dims.to_vec(), ty, data));
+            .push((name.to_string(), dims.to_vec(), ty, Data::Bytes(data)));
+        self
+    }
+
+    /// A tensor of `len` bytes that `make` produces when the file is written (it must
+    /// return exactly `len` bytes).
+    pub fn tensor_lazy(
+        &mut self,
+        name: &str,
+        dims: &[u64],
+        ty: GgmlType,
+        len: usize,
+        make: impl Fn() -> Vec<u8> + 'a,
+    ) -> &mut Self {
+        self.tensors.push((
+            name.to_string(),
+            dims.to_vec(),
+            ty,
+            Data::Lazy(len, Box::new(make)),
+        ));
         self
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_to(&mut out)
+            .expect("writing to a Vec cannot fail");
+        out
+    }
+
+    /// Streams the file to `w`, making lazy tensors one at a time.
+    pub fn write_to(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
         let mut out = Vec::new();
         out.extend_from_slice(&MAGIC.to_le_bytes());
         out.extend_from_slice(&3u32.to_le_bytes());
@@ -68,11 +111,27 @@ impl GgufWriter {
         }
         let data_start = (out.len() as u64).div_ceil(align) * align;
         out.resize(data_start as usize, 0);
+        w.write_all(&out)?;
+        let mut at = 0u64;
         for ((_, _, _, data), off) in self.tensors.iter().zip(offsets) {
-            out.resize((data_start + off) as usize, 0);
-            out.extend_from_slice(data);
+            w.write_all(&vec![0u8; (off - at) as usize])?;
+            let n = data.len();
+            match data {
+                Data::Bytes(b) => w.write_all(b)?,
+                Data::Lazy(len, make) => {
+                    let b = make();
+                    if b.len() != *len {
+                        return Err(std::io::Error::other(format!(
+                            "lazy tensor made {} bytes, declared {len}",
+                            b.len()
+                        )));
+                    }
+                    w.write_all(&b)?;
+                }
+            }
+            at = off + n as u64;
         }
-        out
+        Ok(())
     }
 }
 

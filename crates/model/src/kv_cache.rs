@@ -32,6 +32,14 @@ impl KvCache {
         }
     }
 
+    /// Bytes of K and V storage (codes and scales) over all layers.
+    pub fn bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|l| 2 * (l.k.len() + l.v.len()) + 4 * (l.k_scale.len() + l.v_scale.len()))
+            .sum()
+    }
+
     pub fn capacity_tokens(&self) -> usize {
         self.n_blocks * self.block_size
     }

@@ -59,7 +59,9 @@ fn matrix(f: &GgufFile, name: &str, cols: usize, rows: usize) -> Result<PackedMa
             want,
         });
     }
-    Ok(PackedMatrix::from_ggml(fmt, f.tensor_data(&t), rows, cols)?)
+    let m = PackedMatrix::from_ggml(fmt, f.tensor_data(&t), rows, cols)?;
+    f.release(&t);
+    Ok(m)
 }
 
 fn vector(f: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>> {
@@ -97,6 +99,11 @@ fn stacked(f: &GgufFile, names: &[String], cols: usize, rows: &[usize]) -> Resul
         }
         let total = rows.iter().sum();
         let m = PackedMatrix::from_ggml(fmts[0], &bytes, total, cols)?;
+        for n in names {
+            if let Some(t) = f.tensor(n) {
+                f.release(t);
+            }
+        }
         return Ok(Stacked {
             parts: vec![m],
             widths: vec![total],

@@ -1,6 +1,7 @@
 use crate::byte_level::token_bytes;
 use crate::{pretok, Error, Result};
 use gguf::GgufFile;
+use std::sync::Arc;
 use tokenizers::models::bpe::BPE;
 use tokenizers::AddedToken;
 
@@ -41,9 +42,9 @@ const EOG_TEXTS: &[&str] = &[
 
 pub struct Tokenizer {
     /// Splits special-token text into special tokens before BPE (parse_special = true).
-    with_special: tokenizers::Tokenizer,
+    with_special: Hf,
     /// Only user-defined tokens are matched as text (parse_special = false).
-    plain: tokenizers::Tokenizer,
+    plain: Hf,
     tokens: Vec<String>,
     types: Vec<TokenType>,
     bytes: Vec<Vec<u8>>,
@@ -114,12 +115,14 @@ impl Tokenizer {
         let mut vocab = ahash_vocab(&tokens);
         // Special tokens are matched by the added-token pass, never by BPE.
         vocab.shrink_to_fit();
-        let build = |specials: bool| -> Result<tokenizers::Tokenizer> {
-            let bpe = BPE::builder()
-                .vocab_and_merges(vocab.clone(), merges.clone())
+        let bpe = Arc::new(
+            BPE::builder()
+                .vocab_and_merges(vocab, merges)
                 .build()
-                .map_err(|e| Error::Backend(e.to_string()))?;
-            let mut t = tokenizers::Tokenizer::new(bpe);
+                .map_err(|e| Error::Backend(e.to_string()))?,
+        );
+        let build = |specials: bool| -> Result<Hf> {
+            let mut t = Hf::new(SharedBpe(bpe.clone()));
             t.with_pre_tokenizer(Some(pre_tok.clone()));
             let added: Vec<AddedToken> = tokens
                 .iter()
@@ -260,6 +263,49 @@ impl Tokenizer {
         self.eos.and_then(|i| self.token_text(i)).unwrap_or("")
     }
 }
+
+/// The two tokenizers (special-token text parsed or not) differ only in their added
+/// tokens; they share one BPE model, whose vocabulary and merges are most of a large
+/// vocabulary's memory (~50 MB for Llama 3's 128k tokens).
+#[derive(Clone)]
+struct SharedBpe(Arc<BPE>);
+
+impl tokenizers::Model for SharedBpe {
+    type Trainer = <BPE as tokenizers::Model>::Trainer;
+    fn tokenize(&self, sequence: &str) -> tokenizers::Result<Vec<tokenizers::Token>> {
+        self.0.tokenize(sequence)
+    }
+    fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.0.token_to_id(token)
+    }
+    fn id_to_token(&self, id: u32) -> Option<String> {
+        self.0.id_to_token(id)
+    }
+    fn get_vocab(&self) -> std::collections::HashMap<String, u32> {
+        self.0.get_vocab()
+    }
+    fn get_vocab_size(&self) -> usize {
+        self.0.get_vocab_size()
+    }
+    fn save(
+        &self,
+        folder: &std::path::Path,
+        prefix: Option<&str>,
+    ) -> tokenizers::Result<Vec<std::path::PathBuf>> {
+        self.0.save(folder, prefix)
+    }
+    fn get_trainer(&self) -> Self::Trainer {
+        self.0.get_trainer()
+    }
+}
+
+type Hf = tokenizers::TokenizerImpl<
+    SharedBpe,
+    tokenizers::NormalizerWrapper,
+    tokenizers::PreTokenizerWrapper,
+    tokenizers::PostProcessorWrapper,
+    tokenizers::DecoderWrapper,
+>;
 
 fn ahash_vocab(tokens: &[String]) -> tokenizers::models::bpe::Vocab {
     let mut v = tokenizers::models::bpe::Vocab::default();

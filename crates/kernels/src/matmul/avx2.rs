@@ -30,7 +30,8 @@ pub unsafe fn codes_panels(
     y: &SharedOut,
 ) {
     w.check_job(k, n, p1, acts, m, y.len());
-    let wide = !w.nibbles && w.max_code > 127;
+    use super::pack::{CodeBits as C, ScaleBits as S};
+    let wide = w.codes == C::Bytes && w.max_code > 127;
     for p in p0..p1 {
         let mut i0 = 0;
         while i0 < m {
@@ -45,22 +46,105 @@ pub unsafe fn codes_panels(
                     p,
                     half,
                 };
-                match (rows, w.nibbles, wide, w.half_scales) {
-                    (2, true, _, true) => t.run::<2, true, false, true>(y),
-                    (2, true, _, false) => t.run::<2, true, false, false>(y),
-                    (2, false, false, true) => t.run::<2, false, false, true>(y),
-                    (2, false, false, false) => t.run::<2, false, false, false>(y),
-                    (2, false, true, true) => t.run::<2, false, true, true>(y),
-                    (2, false, true, false) => t.run::<2, false, true, false>(y),
-                    (_, true, _, true) => t.run::<1, true, false, true>(y),
-                    (_, true, _, false) => t.run::<1, true, false, false>(y),
-                    (_, false, false, true) => t.run::<1, false, false, true>(y),
-                    (_, false, false, false) => t.run::<1, false, false, false>(y),
-                    (_, false, true, true) => t.run::<1, false, true, true>(y),
-                    (_, false, true, false) => t.run::<1, false, true, false>(y),
+                macro_rules! by_rows {
+                    ($cb:expr, $sb:expr) => {
+                        if rows == 2 {
+                            t.run::<2, { $cb }, { $sb }>(y)
+                        } else {
+                            t.run::<1, { $cb }, { $sb }>(y)
+                        }
+                    };
+                }
+                match (w.codes, w.scales, wide) {
+                    (C::Nib4, S::ScaleOffset(_), _) => by_rows!(NIB4, OFFSET),
+                    (C::Nib4, S::ScaleMin, _) => by_rows!(NIB4, MIN),
+                    (C::Nib4, S::Super6, _) => by_rows!(NIB4, SUPER6),
+                    (C::Nib4Hi1, S::Super6, _) => by_rows!(HI1, SUPER6),
+                    (C::Nib4Hi2, S::SuperI8, _) => by_rows!(HI2, SUPER_I8),
+                    (C::Bytes, S::ScaleOffset(_), false) => by_rows!(BYTES, OFFSET),
+                    (C::Bytes, S::ScaleOffset(_), true) => by_rows!(WIDE_BYTES, OFFSET),
+                    (cb, sb, _) => unreachable!("no kernel for {cb:?} codes with {sb:?} scales"),
                 }
             }
             i0 += rows;
+        }
+    }
+}
+
+const NIB4: u8 = 0;
+const HI1: u8 = 1;
+const HI2: u8 = 2;
+const BYTES: u8 = 3;
+/// Byte codes above 127, split into nibbles for `vpmaddubsw`.
+const WIDE_BYTES: u8 = 4;
+const MIN: u8 = 0;
+const OFFSET: u8 = 1;
+const SUPER6: u8 = 2;
+const SUPER_I8: u8 = 3;
+
+/// Bits `bits` of `high` moved to `shift` bits lower (or higher, if negative) then masked
+/// with `mask` and or-ed into `nib`: each byte's result bits come from the same byte.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn or_high(nib: __m256i, high: __m256i, left: i32, mask: i8) -> __m256i {
+    let moved = if left >= 0 {
+        _mm256_sll_epi16(high, _mm_cvtsi32_si128(left))
+    } else {
+        _mm256_srl_epi16(high, _mm_cvtsi32_si128(-left))
+    };
+    _mm256_or_si256(nib, _mm256_and_si256(moved, _mm256_set1_epi8(mask)))
+}
+
+/// Eight lanes' 6-bit sub-block values `j` of a `Super6` header (see `x86::six_bits`).
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn six_bits(lo: *const u8, hi: *const u8, j: usize, shift: i32) -> __m256 {
+    let at = 16 * (j / 2);
+    let odd = (j % 2) as i32;
+    let l = _mm_loadl_epi64(lo.add(at) as *const _);
+    let h = _mm_loadl_epi64(hi.add(at) as *const _);
+    let l = _mm_and_si128(
+        _mm_srl_epi16(l, _mm_cvtsi32_si128(4 * odd)),
+        _mm_set1_epi8(0xF),
+    );
+    let h = _mm_and_si128(
+        _mm_srl_epi16(h, _mm_cvtsi32_si128(shift + 2 * odd)),
+        _mm_set1_epi8(3),
+    );
+    let v = _mm_or_si128(l, _mm_slli_epi16::<4>(h));
+    _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v))
+}
+
+/// Eight lanes' scale and min of block `j`, lanes from `8 * half`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn block_scales<const SB: u8>(
+    hdr: *const u8,
+    j: usize,
+    half: usize,
+    offset: f32,
+) -> (__m256, __m256) {
+    let f16s = |at: usize| _mm256_cvtph_ps(_mm_loadu_si128(hdr.add(at + 16 * half) as *const _));
+    match SB {
+        MIN => (f16s(0), f16s(32)),
+        OFFSET => {
+            let d = f16s(0);
+            (d, _mm256_mul_ps(d, _mm256_set1_ps(offset)))
+        }
+        SUPER6 => {
+            let (lo, hi) = (hdr.add(64 + 8 * half), hdr.add(192 + 8 * half));
+            let sc = six_bits(lo, hi, j, 0);
+            let m = six_bits(lo.add(64), hi, j, 4);
+            let neg = _mm256_set1_ps(-0.0);
+            (
+                _mm256_mul_ps(f16s(0), sc),
+                _mm256_mul_ps(f16s(32), _mm256_xor_ps(m, neg)),
+            )
+        }
+        _ => {
+            let sc = _mm_loadl_epi64(hdr.add(32 + 16 * j + 8 * half) as *const _);
+            let d = _mm256_mul_ps(f16s(0), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)));
+            (d, _mm256_mul_ps(d, _mm256_set1_ps(-32.0)))
         }
     }
 }
@@ -85,43 +169,32 @@ unsafe fn dot4(codes: __m256i, a: __m256i) -> __m256i {
 
 impl HalfTile<'_> {
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn run<const RR: usize, const NIB: bool, const WIDE: bool, const HALF: bool>(
-        &self,
-        y: &SharedOut,
-    ) {
+    unsafe fn run<const RR: usize, const CB: u8, const SB: u8>(&self, y: &SharedOut) {
         let (w, k, acts) = (self.w, self.k, self.acts);
         let (block, nb) = (w.block, k / w.block);
         let xh = acts.hi.as_ptr().add(self.i0 * k);
         let xl = acts.lo.as_ptr().add(self.i0 * k);
         let bcast = |p: *const i8| _mm256_set1_epi32((p as *const i32).read_unaligned());
         let nibble = _mm256_set1_epi8(0x0F);
-        let codes_at = w.scale_bytes() + 32 * self.half;
+        let offset = match w.scales {
+            super::pack::ScaleBits::ScaleOffset(o) => -(o as f32),
+            _ => -32.0,
+        };
+        let high_at = w.high_bits_at() + 32 * self.half;
         let mut acc = [_mm256_setzero_ps(); RR];
         for b in 0..nb {
-            let base = w.data.as_ptr().add(w.block_at(self.p, nb, b));
+            let at = w.block_at(self.p, nb, b);
+            let base = w.data.as_ptr().add(at.codes + 32 * self.half);
             let mut ia = [_mm256_setzero_si256(); RR];
             let mut ib = [_mm256_setzero_si256(); RR];
             let kb = b * block;
-            if NIB {
-                for g in 0..4 {
-                    let raw = _mm256_loadu_si256(base.add(codes_at + g * 64) as *const _);
-                    let c0 = _mm256_and_si256(raw, nibble);
-                    let c1 = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nibble);
-                    for r in 0..RR {
-                        let at = r * k + kb + 8 * g;
-                        ia[r] = _mm256_add_epi32(ia[r], dot4(c0, bcast(xh.add(at))));
-                        ia[r] = _mm256_add_epi32(ia[r], dot4(c1, bcast(xh.add(at + 4))));
-                        ib[r] = _mm256_add_epi32(ib[r], dot4(c0, bcast(xl.add(at))));
-                        ib[r] = _mm256_add_epi32(ib[r], dot4(c1, bcast(xl.add(at + 4))));
-                    }
-                }
-            } else {
+            if CB == BYTES || CB == WIDE_BYTES {
                 for g in 0..block / 4 {
-                    let raw = _mm256_loadu_si256(base.add(codes_at + g * 64) as *const _);
+                    let raw = _mm256_loadu_si256(base.add(g * 64) as *const _);
                     for r in 0..RR {
                         let at = r * k + kb + 4 * g;
                         let (h, l) = (bcast(xh.add(at)), bcast(xl.add(at)));
-                        if WIDE {
+                        if CB == WIDE_BYTES {
                             let lo = _mm256_and_si256(raw, nibble);
                             let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nibble);
                             let split = |a: __m256i| {
@@ -135,17 +208,34 @@ impl HalfTile<'_> {
                         }
                     }
                 }
-            }
-            let (d, mn) = if HALF {
-                let at = base.add(16 * self.half);
-                (
-                    _mm256_cvtph_ps(_mm_loadu_si128(at as *const _)),
-                    _mm256_cvtph_ps(_mm_loadu_si128(at.add(32) as *const _)),
-                )
             } else {
-                let at = base.add(32 * self.half) as *const f32;
-                (_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(16)))
-            };
+                let high = if CB == NIB4 {
+                    _mm256_setzero_si256()
+                } else {
+                    _mm256_loadu_si256(w.data.as_ptr().add(at.codes + high_at) as *const _)
+                };
+                for g in 0..block / 8 {
+                    let raw = _mm256_loadu_si256(base.add(g * 64) as *const _);
+                    let mut c0 = _mm256_and_si256(raw, nibble);
+                    let mut c1 = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nibble);
+                    let (v0, v1) = (2 * g as i32, 2 * g as i32 + 1);
+                    if CB == HI1 {
+                        c0 = or_high(c0, high, 4 - v0, 0x10);
+                        c1 = or_high(c1, high, 4 - v1, 0x10);
+                    } else if CB == HI2 {
+                        c0 = or_high(c0, high, 4 - 2 * v0, 0x30);
+                        c1 = or_high(c1, high, 4 - 2 * v1, 0x30);
+                    }
+                    for r in 0..RR {
+                        let at = r * k + kb + 8 * g;
+                        ia[r] = _mm256_add_epi32(ia[r], dot4(c0, bcast(xh.add(at))));
+                        ia[r] = _mm256_add_epi32(ia[r], dot4(c1, bcast(xh.add(at + 4))));
+                        ib[r] = _mm256_add_epi32(ib[r], dot4(c0, bcast(xl.add(at))));
+                        ib[r] = _mm256_add_epi32(ib[r], dot4(c1, bcast(xl.add(at + 4))));
+                    }
+                }
+            }
+            let (d, mn) = block_scales::<SB>(w.data.as_ptr().add(at.hdr), at.j, self.half, offset);
             for r in 0..RR {
                 let at = (self.i0 + r) * nb + b;
                 let s = _mm256_set1_ps(*acts.scale.get_unchecked(at));

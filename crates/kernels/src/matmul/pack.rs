@@ -1,4 +1,4 @@
-use crate::quant::{f16_at, scale_min_k4, QuantFormat};
+use crate::quant::{scale_min_k4, QuantFormat};
 use crate::{Error, Result};
 
 /// Weight rows per panel: one 512-bit vector of f32 (or i32) outputs.
@@ -20,40 +20,103 @@ pub(crate) enum Packed {
     Codes(CodePanels),
 }
 
-/// Per panel, per block: 16 scales, 16 mins (f16 when every one of the matrix is exactly
-/// an f16, as in Q4_0, Q4_1 and Q8_0, else f32: batch-1 decode streams these bytes, so a
-/// third less scale traffic is measurable), then the codes in groups laid out for
-/// `vpdpbusd`, whose 32-bit lane `r` takes four consecutive codes of row `r`:
-/// * nibbles (codes < 16, block 32): four 64-byte groups, byte `4r + j` of group `g`
-///   holding row `r`'s code `8g + j` (low nibble) and `8g + 4 + j` (high nibble);
-/// * bytes: `block / 4` 64-byte groups, byte `4r + j` of group `g` holding code `4g + j`.
+/// How a block's 16 codes per row are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CodeBits {
+    /// Codes < 16: `block / 8` 64-byte groups, byte `4r + j` of group `g` holding row `r`'s
+    /// code `8g + j` (low nibble) and `8g + 4 + j` (high nibble).
+    Nib4,
+    /// Codes < 32 (Q5_K): the nibbles, then 64 bytes whose byte `4r + j` holds in bit `v`
+    /// bit 4 of code `4v + j`.
+    Nib4Hi1,
+    /// Codes < 64 (Q6_K, blocks of 16): the nibbles, then 64 bytes whose byte `4r + j`
+    /// holds in bits `2v, 2v + 1` bits 4 and 5 of code `4v + j`.
+    Nib4Hi2,
+    /// Whole bytes: `block / 4` 64-byte groups, byte `4r + j` of group `g` holding code
+    /// `4g + j`.
+    Bytes,
+}
+
+/// Where a block's scale and min come from. Every value below is computed with one
+/// exact f32 operation (11-bit by 6- or 8-bit products, powers of two), so it equals
+/// what the old wide layout stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ScaleBits {
+    /// Per block: 16 f16 scales, then 16 f16 mins (Q4_1).
+    ScaleMin,
+    /// Per block: 16 f16 scales; min = -offset * scale (Q4_0: 8, Q8_0: 128).
+    ScaleOffset(u8),
+    /// Per super-block of 8 blocks (Q4_K, Q5_K): 16 f16 `d`, 16 f16 `dmin`, then the 6-bit
+    /// sub-block scales and mins: 64 bytes of low nibbles of the scales (byte
+    /// `16 (j / 2) + r`, nibble `j % 2`), 64 of the mins, and 64 bytes of high bits (byte
+    /// `16 (j / 2) + r`: bits `2 (j % 2)` the scale's, bits `4 + 2 (j % 2)` the min's).
+    /// scale = d * sc, min = dmin * -m.
+    Super6,
+    /// Per super-block of 16 blocks (Q6_K): 16 f16 `d`, then 256 signed scale bytes
+    /// (byte `16 j + r`); scale = d * sc, min = -32 * scale.
+    SuperI8,
+}
+
+impl ScaleBits {
+    /// Blocks sharing one header.
+    pub fn blocks_per_group(self) -> usize {
+        match self {
+            Self::ScaleMin | Self::ScaleOffset(_) => 1,
+            Self::Super6 => 8,
+            Self::SuperI8 => 16,
+        }
+    }
+    pub fn header_bytes(self) -> usize {
+        match self {
+            Self::ScaleMin => 64,
+            Self::ScaleOffset(_) => 32,
+            Self::Super6 => 64 + 192,
+            Self::SuperI8 => 32 + 256,
+        }
+    }
+}
+
+/// Integer codes in panels of 16 rows, in GGUF's own bytes per weight: per panel, groups
+/// of one header (the scale bits of `blocks_per_group` blocks, all 16 rows) followed by
+/// those blocks' codes, laid out for `vpdpbusd`, whose 32-bit lane `r` takes four
+/// consecutive codes of row `r`. Batch-1 decode streams exactly these bytes.
 pub(crate) struct CodePanels {
     pub block: usize,
-    pub nibbles: bool,
-    pub half_scales: bool,
+    pub codes: CodeBits,
+    pub scales: ScaleBits,
     /// The largest code, which decides how the AVX2 kernel may multiply.
     pub max_code: u8,
     pub data: Vec<u8>,
 }
 
+/// Byte offsets of one block of one panel: its group's header, the block's index in the
+/// group, and its codes.
+#[derive(Clone, Copy)]
+pub(crate) struct BlockAt {
+    pub hdr: usize,
+    pub j: usize,
+    pub codes: usize,
+}
+
+fn f16_le(d: &[u8], i: usize) -> f32 {
+    half::f16::from_le_bytes([d[i], d[i + 1]]).to_f32()
+}
+
 impl CodePanels {
-    /// Bytes of the 16 scales and 16 mins of a block; the codes follow them.
-    pub fn scale_bytes(&self) -> usize {
-        if self.half_scales {
-            64
-        } else {
-            128
-        }
-    }
-    pub fn block_bytes(&self) -> usize {
-        self.scale_bytes() + self.code_bytes()
-    }
+    /// Bytes of one block's codes for all 16 rows.
     pub fn code_bytes(&self) -> usize {
-        if self.nibbles {
-            self.block * PANEL / 2
-        } else {
-            self.block * PANEL
+        match self.codes {
+            CodeBits::Nib4 => self.block * PANEL / 2,
+            CodeBits::Nib4Hi1 | CodeBits::Nib4Hi2 => self.block * PANEL / 2 + 64,
+            CodeBits::Bytes => self.block * PANEL,
         }
+    }
+    /// Offset of the high bits within a block's codes.
+    pub fn high_bits_at(&self) -> usize {
+        self.block * PANEL / 2
+    }
+    pub fn group_bytes(&self) -> usize {
+        self.scales.header_bytes() + self.scales.blocks_per_group() * self.code_bytes()
     }
     /// The bounds every SIMD kernel relies on before it reads without checks: `acts` holds
     /// `m` rows of `k` quantized with this block size, `y` `m` rows of `n`, and panels up
@@ -67,56 +130,98 @@ impl CodePanels {
         m: usize,
         y_len: usize,
     ) {
+        let nb = k / self.block;
         assert!(acts.k == k && acts.block == self.block && acts.hi.len() >= m * k);
-        assert!(acts.lo.len() >= m * k && acts.scale.len() >= m * (k / self.block));
-        assert!(y_len >= m * n && self.data.len() >= p1 * (k / self.block) * self.block_bytes());
-        assert!(!self.nibbles || self.block == 32);
+        assert!(acts.lo.len() >= m * k && acts.scale.len() >= m * nb);
+        assert!(nb.is_multiple_of(self.scales.blocks_per_group()));
+        let groups = nb / self.scales.blocks_per_group();
+        assert!(y_len >= m * n && self.data.len() >= p1 * groups * self.group_bytes());
+        assert!(self.codes == CodeBits::Bytes || self.block.is_multiple_of(16));
     }
 
-    /// Byte offset of block `b` of panel `p` in a matrix of `nb` blocks per row.
-    pub fn block_at(&self, p: usize, nb: usize, b: usize) -> usize {
-        (p * nb + b) * self.block_bytes()
-    }
-    fn scale_or_min(&self, at: usize, lane: usize) -> f32 {
-        if self.half_scales {
-            half::f16::from_le_bytes([self.data[at + 2 * lane], self.data[at + 2 * lane + 1]])
-                .to_f32()
-        } else {
-            f32_at(&self.data, at + 4 * lane)
+    /// Where block `b` of panel `p` lies in a matrix of `nb` blocks per row.
+    pub fn block_at(&self, p: usize, nb: usize, b: usize) -> BlockAt {
+        let bpg = self.scales.blocks_per_group();
+        let (g, j) = (b / bpg, b % bpg);
+        let hdr = (p * (nb / bpg) + g) * self.group_bytes();
+        BlockAt {
+            hdr,
+            j,
+            codes: hdr + self.scales.header_bytes() + j * self.code_bytes(),
         }
     }
-    pub fn scale(&self, at: usize, lane: usize) -> f32 {
-        self.scale_or_min(at, lane)
+
+    /// The 6-bit sub-block scale (`min == false`) or min of lane `r` (Q4_K, Q5_K).
+    fn super6(&self, at: BlockAt, lane: usize, min: bool) -> u8 {
+        let d = &self.data[at.hdr + 64..];
+        let i = 16 * (at.j / 2) + lane;
+        let lo = (d[i + if min { 64 } else { 0 }] >> (4 * (at.j % 2))) & 0xF;
+        let hi = (d[128 + i] >> (2 * (at.j % 2) + if min { 4 } else { 0 })) & 3;
+        lo | (hi << 4)
     }
-    pub fn min(&self, at: usize, lane: usize) -> f32 {
-        self.scale_or_min(at + self.scale_bytes() / 2, lane)
+
+    pub fn scale(&self, at: BlockAt, lane: usize) -> f32 {
+        let d = f16_le(&self.data, at.hdr + 2 * lane);
+        match self.scales {
+            ScaleBits::ScaleMin | ScaleBits::ScaleOffset(_) => d,
+            ScaleBits::Super6 => d * self.super6(at, lane, false) as f32,
+            ScaleBits::SuperI8 => d * (self.data[at.hdr + 32 + 16 * at.j + lane] as i8) as f32,
+        }
     }
-    /// Code `kk` (within the block) of panel row `lane`, for the block at byte `at`.
-    pub fn code(&self, at: usize, lane: usize, kk: usize) -> u8 {
-        let c = at + self.scale_bytes();
-        if self.nibbles {
-            let byte = self.data[c + (kk / 8) * 64 + 4 * lane + kk % 4];
-            if kk % 8 < 4 {
-                byte & 0xF
-            } else {
-                byte >> 4
+    pub fn min(&self, at: BlockAt, lane: usize) -> f32 {
+        match self.scales {
+            ScaleBits::ScaleMin => f16_le(&self.data, at.hdr + 32 + 2 * lane),
+            ScaleBits::ScaleOffset(o) => self.scale(at, lane) * -(o as f32),
+            ScaleBits::Super6 => {
+                f16_le(&self.data, at.hdr + 32 + 2 * lane) * -(self.super6(at, lane, true) as f32)
             }
-        } else {
-            self.data[c + (kk / 4) * 64 + 4 * lane + kk % 4]
+            ScaleBits::SuperI8 => self.scale(at, lane) * -32.0,
+        }
+    }
+    /// Code `kk` (within the block) of panel row `lane`.
+    pub fn code(&self, at: BlockAt, lane: usize, kk: usize) -> u8 {
+        let (c, v, j) = (at.codes, kk / 4, kk % 4);
+        if self.codes == CodeBits::Bytes {
+            return self.data[c + 64 * v + 4 * lane + j];
+        }
+        let nib = (self.data[c + 64 * (v / 2) + 4 * lane + j] >> (4 * (v % 2))) & 0xF;
+        let high = || self.data[c + self.high_bits_at() + 4 * lane + j];
+        match self.codes {
+            CodeBits::Nib4Hi1 => nib | (((high() >> v) & 1) << 4),
+            CodeBits::Nib4Hi2 => nib | (((high() >> (2 * v)) & 3) << 4),
+            _ => nib,
         }
     }
 }
 
-pub(crate) fn f32_at(d: &[u8], i: usize) -> f32 {
-    f32::from_le_bytes([d[i], d[i + 1], d[i + 2], d[i + 3]])
-}
-
-/// Codes, scales and mins of every row, before they are laid out in panels.
+/// Codes and scale bits of every row, before they are laid out in panels.
 struct RowCodes {
     block: usize,
     codes: Vec<u8>,
-    scale: Vec<f32>,
-    min: Vec<f32>,
+    /// Per row and block (`ScaleMin`, `ScaleOffset`): f16 scale and min; per row and
+    /// super-block (`Super6`, `SuperI8`): f16 `d` and `dmin`.
+    d: Vec<[u8; 2]>,
+    dmin: Vec<[u8; 2]>,
+    /// Per row and block (`Super6`, `SuperI8`): the sub-block scale and min bits.
+    sub_scale: Vec<u8>,
+    sub_min: Vec<u8>,
+}
+
+impl RowCodes {
+    fn new(block: usize, n: usize) -> Self {
+        Self {
+            block,
+            codes: Vec::with_capacity(n),
+            d: Vec::new(),
+            dmin: Vec::new(),
+            sub_scale: Vec::new(),
+            sub_min: Vec::new(),
+        }
+    }
+}
+
+fn f16_bytes(b: &[u8], i: usize) -> [u8; 2] {
+    [b[i], b[i + 1]]
 }
 
 impl PackedMatrix {
@@ -162,34 +267,37 @@ impl PackedMatrix {
         let n = rows * cols;
         let (_, bb) = fmt.block();
         let blocks = data.chunks_exact(bb);
-        let mut rc = RowCodes {
-            block: 32,
-            codes: Vec::with_capacity(n),
-            scale: Vec::with_capacity(n / 16),
-            min: Vec::with_capacity(n / 16),
-        };
-        match fmt {
+        let mut rc = RowCodes::new(32, n);
+        let (codes, scales) = match fmt {
             QuantFormat::F32 | QuantFormat::F16 | QuantFormat::BF16 => {
                 let mut v = vec![0f32; n];
                 crate::quant::dequantize_row(fmt, data, &mut v);
                 return Ok(Self::from_f32_as(v, rows, cols, fmt));
             }
             QuantFormat::Q4_0 | QuantFormat::Q4_1 => {
+                let q4_1 = fmt == QuantFormat::Q4_1;
                 for b in blocks {
-                    let (d, m, q) = if fmt == QuantFormat::Q4_0 {
-                        (f16_at(b, 0), -8.0 * f16_at(b, 0), &b[2..18])
+                    rc.d.push(f16_bytes(b, 0));
+                    let q = if q4_1 {
+                        rc.dmin.push(f16_bytes(b, 2));
+                        &b[4..20]
                     } else {
-                        (f16_at(b, 0), f16_at(b, 2), &b[4..20])
+                        &b[2..18]
                     };
-                    rc.scale.push(d);
-                    rc.min.push(m);
                     rc.codes.extend(q.iter().map(|&v| v & 0xF));
                     rc.codes.extend(q.iter().map(|&v| v >> 4));
                 }
+                let sb = if q4_1 {
+                    ScaleBits::ScaleMin
+                } else {
+                    ScaleBits::ScaleOffset(8)
+                };
+                (CodeBits::Nib4, sb)
             }
             QuantFormat::Q4K | QuantFormat::Q5K => {
                 for b in blocks {
-                    let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+                    rc.d.push(f16_bytes(b, 0));
+                    rc.dmin.push(f16_bytes(b, 2));
                     let (qh, ql) = if fmt == QuantFormat::Q4K {
                         (None, &b[16..144])
                     } else {
@@ -197,8 +305,8 @@ impl PackedMatrix {
                     };
                     for sub in 0..8 {
                         let (sc, m) = scale_min_k4(sub, &b[4..16]);
-                        rc.scale.push(d * sc as f32);
-                        rc.min.push(-(dmin * m as f32));
+                        rc.sub_scale.push(sc);
+                        rc.sub_min.push(m);
                         let src = &ql[32 * (sub / 2)..32 * (sub / 2) + 32];
                         for l in 0..32 {
                             let lo = if sub % 2 == 0 {
@@ -212,21 +320,26 @@ impl PackedMatrix {
                         }
                     }
                 }
+                let cb = if fmt == QuantFormat::Q4K {
+                    CodeBits::Nib4
+                } else {
+                    CodeBits::Nib4Hi1
+                };
+                (cb, ScaleBits::Super6)
             }
             QuantFormat::Q8_0 => {
                 for b in blocks {
-                    let d = f16_at(b, 0);
-                    rc.scale.push(d);
-                    rc.min.push(-128.0 * d);
+                    rc.d.push(f16_bytes(b, 0));
                     rc.codes
                         .extend(b[2..34].iter().map(|&v| (v as i8 as i16 + 128) as u8));
                 }
+                (CodeBits::Bytes, ScaleBits::ScaleOffset(128))
             }
             QuantFormat::Q6K => {
                 rc.block = 16;
                 let mut tmp = [0f32; 256];
                 for b in blocks {
-                    let d = f16_at(b, 208);
+                    rc.d.push(f16_bytes(b, 208));
                     // Codes come from the reference dequantizer run with unit scales, so the
                     // bit layout lives in one place only.
                     let mut unit = b.to_vec();
@@ -234,23 +347,16 @@ impl PackedMatrix {
                     unit[208..210].copy_from_slice(&half::f16::ONE.to_le_bytes());
                     crate::quant::dequant_q6k(&unit, &mut tmp);
                     rc.codes.extend(tmp.iter().map(|&v| (v as i32 + 32) as u8));
-                    for s in 0..16 {
-                        let scale = d * (b[192 + s] as i8) as f32;
-                        rc.scale.push(scale);
-                        rc.min.push(-32.0 * scale);
-                    }
+                    rc.sub_scale.extend_from_slice(&b[192..208]);
                 }
+                (CodeBits::Nib4Hi2, ScaleBits::SuperI8)
             }
-        }
-        let nibbles = matches!(
-            fmt,
-            QuantFormat::Q4_0 | QuantFormat::Q4_1 | QuantFormat::Q4K
-        );
+        };
         Ok(Self {
             rows,
             cols,
             source: fmt,
-            data: Packed::Codes(panelize(&rc, rows, cols, nibbles)),
+            data: Packed::Codes(panelize(&rc, rows, cols, codes, scales)),
         })
     }
 
@@ -302,73 +408,128 @@ impl PackedMatrix {
     }
 }
 
-fn push_scales(out: &mut Vec<u8>, v: impl Iterator<Item = f32>, half_scales: bool) {
-    for x in v {
-        if half_scales {
-            out.extend_from_slice(&half::f16::from_f32(x).to_le_bytes());
-        } else {
-            out.extend_from_slice(&x.to_le_bytes());
-        }
-    }
-}
-
-/// Whether `x` survives a round trip through f16 bit for bit.
-fn is_f16(x: f32) -> bool {
-    half::f16::from_f32(x).to_f32().to_bits() == x.to_bits()
-}
-
-fn panelize(rc: &RowCodes, rows: usize, cols: usize, nibbles: bool) -> CodePanels {
+/// Lays out `rc` in panels (see `CodePanels`); rows past `rows` are zeros.
+fn panelize(
+    rc: &RowCodes,
+    rows: usize,
+    cols: usize,
+    codes: CodeBits,
+    scales: ScaleBits,
+) -> CodePanels {
     let block = rc.block;
-    debug_assert!(!nibbles || block == 32);
     let nb = cols / block;
+    let bpg = scales.blocks_per_group();
+    let groups = nb / bpg;
     let panels = rows.div_ceil(PANEL);
-    let half_scales = rc.scale.iter().chain(&rc.min).all(|&x| is_f16(x));
     let mut out = CodePanels {
         block,
-        nibbles,
-        half_scales,
+        codes,
+        scales,
         max_code: rc.codes.iter().copied().max().unwrap_or(0),
         data: Vec::new(),
     };
-    out.data.reserve(panels * nb * out.block_bytes());
+    let total = panels * groups * out.group_bytes();
+    out.data.reserve_exact(total);
+    advise_huge_pages(&out.data);
     let row_or_pad =
         |p: usize, lane: usize| -> Option<usize> { Some(p * PANEL + lane).filter(|&r| r < rows) };
+    let d = &mut out.data;
     for p in 0..panels {
-        for b in 0..nb {
-            let sidx = |r: usize| r * nb + b;
-            let d = &mut out.data;
-            push_scales(
-                d,
-                (0..PANEL).map(|l| row_or_pad(p, l).map_or(0.0, |r| rc.scale[sidx(r)])),
-                half_scales,
-            );
-            push_scales(
-                d,
-                (0..PANEL).map(|l| row_or_pad(p, l).map_or(0.0, |r| rc.min[sidx(r)])),
-                half_scales,
-            );
-            let code =
-                |r: Option<usize>, kk: usize| r.map_or(0, |r| rc.codes[r * cols + b * block + kk]);
-            if nibbles {
-                for g in 0..block / 8 {
-                    for l in 0..PANEL {
-                        let r = row_or_pad(p, l);
-                        for j in 0..4 {
-                            d.push(code(r, 8 * g + j) | (code(r, 8 * g + 4 + j) << 4));
+        let lanes = || (0..PANEL).map(|l| row_or_pad(p, l));
+        for g in 0..groups {
+            // Header: per-row f16 values (per block or per super-block), then sub-block bits.
+            let hdr_idx = |r: usize| if bpg == 1 { r * nb + g } else { r * groups + g };
+            for r in lanes() {
+                d.extend_from_slice(&r.map_or([0; 2], |r| rc.d[hdr_idx(r)]));
+            }
+            if matches!(scales, ScaleBits::ScaleMin | ScaleBits::Super6) {
+                for r in lanes() {
+                    d.extend_from_slice(&r.map_or([0; 2], |r| rc.dmin[hdr_idx(r)]));
+                }
+            }
+            let sub =
+                |v: &[u8], r: Option<usize>, j: usize| r.map_or(0, |r| v[r * nb + g * bpg + j]);
+            match scales {
+                ScaleBits::Super6 => {
+                    for bits in [&rc.sub_scale, &rc.sub_min] {
+                        for pair in 0..4 {
+                            for r in lanes() {
+                                let (a, b) = (sub(bits, r, 2 * pair), sub(bits, r, 2 * pair + 1));
+                                d.push((a & 0xF) | ((b & 0xF) << 4));
+                            }
+                        }
+                    }
+                    for pair in 0..4 {
+                        for r in lanes() {
+                            let hi = |v: &[u8], j: usize| sub(v, r, j) >> 4;
+                            let (s0, s1) =
+                                (hi(&rc.sub_scale, 2 * pair), hi(&rc.sub_scale, 2 * pair + 1));
+                            let (m0, m1) =
+                                (hi(&rc.sub_min, 2 * pair), hi(&rc.sub_min, 2 * pair + 1));
+                            d.push(s0 | (s1 << 2) | (m0 << 4) | (m1 << 6));
                         }
                     }
                 }
-            } else {
-                for g in 0..block / 4 {
-                    for l in 0..PANEL {
-                        let r = row_or_pad(p, l);
-                        for j in 0..4 {
-                            d.push(code(r, 4 * g + j));
+                ScaleBits::SuperI8 => {
+                    for j in 0..bpg {
+                        for r in lanes() {
+                            d.push(sub(&rc.sub_scale, r, j));
                         }
+                    }
+                }
+                ScaleBits::ScaleMin | ScaleBits::ScaleOffset(_) => {}
+            }
+            for j in 0..bpg {
+                let b = g * bpg + j;
+                let code = |r: Option<usize>, kk: usize| {
+                    r.map_or(0, |r| rc.codes[r * cols + b * block + kk])
+                };
+                if codes == CodeBits::Bytes {
+                    for v in 0..block / 4 {
+                        for r in lanes() {
+                            d.extend((0..4).map(|j| code(r, 4 * v + j)));
+                        }
+                    }
+                    continue;
+                }
+                for v2 in 0..block / 8 {
+                    for r in lanes() {
+                        d.extend((0..4).map(|j| {
+                            (code(r, 8 * v2 + j) & 0xF) | ((code(r, 8 * v2 + 4 + j) & 0xF) << 4)
+                        }));
+                    }
+                }
+                if codes != CodeBits::Nib4 {
+                    let per = if codes == CodeBits::Nib4Hi1 { 1 } else { 2 };
+                    for r in lanes() {
+                        d.extend((0..4).map(|j| {
+                            (0..block / 4)
+                                .map(|v| (code(r, 4 * v + j) >> 4) << (per * v))
+                                .fold(0u8, |a, x| a | x)
+                        }));
                     }
                 }
             }
         }
     }
+    debug_assert_eq!(d.len(), total);
     out
+}
+
+/// Asks for transparent huge pages over `v`'s allocation before it is first written:
+/// decode streams every weight once per token, and with 4-KiB pages that is one TLB miss
+/// per page. Only a hint: where THP is off nothing changes.
+fn advise_huge_pages(v: &Vec<u8>) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let (start, len) = (v.as_ptr() as usize, v.capacity());
+        let lo = start.div_ceil(HUGE) * HUGE;
+        let hi = (start + len) / HUGE * HUGE;
+        if hi > lo {
+            // SAFETY: the range lies within `v`'s allocation; MADV_HUGEPAGE changes how
+            // pages are backed, never their contents.
+            unsafe { libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_HUGEPAGE) };
+        }
+    }
 }

@@ -129,6 +129,25 @@ fn matmul_matches_a_float64_product_within_the_activation_rounding() {
     }
 }
 
+/// Batch-1 decode streams the packed bytes, so they must be GGUF's own: no wider scales,
+/// no split super-blocks (rows pad to whole panels of 16 only).
+#[test]
+fn packed_quantized_matrices_are_exactly_the_ggml_size() {
+    for fmt in &FORMATS[3..] {
+        for rows in [16, 48, 37] {
+            let cols = 512;
+            let data = random_ggml(*fmt, rows, cols, 11);
+            let w = PackedMatrix::from_ggml(*fmt, &data, rows, cols).unwrap();
+            let padded = rows.div_ceil(PANEL) * PANEL;
+            assert_eq!(
+                w.packed_bytes(),
+                padded * fmt.row_bytes(cols).unwrap(),
+                "{fmt:?} {rows}x{cols}"
+            );
+        }
+    }
+}
+
 #[test]
 fn wrong_sizes_and_ragged_rows_are_errors() {
     assert!(PackedMatrix::from_ggml(QuantFormat::Q4_1, &[0u8; 19], 1, 32).is_err());

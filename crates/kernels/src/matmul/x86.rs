@@ -156,6 +156,98 @@ pub unsafe fn codes_panels(
     }
 }
 
+const NIB4: u8 = 0;
+const HI1: u8 = 1;
+const HI2: u8 = 2;
+const BYTES: u8 = 3;
+const MIN: u8 = 0;
+const OFFSET: u8 = 1;
+const SUPER6: u8 = 2;
+const SUPER_I8: u8 = 3;
+
+/// `nib | ((high >> v) & 1) << 4` per byte: moves bit `v` of `high` to bit 4. 16-bit
+/// shifts are safe because each byte's bit 4 comes from the same byte.
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+unsafe fn or_bit4(nib: __m512i, high: __m512i, v: usize) -> __m512i {
+    let moved = match v {
+        0 => _mm512_slli_epi16::<4>(high),
+        1 => _mm512_slli_epi16::<3>(high),
+        2 => _mm512_slli_epi16::<2>(high),
+        3 => _mm512_slli_epi16::<1>(high),
+        4 => high,
+        5 => _mm512_srli_epi16::<1>(high),
+        6 => _mm512_srli_epi16::<2>(high),
+        _ => _mm512_srli_epi16::<3>(high),
+    };
+    // A | (B & C)
+    _mm512_ternarylogic_epi32::<0xF8>(nib, moved, _mm512_set1_epi8(0x10))
+}
+
+/// `nib | ((high >> 2v) & 3) << 4` per byte.
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+unsafe fn or_bits45(nib: __m512i, high: __m512i, v: usize) -> __m512i {
+    let moved = match v {
+        0 => _mm512_slli_epi16::<4>(high),
+        1 => _mm512_slli_epi16::<2>(high),
+        2 => high,
+        _ => _mm512_srli_epi16::<2>(high),
+    };
+    _mm512_ternarylogic_epi32::<0xF8>(nib, moved, _mm512_set1_epi8(0x30))
+}
+
+/// The 16 lanes' 6-bit sub-block values `j` of a `Super6` header, from the nibble plane
+/// at `lo` and the high-bit plane at `hi`, whose bits start at `shift` for even `j`.
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+unsafe fn six_bits(lo: *const u8, hi: *const u8, j: usize, shift: i32) -> __m512 {
+    let at = 16 * (j / 2);
+    let odd = (j % 2) as i32;
+    let l = _mm_loadu_si128(lo.add(at) as *const _);
+    let h = _mm_loadu_si128(hi.add(at) as *const _);
+    let l = _mm_and_si128(
+        _mm_srl_epi16(l, _mm_cvtsi32_si128(4 * odd)),
+        _mm_set1_epi8(0xF),
+    );
+    let h = _mm_and_si128(
+        _mm_srl_epi16(h, _mm_cvtsi32_si128(shift + 2 * odd)),
+        _mm_set1_epi8(3),
+    );
+    let v = _mm_or_si128(l, _mm_slli_epi16::<4>(h));
+    _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v))
+}
+
+/// The 16 lanes' scale and min of block `j` of the group whose header is at `hdr`, as
+/// `CodePanels::scale` and `min` define them.
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+unsafe fn block_scales<const SB: u8>(hdr: *const u8, j: usize, offset: f32) -> (__m512, __m512) {
+    let f16s = |at: usize| _mm512_cvtph_ps(_mm256_loadu_si256(hdr.add(at) as *const _));
+    match SB {
+        MIN => (f16s(0), f16s(32)),
+        OFFSET => {
+            let d = f16s(0);
+            (d, _mm512_mul_ps(d, _mm512_set1_ps(offset)))
+        }
+        SUPER6 => {
+            let sc = six_bits(hdr.add(64), hdr.add(192), j, 0);
+            let m = six_bits(hdr.add(128), hdr.add(192), j, 4);
+            // -m by flipping the sign bit (an integer op: the float xor needs avx512dq).
+            let neg_m = _mm512_castsi512_ps(_mm512_xor_si512(
+                _mm512_castps_si512(m),
+                _mm512_set1_epi32(i32::MIN),
+            ));
+            (_mm512_mul_ps(f16s(0), sc), _mm512_mul_ps(f16s(32), neg_m))
+        }
+        _ => {
+            let sc = _mm_loadu_si128(hdr.add(32 + 16 * j) as *const _);
+            let d = _mm512_mul_ps(f16s(0), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc)));
+            (d, _mm512_mul_ps(d, _mm512_set1_ps(-32.0)))
+        }
+    }
+}
+
 struct Tile<'a> {
     w: &'a CodePanels,
     k: usize,
@@ -181,11 +273,15 @@ impl Tile<'_> {
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     unsafe fn run<const R: usize, const P: usize>(&self, p0: usize) {
-        match (self.w.nibbles, self.w.half_scales) {
-            (true, true) => self.tile::<R, P, true, true>(p0),
-            (true, false) => self.tile::<R, P, true, false>(p0),
-            (false, true) => self.tile::<R, P, false, true>(p0),
-            (false, false) => self.tile::<R, P, false, false>(p0),
+        use super::pack::{CodeBits as C, ScaleBits as S};
+        match (self.w.codes, self.w.scales) {
+            (C::Nib4, S::ScaleOffset(_)) => self.tile::<R, P, NIB4, OFFSET>(p0),
+            (C::Nib4, S::ScaleMin) => self.tile::<R, P, NIB4, MIN>(p0),
+            (C::Nib4, S::Super6) => self.tile::<R, P, NIB4, SUPER6>(p0),
+            (C::Nib4Hi1, S::Super6) => self.tile::<R, P, HI1, SUPER6>(p0),
+            (C::Nib4Hi2, S::SuperI8) => self.tile::<R, P, HI2, SUPER_I8>(p0),
+            (C::Bytes, S::ScaleOffset(_)) => self.tile::<R, P, BYTES, OFFSET>(p0),
+            (cb, sb) => unreachable!("no kernel for {cb:?} codes with {sb:?} scales"),
         }
     }
 
@@ -194,10 +290,7 @@ impl Tile<'_> {
     /// exact `Σ code * c` of the scalar twin.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[inline]
-    unsafe fn tile<const R: usize, const P: usize, const NIB: bool, const HALF: bool>(
-        &self,
-        p0: usize,
-    ) {
+    unsafe fn tile<const R: usize, const P: usize, const CB: u8, const SB: u8>(&self, p0: usize) {
         let (w, k, acts) = (self.w, self.k, self.acts);
         let block = w.block;
         let nb = k / block;
@@ -205,31 +298,57 @@ impl Tile<'_> {
         let xl = acts.lo.as_ptr().add(self.i0 * k);
         let bcast = |p: *const i8| _mm512_set1_epi32((p as *const i32).read_unaligned());
         let nibble = _mm512_set1_epi8(0x0F);
-        let codes_at = if HALF { 64 } else { 128 };
-        let scales = |at: *const u8, i: usize| {
-            if HALF {
-                _mm512_cvtph_ps(_mm256_loadu_si256(at.add(32 * i) as *const _))
-            } else {
-                _mm512_loadu_ps(at.add(64 * i) as *const f32)
-            }
+        let offset = match w.scales {
+            super::pack::ScaleBits::ScaleOffset(o) => -(o as f32),
+            _ => -32.0,
         };
+        let high_at = w.high_bits_at();
         let mut acc = [[_mm512_setzero_ps(); P]; R];
         for b in 0..nb {
-            let mut base = [std::ptr::null::<u8>(); P];
+            let mut at = [w.block_at(0, nb, 0); P];
             for q in 0..P {
-                base[q] = w.data.as_ptr().add(w.block_at(p0 + q, nb, b));
+                at[q] = w.block_at(p0 + q, nb, b);
             }
+            let base = |q: usize| w.data.as_ptr().add(at[q].codes);
             let mut ia = [[_mm512_setzero_si512(); P]; R];
             let mut ib = [[_mm512_setzero_si512(); P]; R];
             let kb = b * block;
-            if NIB {
-                for g in 0..4 {
+            if CB == BYTES {
+                for g in 0..block / 4 {
+                    let mut c = [_mm512_setzero_si512(); P];
+                    for q in 0..P {
+                        c[q] = _mm512_loadu_si512(base(q).add(g * 64) as *const _);
+                    }
+                    for r in 0..R {
+                        let at = r * k + kb + 4 * g;
+                        let (h, l) = (bcast(xh.add(at)), bcast(xl.add(at)));
+                        for q in 0..P {
+                            ia[r][q] = _mm512_dpbusd_epi32(ia[r][q], c[q], h);
+                            ib[r][q] = _mm512_dpbusd_epi32(ib[r][q], c[q], l);
+                        }
+                    }
+                }
+            } else {
+                let mut high = [_mm512_setzero_si512(); P];
+                if CB != NIB4 {
+                    for q in 0..P {
+                        high[q] = _mm512_loadu_si512(base(q).add(high_at) as *const _);
+                    }
+                }
+                for g in 0..block / 8 {
                     let mut c0 = [_mm512_setzero_si512(); P];
                     let mut c1 = [_mm512_setzero_si512(); P];
                     for q in 0..P {
-                        let raw = _mm512_loadu_si512(base[q].add(codes_at + g * 64) as *const _);
+                        let raw = _mm512_loadu_si512(base(q).add(g * 64) as *const _);
                         c0[q] = _mm512_and_si512(raw, nibble);
                         c1[q] = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), nibble);
+                        if CB == HI1 {
+                            c0[q] = or_bit4(c0[q], high[q], 2 * g);
+                            c1[q] = or_bit4(c1[q], high[q], 2 * g + 1);
+                        } else if CB == HI2 {
+                            c0[q] = or_bits45(c0[q], high[q], 2 * g);
+                            c1[q] = or_bits45(c1[q], high[q], 2 * g + 1);
+                        }
                     }
                     for r in 0..R {
                         let at = r * k + kb + 8 * g;
@@ -243,24 +362,10 @@ impl Tile<'_> {
                         }
                     }
                 }
-            } else {
-                for g in 0..block / 4 {
-                    let mut c = [_mm512_setzero_si512(); P];
-                    for q in 0..P {
-                        c[q] = _mm512_loadu_si512(base[q].add(codes_at + g * 64) as *const _);
-                    }
-                    for r in 0..R {
-                        let at = r * k + kb + 4 * g;
-                        let (h, l) = (bcast(xh.add(at)), bcast(xl.add(at)));
-                        for q in 0..P {
-                            ia[r][q] = _mm512_dpbusd_epi32(ia[r][q], c[q], h);
-                            ib[r][q] = _mm512_dpbusd_epi32(ib[r][q], c[q], l);
-                        }
-                    }
-                }
             }
             for q in 0..P {
-                let (d, mn) = (scales(base[q], 0), scales(base[q], 1));
+                let hdr = w.data.as_ptr().add(at[q].hdr);
+                let (d, mn) = block_scales::<SB>(hdr, at[q].j, offset);
                 for r in 0..R {
                     let at = (self.i0 + r) * nb + b;
                     let s = _mm512_set1_ps(*acts.scale.get_unchecked(at));
