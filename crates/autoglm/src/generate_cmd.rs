@@ -52,6 +52,8 @@ pub struct Args {
     json: bool,
     #[arg(long)]
     threads: Option<usize>,
+    #[command(flatten)]
+    arith: crate::load::Arithmetic,
 }
 
 /// Text of an OpenAI message `content`: a string, or an array of parts whose text parts
@@ -106,7 +108,7 @@ fn read_messages(path: &PathBuf) -> Result<Vec<ChatMessage>> {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let l = load(a.model, a.threads)?;
+    let l = load(a.model, a.threads, a.arith)?;
     let tok = &l.tokenizer;
     let prompt_ids = match (&a.prompt, &a.messages) {
         (Some(p), _) => tok.encode(p, true, true)?,

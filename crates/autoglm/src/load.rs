@@ -20,12 +20,31 @@ pub struct Loaded {
     pub tokenizer: Tokenizer,
 }
 
-pub fn load(arg: Option<PathBuf>, threads: Option<usize>) -> Result<Loaded> {
+/// How quantized weights multiply, for every command that runs the model.
+#[derive(clap::Args, Clone, Copy, Debug)]
+pub struct Arithmetic {
+    /// Bits of the activation codes quantized weights multiply with: 16, closest to the
+    /// exact model, or 8, llama.cpp's arithmetic: half the integer multiplies (faster
+    /// prefill), 256 times coarser activation codes.
+    #[arg(long, default_value_t = 16, value_parser = parse_bits)]
+    pub activation_bits: u8,
+}
+
+fn parse_bits(s: &str) -> std::result::Result<u8, String> {
+    match s {
+        "8" => Ok(8),
+        "16" => Ok(16),
+        _ => Err(format!("{s:?}: 8 or 16")),
+    }
+}
+
+pub fn load(arg: Option<PathBuf>, threads: Option<usize>, arith: Arithmetic) -> Result<Loaded> {
     let path = model_path(arg)?;
     let f = GgufFile::open(&path).with_context(|| format!("opening {}", path.display()))?;
     let pool = Arc::new(ThreadPool::new(crate::settings::threads(threads)));
-    let model =
+    let mut model =
         Model::from_gguf(&f, pool).with_context(|| format!("loading {}", path.display()))?;
+    model.set_activation_bits(arith.activation_bits);
     let tokenizer =
         Tokenizer::from_gguf(&f).with_context(|| format!("tokenizer of {}", path.display()))?;
     Ok(Loaded { model, tokenizer })

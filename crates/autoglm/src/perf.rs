@@ -30,6 +30,8 @@ pub struct Args {
     repetitions: usize,
     #[arg(long)]
     threads: Option<usize>,
+    #[command(flatten)]
+    arith: crate::load::Arithmetic,
     #[arg(long)]
     json: bool,
 }
@@ -91,7 +93,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     let path = crate::load::model_path(a.model)?;
     let file_bytes = std::fs::metadata(&path)?.len();
-    let l = load(Some(path), a.threads)?;
+    let l = load(Some(path), a.threads, a.arith)?;
     let m = &l.model;
     let loaded = crate::mem::rss();
     let vocab = m.config.vocab_size;

@@ -16,6 +16,8 @@ pub struct Args {
     ctx: usize,
     #[arg(long)]
     threads: Option<usize>,
+    #[command(flatten)]
+    arith: crate::load::Arithmetic,
     /// Print one JSON object at the end.
     #[arg(long)]
     json: bool,
@@ -25,7 +27,7 @@ pub struct Args {
 /// without special-token parsing, cut into non-overlapping chunks of `ctx` tokens, each
 /// run from an empty cache, and only the second half of each chunk is scored.
 pub fn run(a: Args) -> Result<()> {
-    let l = load(a.model, a.threads)?;
+    let l = load(a.model, a.threads, a.arith)?;
     let mut text = std::fs::read_to_string(&a.file)
         .with_context(|| format!("reading {}", a.file.display()))?;
     if text.ends_with('\n') {

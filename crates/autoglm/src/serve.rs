@@ -32,6 +32,8 @@ pub struct Args {
     /// Compute threads (default: all cores, or AUTOGLM_THREADS).
     #[arg(long)]
     threads: Option<usize>,
+    #[command(flatten)]
+    arith: crate::load::Arithmetic,
     /// Tokens of KV cache (16-bit codes; about 23 KiB per token on the default model).
     #[arg(long, default_value_t = EngineConfig::default().kv_cache_tokens)]
     kv_cache_tokens: usize,
@@ -155,10 +157,10 @@ pub fn run(a: Args) -> Result<()> {
         .build()?;
     rt.block_on(async move {
         let st = state.clone();
-        let (model_arg, threads) = (a.model.clone(), a.threads);
+        let (model_arg, threads, arith) = (a.model.clone(), a.threads, a.arith);
         // The port is open (health says 503) while the model is fetched and loaded.
         let loader = tokio::task::spawn_blocking(move || -> Result<()> {
-            let l = crate::load::load(model_arg, threads)?;
+            let l = crate::load::load(model_arg, threads, arith)?;
             let template = match l.tokenizer.chat_template() {
                 Some(src) => Some(Arc::new(ChatTemplate::new(
                     src,

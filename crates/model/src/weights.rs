@@ -169,6 +169,20 @@ impl Model {
         })
     }
 
+    /// Activation code bits of every quantized matrix (see
+    /// `PackedMatrix::set_activation_bits`): 16 by default, 8 for llama.cpp's arithmetic.
+    pub fn set_activation_bits(&mut self, bits: u8) {
+        let lm = self.output.as_mut().unwrap_or(&mut self.embd);
+        lm.set_activation_bits(bits);
+        for l in &mut self.layers {
+            for m in l.qkv.parts.iter_mut().chain(l.gate_up.parts.iter_mut()) {
+                m.set_activation_bits(bits);
+            }
+            l.wo.set_activation_bits(bits);
+            l.down.set_activation_bits(bits);
+        }
+    }
+
     /// Bytes of weights the kernels stream per token at batch 1.
     pub fn weight_bytes(&self) -> usize {
         let lm = self.output.as_ref().unwrap_or(&self.embd).packed_bytes();

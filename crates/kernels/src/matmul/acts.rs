@@ -11,9 +11,15 @@
 /// -128..=127.
 const CMAX: f32 = 32512.0;
 
+/// Largest code magnitude of 8-bit activation blocks (llama.cpp's `q8` arithmetic).
+const CMAX8: f32 = 127.0;
+
 pub(crate) struct QuantActs {
     pub k: usize,
     pub block: usize,
+    /// 16, or 8: codes within ±127 held in `lo` alone (`hi` is zero), which halves the
+    /// kernels' multiplies at the cost of 256 times coarser activation codes.
+    pub bits: u8,
     pub hi: Vec<i8>,
     pub lo: Vec<i8>,
     /// Per row and block: `s`.
@@ -27,6 +33,7 @@ impl QuantActs {
         Self {
             k: 0,
             block: 0,
+            bits: 16,
             hi: Vec::new(),
             lo: Vec::new(),
             scale: Vec::new(),
@@ -34,10 +41,11 @@ impl QuantActs {
         }
     }
 
-    pub fn resize(&mut self, m: usize, k: usize, block: usize) {
-        debug_assert!(k.is_multiple_of(block));
+    pub fn resize(&mut self, m: usize, k: usize, block: usize, bits: u8) {
+        debug_assert!(k.is_multiple_of(block) && (bits == 8 || bits == 16));
         self.k = k;
         self.block = block;
+        self.bits = bits;
         self.hi.resize(m * k, 0);
         self.lo.resize(m * k, 0);
         self.scale.resize(m * k / block, 0.0);
@@ -70,8 +78,16 @@ pub(crate) struct ActRow<'a> {
     pub sum: &'a mut [f32],
 }
 
-/// Quantizes one row of `k` values.
-pub(crate) fn quantize_row(x: &[f32], block: usize, out: ActRow) {
+/// Quantizes one row of `k` values to `bits`-bit codes.
+pub(crate) fn quantize_row(x: &[f32], block: usize, out: ActRow, bits: u8) {
+    if bits == 8 {
+        #[cfg(target_arch = "x86_64")]
+        if crate::isa() != crate::Isa::Scalar {
+            // SAFETY: avx2 and fma were detected (every ISA above scalar has them).
+            return unsafe { quantize_row8_avx2(x, block, out) };
+        }
+        return quantize_row8_body(x, block, out);
+    }
     #[cfg(target_arch = "x86_64")]
     match crate::isa() {
         // SAFETY: avx512f and avx512bw were detected; the body is the same IEEE arithmetic
@@ -194,6 +210,40 @@ unsafe fn quantize_row_avx512(x: &[f32], block: usize, out: ActRow) {
     }
 }
 
+/// The 8-bit body compiled for AVX2 (the same IEEE arithmetic, vectorized).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn quantize_row8_avx2(x: &[f32], block: usize, out: ActRow) {
+    quantize_row8_body(x, block, out)
+}
+
+/// 8-bit codes `c = round(x / s)`, `s = amax / 127`, in `lo`; `hi` zero.
+#[inline(always)]
+fn quantize_row8_body(x: &[f32], block: usize, out: ActRow) {
+    let ActRow { hi, lo, scale, sum } = out;
+    hi.fill(0);
+    let chunks = x
+        .chunks_exact(block)
+        .zip(lo.chunks_exact_mut(block))
+        .zip(scale.iter_mut().zip(sum.iter_mut()));
+    for ((xs, ls), (s_out, sum_out)) in chunks {
+        let amax = xs.iter().fold(0f32, |a, &v| a.max(v.abs()));
+        let (s, inv) = if amax > 0.0 && amax.is_finite() && (CMAX8 / amax).is_finite() {
+            (amax / CMAX8, CMAX8 / amax)
+        } else {
+            (if amax == 0.0 { 0.0 } else { f32::NAN }, 0.0)
+        };
+        let mut total = 0i32;
+        for (&v, l) in xs.iter().zip(ls.iter_mut()) {
+            let c = (v * inv).round_ties_even().clamp(-CMAX8, CMAX8) as i32;
+            *l = c as i8;
+            total += c;
+        }
+        *s_out = s;
+        *sum_out = s * total as f32;
+    }
+}
+
 #[inline(always)]
 fn quantize_row_body(x: &[f32], block: usize, out: ActRow) {
     let ActRow { hi, lo, scale, sum } = out;
@@ -254,9 +304,9 @@ mod tests {
                 _ => {}
             }
             let (mut a, mut b) = (QuantActs::new(), QuantActs::new());
-            a.resize(1, k, block);
-            b.resize(1, k, block);
-            quantize_row(&x, block, a.row_mut(0));
+            a.resize(1, k, block, 16);
+            b.resize(1, k, block, 16);
+            quantize_row(&x, block, a.row_mut(0), 16);
             quantize_row_body(&x, block, b.row_mut(0));
             prop_assert_eq!(&a.hi, &b.hi);
             prop_assert_eq!(&a.lo, &b.lo);
@@ -271,8 +321,8 @@ mod tests {
             .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.173)
             .collect();
         let mut q = QuantActs::new();
-        q.resize(1, 96, 32);
-        quantize_row(&x, 32, q.row_mut(0));
+        q.resize(1, 96, 32, 16);
+        quantize_row(&x, 32, q.row_mut(0), 16);
         for (kk, &v) in x.iter().enumerate() {
             let s = q.scale[kk / 32];
             let back = s * q.code(0, kk) as f32;
@@ -283,14 +333,37 @@ mod tests {
     }
 
     #[test]
+    fn eight_bit_codes_reconstruct_within_half_a_step() {
+        let x: Vec<f32> = (0..96)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.173)
+            .collect();
+        let mut q = QuantActs::new();
+        q.resize(1, 96, 32, 8);
+        quantize_row(&x, 32, q.row_mut(0), 8);
+        assert!(q.hi.iter().all(|&h| h == 0));
+        for (kk, &v) in x.iter().enumerate() {
+            let s = q.scale[kk / 32];
+            let c = q.code(0, kk);
+            assert!(
+                c.abs() <= 127 && (s * c as f32 - v).abs() <= 0.5001 * s,
+                "{kk}"
+            );
+        }
+        assert_eq!(
+            q.scale[0],
+            x[..32].iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0
+        );
+    }
+
+    #[test]
     fn extreme_codes_split_into_bytes_exactly() {
         let mut x = vec![0f32; 32];
         x[0] = 1.0;
         x[1] = -1.0;
         x[2] = 0.99998;
         let mut q = QuantActs::new();
-        q.resize(1, 32, 32);
-        quantize_row(&x, 32, q.row_mut(0));
+        q.resize(1, 32, 32, 16);
+        quantize_row(&x, 32, q.row_mut(0), 16);
         assert_eq!(q.code(0, 0), 32512);
         assert_eq!(q.code(0, 1), -32512);
         assert_eq!(q.code(0, 2), (0.99998f32 * CMAX).round_ties_even() as i32);

@@ -46,12 +46,14 @@ pub unsafe fn codes_panels(
                     p,
                     half,
                 };
+                let a8 = acts.bits == 8;
                 macro_rules! by_rows {
                     ($cb:expr, $sb:expr) => {
-                        if rows == 2 {
-                            t.run::<2, { $cb }, { $sb }>(y)
-                        } else {
-                            t.run::<1, { $cb }, { $sb }>(y)
+                        match (rows, a8) {
+                            (2, false) => t.run::<2, { $cb }, { $sb }, false>(y),
+                            (2, true) => t.run::<2, { $cb }, { $sb }, true>(y),
+                            (_, false) => t.run::<1, { $cb }, { $sb }, false>(y),
+                            (_, true) => t.run::<1, { $cb }, { $sb }, true>(y),
                         }
                     };
                 }
@@ -169,7 +171,10 @@ unsafe fn dot4(codes: __m256i, a: __m256i) -> __m256i {
 
 impl HalfTile<'_> {
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn run<const RR: usize, const CB: u8, const SB: u8>(&self, y: &SharedOut) {
+    unsafe fn run<const RR: usize, const CB: u8, const SB: u8, const A8: bool>(
+        &self,
+        y: &SharedOut,
+    ) {
         let (w, k, acts) = (self.w, self.k, self.acts);
         let (block, nb) = (w.block, k / w.block);
         let xh = acts.hi.as_ptr().add(self.i0 * k);
@@ -200,11 +205,15 @@ impl HalfTile<'_> {
                             let split = |a: __m256i| {
                                 _mm256_add_epi32(_mm256_slli_epi32::<4>(dot4(hi, a)), dot4(lo, a))
                             };
-                            ia[r] = _mm256_add_epi32(ia[r], split(h));
                             ib[r] = _mm256_add_epi32(ib[r], split(l));
+                            if !A8 {
+                                ia[r] = _mm256_add_epi32(ia[r], split(h));
+                            }
                         } else {
-                            ia[r] = _mm256_add_epi32(ia[r], dot4(raw, h));
                             ib[r] = _mm256_add_epi32(ib[r], dot4(raw, l));
+                            if !A8 {
+                                ia[r] = _mm256_add_epi32(ia[r], dot4(raw, h));
+                            }
                         }
                     }
                 }
@@ -228,10 +237,12 @@ impl HalfTile<'_> {
                     }
                     for r in 0..RR {
                         let at = r * k + kb + 8 * g;
-                        ia[r] = _mm256_add_epi32(ia[r], dot4(c0, bcast(xh.add(at))));
-                        ia[r] = _mm256_add_epi32(ia[r], dot4(c1, bcast(xh.add(at + 4))));
                         ib[r] = _mm256_add_epi32(ib[r], dot4(c0, bcast(xl.add(at))));
                         ib[r] = _mm256_add_epi32(ib[r], dot4(c1, bcast(xl.add(at + 4))));
+                        if !A8 {
+                            ia[r] = _mm256_add_epi32(ia[r], dot4(c0, bcast(xh.add(at))));
+                            ia[r] = _mm256_add_epi32(ia[r], dot4(c1, bcast(xh.add(at + 4))));
+                        }
                     }
                 }
             }

@@ -82,7 +82,7 @@ fn panels_per_task(panels: usize, threads: usize) -> usize {
 /// Quantizes `m` rows of `x` into `acts` (already sized), in parallel when given a pool
 /// and enough rows to be worth it.
 fn quantize_rows(pool: Option<&ThreadPool>, x: &[f32], m: usize, acts: &mut QuantActs) {
-    let (k, block) = (acts.k, acts.block);
+    let (k, block, bits) = (acts.k, acts.block, acts.bits);
     let nb = k / block;
     match pool {
         Some(pool) if m >= 8 && pool.threads() > 1 => {
@@ -109,13 +109,13 @@ fn quantize_rows(pool: Option<&ThreadPool>, x: &[f32], m: usize, acts: &mut Quan
                             sum: std::slice::from_raw_parts_mut(b.3.add(i * nb), nb),
                         }
                     };
-                    acts::quantize_row(&x[i * k..(i + 1) * k], block, row);
+                    acts::quantize_row(&x[i * k..(i + 1) * k], block, row, bits);
                 }
             });
         }
         _ => {
             for i in 0..m {
-                acts::quantize_row(&x[i * k..(i + 1) * k], block, acts.row_mut(i));
+                acts::quantize_row(&x[i * k..(i + 1) * k], block, acts.row_mut(i), bits);
             }
         }
     }
@@ -157,7 +157,7 @@ pub fn matmul(pool: &ThreadPool, w: &PackedMatrix, x: &[f32], m: usize, y: &mut 
         Packed::F32(v) => matmul_f32(pool, v, n, k, x, m, y),
         Packed::Codes(c) => ACTS.with(|a| {
             let mut acts = a.borrow_mut();
-            acts.resize(m, k, c.block);
+            acts.resize(m, k, c.block, w.activation_bits());
             quantize_rows(Some(pool), x, m, &mut acts);
             matmul_codes(pool, c, n, k, &acts, m, y);
         }),

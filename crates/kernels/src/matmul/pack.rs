@@ -9,6 +9,8 @@ pub const PANEL: usize = 16;
 pub struct PackedMatrix {
     rows: usize,
     cols: usize,
+    /// Bits of the activation codes quantized weights multiply with: 16 (default) or 8.
+    act_bits: u8,
     pub(crate) source: QuantFormat,
     pub(crate) data: Packed,
 }
@@ -234,6 +236,17 @@ impl PackedMatrix {
     pub fn source_format(&self) -> QuantFormat {
         self.source
     }
+    /// 16-bit activation codes (error ≤ amax/65024 per block, the default: what keeps the
+    /// engine closest to the exact model) or 8-bit ones (≤ amax/254, llama.cpp's
+    /// arithmetic): half the integer multiplies, for prefill-bound work. f32 weights
+    /// ignore it. Panics on other values.
+    pub fn set_activation_bits(&mut self, bits: u8) {
+        assert!(bits == 8 || bits == 16, "activation bits {bits}: 8 or 16");
+        self.act_bits = bits;
+    }
+    pub fn activation_bits(&self) -> u8 {
+        self.act_bits
+    }
     pub fn panels(&self) -> usize {
         self.rows.div_ceil(PANEL)
     }
@@ -355,6 +368,7 @@ impl PackedMatrix {
         Ok(Self {
             rows,
             cols,
+            act_bits: 16,
             source: fmt,
             data: Packed::Codes(panelize(&rc, rows, cols, codes, scales)),
         })
@@ -378,6 +392,7 @@ impl PackedMatrix {
         Self {
             rows,
             cols,
+            act_bits: 16,
             source,
             data: Packed::F32(out),
         }

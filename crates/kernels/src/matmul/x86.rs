@@ -273,24 +273,38 @@ impl Tile<'_> {
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     unsafe fn run<const R: usize, const P: usize>(&self, p0: usize) {
+        if self.acts.bits == 8 {
+            self.run_codes::<R, P, true>(p0)
+        } else {
+            self.run_codes::<R, P, false>(p0)
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[inline]
+    unsafe fn run_codes<const R: usize, const P: usize, const A8: bool>(&self, p0: usize) {
         use super::pack::{CodeBits as C, ScaleBits as S};
         match (self.w.codes, self.w.scales) {
-            (C::Nib4, S::ScaleOffset(_)) => self.tile::<R, P, NIB4, OFFSET>(p0),
-            (C::Nib4, S::ScaleMin) => self.tile::<R, P, NIB4, MIN>(p0),
-            (C::Nib4, S::Super6) => self.tile::<R, P, NIB4, SUPER6>(p0),
-            (C::Nib4Hi1, S::Super6) => self.tile::<R, P, HI1, SUPER6>(p0),
-            (C::Nib4Hi2, S::SuperI8) => self.tile::<R, P, HI2, SUPER_I8>(p0),
-            (C::Bytes, S::ScaleOffset(_)) => self.tile::<R, P, BYTES, OFFSET>(p0),
+            (C::Nib4, S::ScaleOffset(_)) => self.tile::<R, P, NIB4, OFFSET, A8>(p0),
+            (C::Nib4, S::ScaleMin) => self.tile::<R, P, NIB4, MIN, A8>(p0),
+            (C::Nib4, S::Super6) => self.tile::<R, P, NIB4, SUPER6, A8>(p0),
+            (C::Nib4Hi1, S::Super6) => self.tile::<R, P, HI1, SUPER6, A8>(p0),
+            (C::Nib4Hi2, S::SuperI8) => self.tile::<R, P, HI2, SUPER_I8, A8>(p0),
+            (C::Bytes, S::ScaleOffset(_)) => self.tile::<R, P, BYTES, OFFSET, A8>(p0),
             (cb, sb) => unreachable!("no kernel for {cb:?} codes with {sb:?} scales"),
         }
     }
 
     /// `R` rows from `i0` against panels `p0..p0 + P`. Per block and (row, panel), the
     /// high and low activation bytes accumulate separately, then `I = (A << 8) + B` is the
-    /// exact `Σ code * c` of the scalar twin.
+    /// exact `Σ code * c` of the scalar twin. With 8-bit activations (`A8`) the high bytes
+    /// are zero and only `B` is computed.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[inline]
-    unsafe fn tile<const R: usize, const P: usize, const CB: u8, const SB: u8>(&self, p0: usize) {
+    unsafe fn tile<const R: usize, const P: usize, const CB: u8, const SB: u8, const A8: bool>(
+        &self,
+        p0: usize,
+    ) {
         let (w, k, acts) = (self.w, self.k, self.acts);
         let block = w.block;
         let nb = k / block;
@@ -321,10 +335,15 @@ impl Tile<'_> {
                     }
                     for r in 0..R {
                         let at = r * k + kb + 4 * g;
-                        let (h, l) = (bcast(xh.add(at)), bcast(xl.add(at)));
+                        let l = bcast(xl.add(at));
                         for q in 0..P {
-                            ia[r][q] = _mm512_dpbusd_epi32(ia[r][q], c[q], h);
                             ib[r][q] = _mm512_dpbusd_epi32(ib[r][q], c[q], l);
+                        }
+                        if !A8 {
+                            let h = bcast(xh.add(at));
+                            for q in 0..P {
+                                ia[r][q] = _mm512_dpbusd_epi32(ia[r][q], c[q], h);
+                            }
                         }
                     }
                 }
@@ -352,8 +371,16 @@ impl Tile<'_> {
                     }
                     for r in 0..R {
                         let at = r * k + kb + 8 * g;
-                        let (h0, h1) = (bcast(xh.add(at)), bcast(xh.add(at + 4)));
                         let (l0, l1) = (bcast(xl.add(at)), bcast(xl.add(at + 4)));
+                        if A8 {
+                            // Two chains per (row, panel) still: ia takes the odd groups.
+                            for q in 0..P {
+                                ib[r][q] = _mm512_dpbusd_epi32(ib[r][q], c0[q], l0);
+                                ia[r][q] = _mm512_dpbusd_epi32(ia[r][q], c1[q], l1);
+                            }
+                            continue;
+                        }
+                        let (h0, h1) = (bcast(xh.add(at)), bcast(xh.add(at + 4)));
                         for q in 0..P {
                             ia[r][q] = _mm512_dpbusd_epi32(ia[r][q], c0[q], h0);
                             ib[r][q] = _mm512_dpbusd_epi32(ib[r][q], c0[q], l0);
@@ -370,7 +397,13 @@ impl Tile<'_> {
                     let at = (self.i0 + r) * nb + b;
                     let s = _mm512_set1_ps(*acts.scale.get_unchecked(at));
                     let sum = _mm512_set1_ps(*acts.sum.get_unchecked(at));
-                    let dot = _mm512_add_epi32(_mm512_slli_epi32::<8>(ia[r][q]), ib[r][q]);
+                    let dot = if A8 && CB != BYTES {
+                        _mm512_add_epi32(ia[r][q], ib[r][q])
+                    } else if A8 {
+                        ib[r][q]
+                    } else {
+                        _mm512_add_epi32(_mm512_slli_epi32::<8>(ia[r][q]), ib[r][q])
+                    };
                     acc[r][q] =
                         _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(d, s), acc[r][q]);
                     acc[r][q] = _mm512_fmadd_ps(mn, sum, acc[r][q]);
