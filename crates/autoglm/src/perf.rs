@@ -17,6 +17,10 @@ pub struct Args {
     /// (a server's burst of new requests is many short prompts in one step).
     #[arg(long, default_value_t = 1)]
     prefill_seqs: usize,
+    /// Tokens each sequence already holds in the KV cache before the timed prefill
+    /// (llama-bench's `-d`): prefill speed deep into a long context.
+    #[arg(long, default_value_t = 0)]
+    prefill_depth: usize,
     /// Tokens generated per sequence in each decode measurement (tg).
     #[arg(long, default_value_t = 128)]
     gen_tokens: usize,
@@ -35,6 +39,9 @@ pub struct Args {
     #[arg(long)]
     json: bool,
 }
+
+/// Tokens per forward when filling decode contexts (the server's default step budget).
+const CONTEXT_STEP_TOKENS: usize = 512;
 
 /// Deterministic, distinct pseudo-random prompts of ordinary tokens.
 fn prompt(seed: usize, len: usize, vocab: usize) -> Vec<u32> {
@@ -113,12 +120,22 @@ pub fn run(a: Args) -> Result<()> {
     )?;
 
     let mut pp = Vec::new();
-    let (mut kv, tables) = private_caches(&m.config, a.prefill_seqs, a.prompt_tokens);
+    let depth = a.prefill_depth;
+    let (mut kv, tables) = private_caches(&m.config, a.prefill_seqs, depth + a.prompt_tokens);
     for r in 0..a.repetitions {
+        if depth > 0 {
+            let context: Vec<Vec<u32>> = (0..a.prefill_seqs)
+                .map(|s| prompt(5000 + s, depth, vocab))
+                .collect();
+            m.forward(&mut kv, &whole_prompts(&context, &tables))?;
+        }
         let prompts: Vec<Vec<u32>> = (0..a.prefill_seqs)
             .map(|s| prompt(r * 1000 + s, a.prompt_tokens, vocab))
             .collect();
-        let inputs = whole_prompts(&prompts, &tables);
+        let mut inputs = whole_prompts(&prompts, &tables);
+        for i in &mut inputs {
+            i.start_pos = depth;
+        }
         let t = Instant::now();
         m.forward(&mut kv, &inputs)?;
         pp.push((a.prefill_seqs * a.prompt_tokens) as f64 / t.elapsed().as_secs_f64());
@@ -134,8 +151,13 @@ pub fn run(a: Args) -> Result<()> {
         } else {
             String::new()
         };
+        let at = if depth > 0 {
+            format!(" at depth {depth}")
+        } else {
+            String::new()
+        };
         println!(
-            "prefill pp{}{seqs}: {pp_med:.1} tok/s (sd {pp_sd:.1}, runs {:?})",
+            "prefill pp{}{seqs}{at}: {pp_med:.1} tok/s (sd {pp_sd:.1}, runs {:?})",
             a.prompt_tokens,
             pp.iter().map(|v| v.round()).collect::<Vec<_>>()
         );
@@ -152,10 +174,14 @@ pub fn run(a: Args) -> Result<()> {
             let prompts: Vec<Vec<u32>> = (0..b)
                 .map(|s| prompt(1000 + r * 100 + s, a.decode_context, vocab))
                 .collect();
-            let out = m.forward(&mut kv, &whole_prompts(&prompts, &tables))?;
-            let mut next: Vec<u32> = (0..b)
-                .map(|s| out.last_for(s).map(argmax).unwrap_or(0))
-                .collect();
+            // The contexts go in as a server's scheduler would send them, about 512 tokens
+            // per step, so peak memory is a serving step's, not one 32 x context batch's.
+            let group = (CONTEXT_STEP_TOKENS / a.decode_context.max(1)).max(1);
+            let mut next = Vec::with_capacity(b);
+            for (ps, ts) in prompts.chunks(group).zip(tables.chunks(group)) {
+                let out = m.forward(&mut kv, &whole_prompts(ps, ts))?;
+                next.extend((0..ps.len()).map(|s| out.last_for(s).map(argmax).unwrap_or(0)));
+            }
             let t = Instant::now();
             for step in 0..a.gen_tokens {
                 let toks: Vec<[u32; 1]> = next.iter().map(|&t| [t]).collect();
@@ -211,7 +237,7 @@ pub fn run(a: Args) -> Result<()> {
             json!({
                 "memory": memory,
                 "prefill_tokens_per_s": pp_med,
-                "prefill": {"prompt_tokens": a.prompt_tokens, "sequences": a.prefill_seqs, "stddev": pp_sd, "runs": pp},
+                "prefill": {"prompt_tokens": a.prompt_tokens, "depth": depth, "sequences": a.prefill_seqs, "stddev": pp_sd, "runs": pp},
                 "decode": decode,
                 "gen_tokens": a.gen_tokens,
                 "decode_context": a.decode_context,
