@@ -375,22 +375,14 @@ mod tests {
             q6,
             [0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31]
         );
-        assert_eq!(
-            type_for("q4_k_m", Role::Other, false, 6, 32).unwrap(),
-            GgmlType::Q4K
-        );
-        assert_eq!(
-            type_for("q4_k_m", Role::TokenEmbd, false, 0, 32).unwrap(),
-            GgmlType::Q4K
-        );
-        assert_eq!(
-            type_for("q4_k_m", Role::TokenEmbd, true, 0, 32).unwrap(),
-            GgmlType::Q6K
-        );
-        assert_eq!(
-            type_for("q8_0", Role::Output, false, 0, 32).unwrap(),
-            GgmlType::Q8_0
-        );
+        for (quant, role, tied, want) in [
+            ("q4_k_m", Role::Other, false, GgmlType::Q4K),
+            ("q4_k_m", Role::TokenEmbd, false, GgmlType::Q4K),
+            ("q4_k_m", Role::TokenEmbd, true, GgmlType::Q6K),
+            ("q8_0", Role::Output, false, GgmlType::Q8_0),
+        ] {
+            assert_eq!(type_for(quant, role, tied, 6, 32).unwrap(), want, "{quant}");
+        }
         assert!(type_for("q3_k_xl", Role::Other, false, 0, 32).is_err());
     }
 }
