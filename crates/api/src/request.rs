@@ -63,6 +63,16 @@ pub struct SamplingFields {
     )]
     #[schema(value_type = Option<std::collections::HashMap<String, f32>>)]
     pub logit_bias: Vec<(u32, f32)>,
+    /// Response cache: `true` caches even a sampled request without a seed, `false`
+    /// neither reads nor writes; absent, only deterministic requests (temperature 0 or a
+    /// `seed`) are cached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<bool>,
+    /// Partitions the response cache (and nothing else): requests with different salts
+    /// never share an entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 256)]
+    pub cache_salt: Option<String>,
 }
 
 fn is_default_stream_options(s: &StreamOptions) -> bool {
@@ -448,6 +458,22 @@ impl SamplingFields {
                     .ok_or_else(|| wrong("seed", "an integer", v))?,
             ),
         };
+        let cache = match field(o, "cache") {
+            None => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(v) => return Err(wrong("cache", "a boolean", v)),
+        };
+        let cache_salt = match field(o, "cache_salt") {
+            None => None,
+            Some(Value::String(s)) if s.len() <= 256 => Some(s.clone()),
+            Some(Value::String(_)) => {
+                return Err(ApiError::invalid(
+                    "cache_salt",
+                    "'cache_salt' is at most 256 bytes",
+                ))
+            }
+            Some(v) => return Err(wrong("cache_salt", "a string", v)),
+        };
         Ok(Self {
             model,
             max_tokens,
@@ -481,6 +507,8 @@ impl SamplingFields {
             priority,
             ignore_eos: get_bool(o, "ignore_eos")?,
             logit_bias: parse_logit_bias(o)?,
+            cache,
+            cache_salt,
         })
     }
 }

@@ -1,4 +1,5 @@
 use anyhow::{Context, Result};
+use cache::{CacheConfig, ResponseCache};
 use engine::metrics_names as m;
 use engine::{EngineConfig, EngineHandle};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
@@ -74,9 +75,72 @@ pub struct Args {
     /// Connections served at once; more are closed as they arrive.
     #[arg(long, default_value_t = ConnLimits::default().max_connections)]
     max_connections: usize,
+    #[command(flatten)]
+    cache: CacheArgs,
     /// Log format: json or text.
     #[arg(long, default_value = "json")]
     log_format: String,
+}
+
+/// The response cache (see README, "Response cache").
+#[derive(clap::Args)]
+struct CacheArgs {
+    /// Turn the response cache off (no lookups, no stores, no coalescing).
+    #[arg(long)]
+    no_cache: bool,
+    /// Bytes the in-process L1 may hold (0: no L1).
+    #[arg(long, default_value_t = CacheConfig::default().l1_bytes)]
+    cache_l1_bytes: u64,
+    /// L1 eviction policy: tinylfu (admits a new entry only if it is used more often
+    /// than the one it evicts) or lru.
+    #[arg(long, default_value = "tinylfu")]
+    cache_l1_policy: cache::Policy,
+    /// How long an entry lives, counted from its generation (e.g. 1h, 90s).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    cache_ttl: Duration,
+    /// Redis URL of the shared L2 (e.g. redis://127.0.0.1:6379); without it, L1 only.
+    #[arg(long)]
+    cache_redis: Option<String>,
+    /// Longest wait for any Redis call; beyond it the call counts as a miss.
+    #[arg(long, default_value_t = CacheConfig::default().redis_timeout.as_millis() as u64)]
+    cache_redis_timeout_ms: u64,
+    /// When a new entry reaches Redis: aside (after the answer, on its own task) or
+    /// through (before the answer's last byte).
+    #[arg(long, default_value = "aside")]
+    cache_write: cache::WriteMode,
+    /// Who shares entries: key (per API key) or global.
+    #[arg(long, default_value = "key")]
+    cache_scope: server::CacheScope,
+}
+
+impl CacheArgs {
+    fn config(&self) -> Option<CacheConfig> {
+        (!self.no_cache).then(|| CacheConfig {
+            l1_bytes: self.cache_l1_bytes,
+            policy: self.cache_l1_policy,
+            ttl: self.cache_ttl,
+            redis_url: self.cache_redis.clone(),
+            redis_timeout: Duration::from_millis(self.cache_redis_timeout_ms.max(1)),
+            write: self.cache_write,
+        })
+    }
+}
+
+/// SHA-256 of the model file, read with plain reads (page cache, not this process's RSS).
+fn file_digest(path: &std::path::Path) -> Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn init_logging(format: &str) {
@@ -137,8 +201,9 @@ pub fn run(a: Args) -> Result<()> {
             idle_timeout: Duration::from_secs(a.idle_timeout_s.max(1)),
             max_connections: a.max_connections.max(1),
         },
+        cache_scope: a.cache.cache_scope,
     };
-    let state = AppState::new(cfg, Some(metrics));
+    let cache_cfg = a.cache.config();
     let addr: SocketAddr = format!("{}:{}", a.host, a.port)
         .parse()
         .with_context(|| format!("bad address {}:{}", a.host, a.port))?;
@@ -156,11 +221,22 @@ pub fn run(a: Args) -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        let cache = match cache_cfg {
+            Some(c) => Some(Arc::new(ResponseCache::new(c)?)),
+            None => None,
+        };
+        let state = AppState::with_cache(cfg, Some(metrics), cache);
         let st = state.clone();
         let (model_arg, threads, arith) = (a.model.clone(), a.threads, a.arith);
         // The port is open (health says 503) while the model is fetched and loaded.
         let loader = tokio::task::spawn_blocking(move || -> Result<()> {
-            let l = crate::load::load(model_arg, threads, arith)?;
+            let path = crate::load::model_path(model_arg)?;
+            // The cache key needs the file's digest; reading it overlaps the load.
+            let digest = {
+                let path = path.clone();
+                std::thread::spawn(move || file_digest(&path))
+            };
+            let l = crate::load::load(Some(path), threads, arith)?;
             let template = match l.tokenizer.chat_template() {
                 Some(src) => Some(Arc::new(ChatTemplate::new(
                     src,
@@ -176,10 +252,19 @@ pub fn run(a: Args) -> Result<()> {
                 kv_blocks = engine.stats().kv_blocks_total,
                 "model loaded"
             );
+            let digest = digest
+                .join()
+                .map_err(|_| anyhow::anyhow!("hashing the model file panicked"))??;
+            let fingerprint = format!(
+                "sha256={digest};activation_bits={};context={}",
+                arith.activation_bits,
+                engine.context_length()
+            );
             st.set_loaded(Loaded {
                 engine,
                 tokenizer: Arc::new(l.tokenizer),
                 template,
+                fingerprint,
             });
             Ok(())
         });

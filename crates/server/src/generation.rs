@@ -1,13 +1,11 @@
 //! One choice of a request on its way out of the engine: engine events become text
-//! (incremental detokenization, stop strings held back), log-probabilities and a finish.
+//! (incremental detokenization, stop strings held back), token records and a finish.
 
 use crate::error::{cut_by_shutdown, engine_failed};
 use crate::stop::StopMatcher;
-use api::{
-    ApiError, ChatLogprobs, ChatTokenLogprob, CompletionLogprobs, ErrorType, FinishReason,
-    TopLogprob, Usage,
-};
-use engine::{Event, RequestStream, TokenEvent};
+use api::{ApiError, ErrorType, FinishReason};
+use cache::TokenRecord;
+use engine::{Event, RequestStream};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokenizer::{Detokenizer, Tokenizer};
@@ -17,7 +15,7 @@ use tokio::sync::watch;
 pub enum Piece {
     Text {
         text: String,
-        tokens: Vec<TokenEvent>,
+        tokens: Vec<TokenRecord>,
     },
     Finish(FinishReason),
     Error(ApiError),
@@ -113,7 +111,11 @@ impl ChoiceRun {
                     let (text, hit) = self.stop.push(&piece);
                     self.queue.push_back(Piece::Text {
                         text,
-                        tokens: vec![t],
+                        tokens: vec![TokenRecord {
+                            id: t.token,
+                            logprob: t.logprob,
+                            top: t.top,
+                        }],
                     });
                     if hit {
                         // Dropping the stream cancels the request in the engine.
@@ -169,106 +171,4 @@ impl ChoiceRun {
         self.done = true;
         self.stream = None;
     }
-
-    pub fn token_text(&self, id: u32) -> (String, Vec<u8>) {
-        let b = self
-            .tokenizer
-            .token_bytes(id)
-            .map(|b| b.to_vec())
-            .unwrap_or_default();
-        (String::from_utf8_lossy(&b).into_owned(), b)
-    }
-
-    pub fn chat_logprobs(&self, tokens: &[TokenEvent]) -> Option<ChatLogprobs> {
-        let content: Vec<ChatTokenLogprob> = tokens
-            .iter()
-            .filter_map(|t| {
-                let lp = t.logprob?;
-                let (token, bytes) = self.token_text(t.token);
-                let top_logprobs = t
-                    .top
-                    .iter()
-                    .map(|&(id, l)| {
-                        let (token, bytes) = self.token_text(id);
-                        TopLogprob {
-                            token,
-                            logprob: l,
-                            bytes,
-                        }
-                    })
-                    .collect();
-                Some(ChatTokenLogprob {
-                    token,
-                    logprob: lp,
-                    bytes,
-                    top_logprobs,
-                })
-            })
-            .collect();
-        Some(ChatLogprobs { content })
-    }
-
-    /// Appends `tokens` to the legacy completions logprobs; `offset` is the text length so far.
-    pub fn completion_logprobs(
-        &self,
-        tokens: &[TokenEvent],
-        offset: &mut usize,
-        into: &mut CompletionLogprobs,
-    ) {
-        for t in tokens {
-            let Some(lp) = t.logprob else { continue };
-            let (text, _) = self.token_text(t.token);
-            into.text_offset.push(*offset);
-            *offset += text.len();
-            into.tokens.push(text);
-            into.token_logprobs.push(lp);
-            into.top_logprobs.push(
-                t.top
-                    .iter()
-                    .map(|&(id, l)| (self.token_text(id).0, l))
-                    .collect(),
-            );
-        }
-    }
-}
-
-/// Usage over all choices: each distinct prompt counts once, as OpenAI reports it.
-pub fn usage(runs: &[ChoiceRun], n: usize) -> Usage {
-    let prompt: usize = runs.iter().step_by(n.max(1)).map(|r| r.prompt_tokens).sum();
-    let cached: usize = runs.iter().step_by(n.max(1)).map(|r| r.cached_tokens).sum();
-    let completion: usize = runs.iter().map(|r| r.completion_tokens).sum();
-    Usage {
-        prompt_tokens: prompt,
-        completion_tokens: completion,
-        total_tokens: prompt + completion,
-        prompt_tokens_details: Some(api::PromptTokensDetails {
-            cached_tokens: cached,
-        }),
-    }
-}
-
-/// Everything a choice produces, for non-streaming responses.
-pub struct Collected {
-    pub text: String,
-    pub tokens: Vec<TokenEvent>,
-    pub finish: FinishReason,
-}
-
-pub async fn collect(run: &mut ChoiceRun) -> Result<Collected, ApiError> {
-    let mut c = Collected {
-        text: String::new(),
-        tokens: Vec::new(),
-        finish: FinishReason::Length,
-    };
-    while let Some(p) = run.next().await {
-        match p {
-            Piece::Text { text, tokens } => {
-                c.text.push_str(&text);
-                c.tokens.extend(tokens);
-            }
-            Piece::Finish(r) => c.finish = r,
-            Piece::Error(e) => return Err(e),
-        }
-    }
-    Ok(c)
 }

@@ -3,17 +3,23 @@
 //! that bounds what slow or idle clients can hold.
 
 mod body;
+mod cache_policy;
+mod choice;
 mod error;
+mod flight_item;
 mod generation;
 mod ids;
 mod listener;
 mod middleware;
+mod produce;
+mod reply;
 mod routes;
 mod service;
 mod sse;
 mod state;
 mod stop;
 
+pub use cache_policy::CacheScope;
 pub use listener::{serve, serve_on};
 pub use routes::openapi::ApiDoc;
 pub use state::{AppState, ConnLimits, Loaded, ServerConfig};

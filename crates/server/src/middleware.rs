@@ -57,7 +57,7 @@ pub(crate) fn digest(key: &[u8]) -> [u8; 32] {
 
 /// The token of an `Authorization: Bearer <token>` header; the scheme is
 /// case-insensitive (RFC 7235).
-fn bearer(v: &str) -> Option<&str> {
+pub(crate) fn bearer(v: &str) -> Option<&str> {
     let (scheme, token) = v.trim_start().split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")

@@ -1,19 +1,28 @@
 //! The one generation path of the server: chat and completions, streaming or not, go
-//! validate → render → tokenize → submit → events → format through here, so whatever
-//! wraps generation (a response cache, batch jobs, tracing) wraps it once.
+//! validate → (response cache) → render → tokenize → submit → events → format through
+//! here, so whatever wraps generation (the response cache, batch jobs, tracing) wraps it
+//! once.
 
+use crate::cache_policy::{plan, Plan};
 use crate::error::submit_error;
-use crate::generation::{collect, usage, ChoiceRun, Collected};
-use crate::sse::{sse_response, sse_stream, ChunkFormat};
-use crate::state::{ActiveGuard, AppState};
-use api::{ApiError, ErrorType, Message, SamplingFields, Usage};
+use crate::flight_item::Item;
+use crate::generation::ChoiceRun;
+use crate::produce::produce;
+use crate::reply::{reply, CacheOutcome, EndpointFormat, ReplyMeta};
+use crate::state::{AppState, Loaded};
+use api::{ApiError, ErrorType, Message, SamplingFields};
+use axum::http::HeaderMap;
 use axum::response::Response;
+use cache::metrics_names as cm;
+use cache::{Entry, Flights, Joined, Key, Producer, Reader};
 use engine::GenerationRequest;
 use model::SamplingParams;
+use serde::Serialize;
 use std::sync::Arc;
 use tokenizer::ChatMessage;
 
 /// Where the prompt tokens come from.
+#[derive(Serialize)]
 pub enum PromptSource {
     /// Rendered with the model's chat template.
     Chat(Vec<Message>),
@@ -22,22 +31,12 @@ pub enum PromptSource {
 }
 
 pub struct GenerationInput {
+    /// `chat` or `completions`: part of the cache key.
+    pub endpoint: &'static str,
     pub source: PromptSource,
     pub fields: SamplingFields,
     /// Top alternatives per token; `None` computes no log-probabilities.
     pub logprobs: Option<usize>,
-}
-
-/// Submitted choices (`n` per prompt, prompt-major) and what their response needs.
-pub struct Generation {
-    pub runs: Vec<ChoiceRun>,
-    pub fields: SamplingFields,
-    guard: ActiveGuard,
-}
-
-/// How an endpoint spells its whole (non-streaming) response, beside its chunks.
-pub trait EndpointFormat: ChunkFormat {
-    fn complete(&self, choices: Vec<(ChoiceRun, Collected)>, usage: Usage) -> Response;
 }
 
 /// Renders and tokenizes on the blocking pool: a long prompt must not stall the async
@@ -144,15 +143,34 @@ fn engine_requests(
     Ok(reqs)
 }
 
-/// Validates, tokenizes and submits every choice; all are queued or none is.
-pub async fn generate(st: &Arc<AppState>, input: GenerationInput) -> Result<Generation, ApiError> {
-    crate::routes::check_model(st, &input.fields.model)?;
-    let guard = st.begin_request();
-    let prompts = tokenize(st, input.source).await?;
-    let reqs = engine_requests(st, &prompts, &input.fields, input.logprobs)?;
-    let loaded = crate::routes::ready(st)?;
+fn meta(f: &SamplingFields, outcome: CacheOutcome) -> ReplyMeta {
+    ReplyMeta {
+        n: f.n,
+        stream: f.stream,
+        include_usage: f.stream_options.include_usage,
+        outcome,
+    }
+}
+
+/// Submits every choice (all are queued or none is) and starts producing into `producer`.
+fn submit(
+    st: &Arc<AppState>,
+    loaded: &Loaded,
+    reqs: Vec<GenerationRequest>,
+    fields: &SamplingFields,
+    producer: Producer<Item>,
+    store: Option<Key>,
+) -> Result<(), ApiError> {
     let lens: Vec<usize> = reqs.iter().map(|r| r.prompt.len()).collect();
-    let streams = loaded.engine.submit_all(reqs).map_err(submit_error)?;
+    let streams = match loaded.engine.submit_all(reqs) {
+        Ok(s) => s,
+        Err(e) => {
+            let e = submit_error(e);
+            // Followers that attached meanwhile get the same answer.
+            producer.push(Item::Error(e.clone()));
+            return Err(e);
+        }
+    };
     let runs = streams
         .into_iter()
         .zip(lens)
@@ -162,46 +180,88 @@ pub async fn generate(st: &Arc<AppState>, input: GenerationInput) -> Result<Gene
                 index,
                 stream,
                 loaded.tokenizer.clone(),
-                input.fields.stop.clone(),
+                fields.stop.clone(),
                 prompt_tokens,
                 st.cut_signal(),
             )
         })
         .collect();
-    Ok(Generation {
-        runs,
-        fields: input.fields,
-        guard,
-    })
+    let store = store.and_then(|k| Some((st.cache.clone()?, k)));
+    tokio::spawn(produce(runs, producer, store));
+    Ok(())
 }
 
-impl Generation {
-    /// The response: SSE chunks when the request streams, one JSON body otherwise.
-    pub async fn respond<F: EndpointFormat>(
-        self,
-        st: &AppState,
-        fmt: F,
-    ) -> Result<Response, ApiError> {
-        let n = self.fields.n;
-        if self.fields.stream {
-            let s = sse_stream(
-                self.runs,
-                fmt,
-                self.fields.stream_options.include_usage,
-                n,
-                self.guard,
-            );
-            return Ok(sse_response(s, st.config.keep_alive));
+fn replay(e: &Entry) -> Reader<Item> {
+    Reader::replay(e.events.iter().cloned().map(Item::Event).collect())
+}
+
+/// Answers one chat or completions request: from the response cache, by attaching to an
+/// identical generation in flight, or by running the model.
+pub async fn generate<F: EndpointFormat>(
+    st: &Arc<AppState>,
+    headers: &HeaderMap,
+    input: GenerationInput,
+    fmt: F,
+) -> Result<Response, ApiError> {
+    crate::routes::check_model(st, &input.fields.model)?;
+    let guard = st.begin_request();
+    let loaded = crate::routes::ready(st)?;
+    let tokenizer = loaded.tokenizer.clone();
+    let plan = plan(st, headers, &input);
+    let (key, control) = match plan {
+        Plan::Bypass => {
+            metrics::counter!(cm::BYPASSES).increment(1);
+            let prompts = tokenize(st, input.source).await?;
+            let reqs = engine_requests(st, &prompts, &input.fields, input.logprobs)?;
+            let (producer, reader) = Flights::private();
+            submit(st, loaded, reqs, &input.fields, producer, None)?;
+            let m = meta(&input.fields, CacheOutcome::Bypass);
+            return reply(st, tokenizer, reader, fmt, m, guard).await;
         }
-        let mut runs = self.runs;
-        let results = futures::future::join_all(runs.iter_mut().map(collect)).await;
-        let mut collected = Vec::with_capacity(runs.len());
-        for r in results {
-            collected.push(r?);
+        Plan::Cacheable { key, control } => (key, control),
+    };
+    let cache = st.cache.clone().ok_or_else(|| {
+        ApiError::new(
+            500,
+            ErrorType::Server,
+            "the response cache is not configured",
+        )
+    })?;
+    metrics::counter!(cm::LOOKUPS).increment(1);
+    if !control.no_cache {
+        if let Some(e) = cache.get_l1(&key, control.max_age) {
+            let m = meta(&input.fields, CacheOutcome::HitL1);
+            return reply(st, tokenizer, replay(&e), fmt, m, guard).await;
         }
-        let usage = usage(&runs, n);
-        let resp = fmt.complete(runs.into_iter().zip(collected).collect(), usage);
-        drop(self.guard);
-        Ok(resp)
     }
+    // Invalid requests fail here, before they could lead a flight others attach to.
+    let prompts = tokenize(st, input.source).await?;
+    let reqs = engine_requests(st, &prompts, &input.fields, input.logprobs)?;
+    let (producer, reader) = if control.no_cache {
+        // Asked to run afresh: not shared, but it refreshes the entry.
+        Flights::private()
+    } else {
+        match st.flights.join_or_lead(key) {
+            Joined::Follower(reader) => {
+                metrics::counter!(cm::COALESCED).increment(1);
+                let m = meta(&input.fields, CacheOutcome::Coalesced);
+                return reply(st, tokenizer, reader, fmt, m, guard).await;
+            }
+            Joined::Leader(producer, reader) => {
+                if let Some(e) = cache.get_l2(&key, control.max_age).await {
+                    for ev in &e.events {
+                        producer.push(Item::Event(ev.clone()));
+                    }
+                    drop(producer);
+                    let m = meta(&input.fields, CacheOutcome::HitL2);
+                    return reply(st, tokenizer, reader, fmt, m, guard).await;
+                }
+                (producer, reader)
+            }
+        }
+    };
+    metrics::counter!(cm::MISSES).increment(1);
+    submit(st, loaded, reqs, &input.fields, producer, Some(key))?;
+    let m = meta(&input.fields, CacheOutcome::Miss);
+    reply(st, tokenizer, reader, fmt, m, guard).await
 }

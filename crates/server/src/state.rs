@@ -1,3 +1,6 @@
+use crate::cache_policy::CacheScope;
+use crate::flight_item::Item;
+use cache::{Flights, ResponseCache};
 use engine::EngineHandle;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -42,6 +45,8 @@ pub struct ServerConfig {
     /// Interval of SSE keep-alive comments while a request waits.
     pub keep_alive: Duration,
     pub limits: ConnLimits,
+    /// Who shares response-cache entries.
+    pub cache_scope: CacheScope,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +58,7 @@ impl Default for ServerConfig {
             shutdown_grace: crate::DEFAULT_GRACE,
             keep_alive: Duration::from_secs(5),
             limits: ConnLimits::default(),
+            cache_scope: CacheScope::default(),
         }
     }
 }
@@ -62,11 +68,18 @@ pub struct Loaded {
     pub engine: EngineHandle,
     pub tokenizer: Arc<Tokenizer>,
     pub template: Option<Arc<ChatTemplate>>,
+    /// The model file's digest and the engine settings that change outputs: part of
+    /// every response-cache key, so entries never cross models or arithmetic.
+    pub fingerprint: String,
 }
 
 pub struct AppState {
     pub config: ServerConfig,
     pub metrics: Option<PrometheusHandle>,
+    /// The response cache; `None` with `--no-cache`.
+    pub cache: Option<Arc<ResponseCache>>,
+    /// Cacheable generations in flight, for coalescing identical requests.
+    pub(crate) flights: Arc<Flights<Item>>,
     loaded: OnceLock<Loaded>,
     shutting_down: AtomicBool,
     /// Generation requests in flight (their responses not yet fully sent).
@@ -92,6 +105,14 @@ impl Drop for ActiveGuard {
 
 impl AppState {
     pub fn new(config: ServerConfig, metrics: Option<PrometheusHandle>) -> Arc<Self> {
+        Self::with_cache(config, metrics, None)
+    }
+
+    pub fn with_cache(
+        config: ServerConfig,
+        metrics: Option<PrometheusHandle>,
+        cache: Option<Arc<ResponseCache>>,
+    ) -> Arc<Self> {
         let created = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -104,6 +125,8 @@ impl AppState {
         Arc::new(Self {
             config,
             metrics,
+            cache,
+            flights: Arc::default(),
             loaded: OnceLock::new(),
             shutting_down: AtomicBool::new(false),
             active: AtomicUsize::new(0),

@@ -56,6 +56,7 @@ fn serve_with_a_panicking_engine(
         engine,
         tokenizer,
         template: None,
+        fingerprint: "panicking-engine".into(),
     });
     let rt = tokio::runtime::Runtime::new().unwrap();
     let listener = rt

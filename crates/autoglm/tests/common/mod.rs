@@ -1,6 +1,8 @@
 //! A real `autoglm serve` on 127.0.0.1 and a minimal HTTP/1.1 client over plain sockets.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -13,7 +15,7 @@ pub struct Server {
     pub child: Child,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -59,6 +61,14 @@ impl Server {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/v1", self.port)
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(
+            std::env::temp_dir().join(format!("autoglm-test-{}.log", self.port)),
+        )
+        .unwrap_or_default()
     }
 
     pub fn request(

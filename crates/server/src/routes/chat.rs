@@ -1,7 +1,8 @@
+use crate::choice::{ChoiceCtx, Collected};
 use crate::error::HttpError;
-use crate::generation::{ChoiceRun, Collected};
 use crate::ids::{new_id, unix_now};
-use crate::service::{generate, EndpointFormat, GenerationInput, PromptSource};
+use crate::reply::EndpointFormat;
+use crate::service::{generate, GenerationInput, PromptSource};
 use crate::sse::{json_event, ChunkFormat};
 use crate::state::AppState;
 use api::{
@@ -12,7 +13,7 @@ use axum::extract::{Request, State};
 use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use engine::TokenEvent;
+use cache::TokenRecord;
 use std::sync::Arc;
 
 /// Creates a chat completion.
@@ -26,25 +27,23 @@ use std::sync::Arc;
     ),
     security((), ("bearer" = [])))]
 pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Result<Response, HttpError> {
-    let body = crate::body::read_json(req.into_body(), st.config.max_body_bytes).await?;
+    let (parts, body) = req.into_parts();
+    let body = crate::body::read_json(body, st.config.max_body_bytes).await?;
     let req = ChatRequest::from_json(&body)?;
     let logprobs = req.logprobs.then_some(req.top_logprobs);
-    let gen = generate(
-        &st,
-        GenerationInput {
-            source: PromptSource::Chat(req.messages),
-            fields: req.fields,
-            logprobs,
-        },
-    )
-    .await?;
     let fmt = ChatFormat {
         id: format!("chatcmpl-{}", new_id()),
         model: st.config.model_id.clone(),
         created: unix_now(),
         logprobs: req.logprobs,
     };
-    Ok(gen.respond(&st, fmt).await?)
+    let input = GenerationInput {
+        endpoint: "chat",
+        source: PromptSource::Chat(req.messages),
+        fields: req.fields,
+        logprobs,
+    };
+    Ok(generate(&st, &parts.headers, input, fmt).await?)
 }
 
 #[derive(Clone)]
@@ -80,10 +79,10 @@ impl ChunkFormat for ChatFormat {
 
     fn text(
         &self,
-        run: &ChoiceRun,
+        run: &ChoiceCtx,
         announced: &mut bool,
         text: String,
-        tokens: &[TokenEvent],
+        tokens: &[TokenRecord],
     ) -> Option<SseEvent> {
         let lp = if tokens.iter().any(|t| t.logprob.is_some()) {
             run.chat_logprobs(tokens)
@@ -108,7 +107,7 @@ impl ChunkFormat for ChatFormat {
         ))
     }
 
-    fn finish(&self, run: &ChoiceRun, announced: &mut bool, reason: FinishReason) -> SseEvent {
+    fn finish(&self, run: &ChoiceCtx, announced: &mut bool, reason: FinishReason) -> SseEvent {
         let role = Self::role(announced);
         self.chunk(
             vec![ChatChunkChoice {
@@ -130,7 +129,7 @@ impl ChunkFormat for ChatFormat {
 }
 
 impl EndpointFormat for ChatFormat {
-    fn complete(&self, choices: Vec<(ChoiceRun, Collected)>, usage: Usage) -> Response {
+    fn complete(&self, choices: Vec<(ChoiceCtx, Collected)>, usage: Usage) -> Response {
         let choices = choices
             .into_iter()
             .map(|(run, c)| ChatChoice {

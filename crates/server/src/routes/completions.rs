@@ -1,7 +1,8 @@
+use crate::choice::{ChoiceCtx, Collected};
 use crate::error::HttpError;
-use crate::generation::{ChoiceRun, Collected};
 use crate::ids::{new_id, unix_now};
-use crate::service::{generate, EndpointFormat, GenerationInput, PromptSource};
+use crate::reply::EndpointFormat;
+use crate::service::{generate, GenerationInput, PromptSource};
 use crate::sse::{json_event, ChunkFormat};
 use crate::state::AppState;
 use api::{
@@ -12,7 +13,7 @@ use axum::extract::{Request, State};
 use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use engine::TokenEvent;
+use cache::TokenRecord;
 use std::sync::Arc;
 
 /// Creates a text completion (prompt as text, texts, token ids, or arrays of token ids).
@@ -26,28 +27,26 @@ use std::sync::Arc;
     ),
     security((), ("bearer" = [])))]
 pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Result<Response, HttpError> {
-    let body = crate::body::read_json(req.into_body(), st.config.max_body_bytes).await?;
+    let (parts, body) = req.into_parts();
+    let body = crate::body::read_json(body, st.config.max_body_bytes).await?;
     let req = CompletionRequest::from_json(&body)?;
     let source = match req.prompt {
         Prompt::Text(t) => PromptSource::Texts(t),
         Prompt::Tokens(t) => PromptSource::Tokens(t),
     };
-    let gen = generate(
-        &st,
-        GenerationInput {
-            source,
-            fields: req.fields,
-            logprobs: req.logprobs,
-        },
-    )
-    .await?;
     let fmt = CompletionFormat {
         id: format!("cmpl-{}", new_id()),
         model: st.config.model_id.clone(),
         created: unix_now(),
         logprobs: req.logprobs.is_some(),
     };
-    Ok(gen.respond(&st, fmt).await?)
+    let input = GenerationInput {
+        endpoint: "completions",
+        source,
+        fields: req.fields,
+        logprobs: req.logprobs,
+    };
+    Ok(generate(&st, &parts.headers, input, fmt).await?)
 }
 
 #[derive(Clone)]
@@ -77,10 +76,10 @@ impl ChunkFormat for CompletionFormat {
 
     fn text(
         &self,
-        run: &ChoiceRun,
+        run: &ChoiceCtx,
         offset: &mut usize,
         text: String,
-        tokens: &[TokenEvent],
+        tokens: &[TokenRecord],
     ) -> Option<SseEvent> {
         let wants = tokens.iter().any(|t| t.logprob.is_some());
         if text.is_empty() && !wants {
@@ -102,7 +101,7 @@ impl ChunkFormat for CompletionFormat {
         )))
     }
 
-    fn finish(&self, run: &ChoiceRun, _: &mut usize, reason: FinishReason) -> SseEvent {
+    fn finish(&self, run: &ChoiceCtx, _: &mut usize, reason: FinishReason) -> SseEvent {
         json_event(&self.body(
             vec![CompletionChoice {
                 index: run.index,
@@ -120,7 +119,7 @@ impl ChunkFormat for CompletionFormat {
 }
 
 impl EndpointFormat for CompletionFormat {
-    fn complete(&self, choices: Vec<(ChoiceRun, Collected)>, usage: Usage) -> Response {
+    fn complete(&self, choices: Vec<(ChoiceCtx, Collected)>, usage: Usage) -> Response {
         let choices = choices
             .into_iter()
             .map(|(run, c)| {

@@ -10,6 +10,9 @@ use std::sync::Arc;
               (status = 401, body = api::ErrorBody), (status = 404, description = "Metrics disabled", content_type = "text/plain", body = String)),
     security((), ("bearer" = [])))]
 pub async fn render(State(st): State<Arc<AppState>>) -> impl IntoResponse {
+    if let Some(c) = &st.cache {
+        c.refresh_gauges();
+    }
     match &st.metrics {
         Some(h) => (
             StatusCode::OK,

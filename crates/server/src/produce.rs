@@ -1,0 +1,81 @@
+//! The producing side of a generation: its choices' pieces, merged as they come, go
+//! into the flight's log for every listener; a complete, error-free answer is stored in
+//! the response cache before the log closes (so with write-through, no listener sees
+//! the end of its answer before the entry is in Redis). Runs on its own task: it goes on
+//! while anyone listens and stops — cancelling the engine requests — when nobody does.
+
+use crate::flight_item::Item;
+use crate::generation::{ChoiceRun, Piece};
+use cache::{Entry, Event, Key, Producer, ResponseCache};
+use futures::stream::{self, Stream, StreamExt};
+use std::sync::Arc;
+
+fn run_items(run: ChoiceRun) -> impl Stream<Item = Item> + Send {
+    stream::unfold(Some(run), |run| async move {
+        let mut run = run?;
+        let choice = run.index as u32;
+        let items = match run.next().await? {
+            Piece::Text { text, tokens } => {
+                return Some((
+                    vec![Item::Event(Event::Text {
+                        choice,
+                        text,
+                        tokens,
+                    })],
+                    Some(run),
+                ))
+            }
+            Piece::Finish(reason) => vec![
+                Item::PrefixCached {
+                    choice: run.index,
+                    tokens: run.cached_tokens,
+                },
+                Item::Event(Event::Finish {
+                    choice,
+                    reason,
+                    prompt_tokens: run.prompt_tokens,
+                    completion_tokens: run.completion_tokens,
+                }),
+            ],
+            Piece::Error(e) => vec![Item::Error(e)],
+        };
+        Some((items, None))
+    })
+    .flat_map(stream::iter)
+}
+
+pub async fn produce(
+    runs: Vec<ChoiceRun>,
+    producer: Producer<Item>,
+    store: Option<(Arc<ResponseCache>, Key)>,
+) {
+    let mut merged = stream::select_all(runs.into_iter().map(|r| run_items(r).boxed()));
+    let mut events = Vec::new();
+    loop {
+        tokio::select! {
+            item = merged.next() => match item {
+                None => break,
+                Some(Item::Error(e)) => {
+                    producer.push(Item::Error(e));
+                    return;
+                }
+                Some(item) => {
+                    if let (Item::Event(e), Some(_)) = (&item, &store) {
+                        events.push(e.clone());
+                    }
+                    producer.push(item);
+                }
+            },
+            _ = producer.abandoned() => {
+                if producer.give_up() {
+                    // Dropping the runs cancels their engine requests.
+                    return;
+                }
+            }
+        }
+    }
+    drop(merged);
+    if let Some((cache, key)) = store {
+        cache.store(key, Arc::new(Entry::new(events))).await;
+    }
+}
