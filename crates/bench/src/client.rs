@@ -30,6 +30,8 @@ pub struct RequestOutcome {
     pub prompt_tokens: usize,
     pub output_tokens: usize,
     pub text: String,
+    /// The server's `X-Cache` header (autoglm's response cache), when it sent one.
+    pub cache: Option<String>,
 }
 
 impl RequestOutcome {
@@ -158,6 +160,11 @@ impl Target {
             }
         })?;
         let status = resp.status();
+        out.cache = resp
+            .headers()
+            .get("x-cache")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         if !status.is_success() {
             return Err(format!("http_{}", status.as_u16()));
         }

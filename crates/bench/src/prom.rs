@@ -31,6 +31,7 @@ const INTERESTING: &[&str] = &[
     "requests_finished",
     "cache_hit",
     "num_requests",
+    "response_cache",
 ];
 
 pub fn deltas(

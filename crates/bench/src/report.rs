@@ -30,9 +30,38 @@ pub struct StepReport {
     pub output_tokens: usize,
     /// Deltas of the server's own counters over the step, when it exposes /metrics.
     pub server: Option<BTreeMap<String, f64>>,
+    /// Latencies per `X-Cache` outcome (hit-l1, miss, ...), when the server reports one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_cache: BTreeMap<String, CacheGroup>,
     /// E2E latencies of successful requests, seconds (for the histogram chart).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub e2e_samples: Vec<f64>,
+}
+
+/// Latencies of the requests with one `X-Cache` outcome.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CacheGroup {
+    pub ttft_ms: Summary,
+    pub e2el_ms: Summary,
+}
+
+fn by_cache(ok: &[&RequestOutcome]) -> BTreeMap<String, CacheGroup> {
+    let mut groups: BTreeMap<String, Vec<&RequestOutcome>> = BTreeMap::new();
+    for o in ok {
+        if let Some(c) = &o.cache {
+            groups.entry(c.clone()).or_default().push(o);
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(k, v)| {
+            let g = CacheGroup {
+                ttft_ms: Summary::of_seconds(v.iter().filter_map(|o| o.ttft)),
+                e2el_ms: Summary::of_seconds(v.iter().map(|o| o.e2e)),
+            };
+            (k, g)
+        })
+        .collect()
 }
 
 impl StepReport {
@@ -85,6 +114,7 @@ impl StepReport {
             prompt_tokens,
             output_tokens,
             server,
+            by_cache: by_cache(&ok),
             e2e_samples: ok.iter().map(|o| o.e2e).collect(),
         }
     }
@@ -179,6 +209,12 @@ pub fn print_table(r: &BenchResults) {
         if !s.errors.is_empty() {
             println!("{}: errors {:?}", s.label, s.errors);
         }
+        for (outcome, g) in &s.by_cache {
+            println!(
+                "{}: X-Cache {outcome}: {} requests, TTFT p50 {:.2} p99 {:.2} ms, E2E p50 {:.2} p99 {:.2} ms",
+                s.label, g.e2el_ms.count, g.ttft_ms.median, g.ttft_ms.p99, g.e2el_ms.median, g.e2el_ms.p99
+            );
+        }
         if let Some(server) = &s.server {
             if !server.is_empty() {
                 let parts: Vec<String> = server.iter().map(|(k, v)| format!("{k} +{v}")).collect();
@@ -208,6 +244,17 @@ fn markdown(r: &BenchResults) -> String {
             s.e2el_ms.p99,
             s.goodput.map_or("-".into(), |g| format!("{g:.2}"))
         ));
+    }
+    if r.steps.iter().any(|s| !s.by_cache.is_empty()) {
+        md.push_str("\n| load | X-Cache | requests | TTFT p50 | TTFT p99 | E2E p50 | E2E p99 |\n|---|---|---|---|---|---|---|\n");
+        for s in &r.steps {
+            for (outcome, g) in &s.by_cache {
+                md.push_str(&format!(
+                    "| {} | {outcome} | {} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
+                    s.label, g.e2el_ms.count, g.ttft_ms.median, g.ttft_ms.p99, g.e2el_ms.median, g.e2el_ms.p99
+                ));
+            }
+        }
     }
     md.push_str("\nLatencies in milliseconds. Charts: throughput.png/svg, latency.png/svg, e2e_histogram.png/svg.\n");
     md
