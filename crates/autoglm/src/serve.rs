@@ -166,6 +166,10 @@ pub fn run(a: Args) -> Result<()> {
         .set_buckets_for_metric(Matcher::Full(m::ITL.into()), m::LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(m::STEP_SECONDS.into()), m::LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(m::STEP_TOKENS.into()), m::TOKEN_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full(cache::metrics_names::HIT_SECONDS.into()),
+            cache::metrics_names::HIT_BUCKETS,
+        )?
         .install_recorder()
         .context("installing the metrics recorder")?;
     let mut keys = a.api_keys.clone();

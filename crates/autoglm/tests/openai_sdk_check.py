@@ -9,7 +9,10 @@ import openai
 from openai import OpenAI
 
 base, key = sys.argv[1], sys.argv[2]
-client = OpenAI(base_url=base, api_key=key, max_retries=0, timeout=120)
+# The engine's own behaviour is checked with the response cache out of the way
+# (Cache-Control: no-store on every request); the cache is checked at the end.
+client = OpenAI(base_url=base, api_key=key, max_retries=0, timeout=120, default_headers={"Cache-Control": "no-store"})
+cached = OpenAI(base_url=base, api_key=key, max_retries=0, timeout=120)
 model = client.models.list().data[0].id
 msgs = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -86,4 +89,29 @@ try:
 except openai.BadRequestError as e:
     assert "temperature" in str(e)
 
-print("openai SDK checks: 14 passed, 0 failed")
+# The response cache: a streaming hit is, to the SDK, the live stream it replays (except
+# ids and timestamps), and a non-streaming hit the live JSON.
+def strip(d):
+    d = dict(d)
+    d.pop("id", None)
+    d.pop("created", None)
+    if d.get("usage"):
+        d["usage"] = {k: v for k, v in d["usage"].items() if k != "prompt_tokens_details"}
+    return d
+
+def stream_with_header(**kw):
+    raw = cached.chat.completions.with_raw_response.create(model=model, stream=True, **kw)
+    return raw.headers.get("x-cache"), [strip(ch.model_dump()) for ch in raw.parse()]
+
+kw = dict(messages=[{"role": "user", "content": "Name a planet."}], max_tokens=12, temperature=0, logprobs=True, top_logprobs=2, stream_options={"include_usage": True})
+live_h, live = stream_with_header(**kw)
+hit_h, hit = stream_with_header(**kw)
+assert (live_h, hit_h) == ("miss", "hit-l1"), (live_h, hit_h)
+assert live == hit and len(live) > 3, (live, hit)
+raw = cached.chat.completions.with_raw_response.create(model=model, **{k: v for k, v in kw.items() if k != "stream_options"})
+assert raw.headers.get("x-cache") == "hit-l1", raw.headers
+one = raw.parse()
+assert one.choices[0].message.content == "".join(ch["choices"][0]["delta"].get("content") or "" for ch in live if ch["choices"])
+assert one.usage.prompt_tokens_details.cached_tokens == one.usage.prompt_tokens
+
+print("openai SDK checks: 15 passed, 0 failed")

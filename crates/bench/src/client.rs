@@ -204,9 +204,14 @@ impl Target {
         while let Some(piece) = body.next().await {
             let piece = piece.map_err(|_| "broken_stream".to_string())?;
             buf.extend_from_slice(&piece);
-            while let Some(end) = find_event_end(&buf) {
-                let event: Vec<u8> = buf.drain(..end.0 + end.1).collect();
-                for line in String::from_utf8_lossy(&event[..end.0]).lines() {
+            // Events are parsed in place and the buffer compacted once per piece: a replay
+            // from a cache arrives as one piece of a hundred events, and per-event drains
+            // and rescans would cost the client more than the server spent.
+            let mut pos = 0;
+            while let Some(end) = find_event_end(&buf[pos..]) {
+                let event = &buf[pos..pos + end.0];
+                pos += end.0 + end.1;
+                for line in String::from_utf8_lossy(event).lines() {
                     let Some(data) = line.strip_prefix("data:") else {
                         continue;
                     };
@@ -233,6 +238,7 @@ impl Target {
                     }
                 }
             }
+            buf.drain(..pos);
         }
         if !done {
             return Err("broken_stream".into());
@@ -245,15 +251,33 @@ impl Target {
     }
 }
 
-/// (start of the separator, its length) of the first complete SSE event in `buf`.
+/// (start of the separator, its length) of the first complete SSE event in `buf`: a
+/// blank line, `\n\n` or `\r\n\r\n`, found in one pass.
 fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| (p, 2));
-    let crlf = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| (p, 4));
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-        (a, b) => a.or(b),
+    let mut from = 0;
+    while let Some(off) = buf[from..].iter().position(|&b| b == b'\n') {
+        let p = from + off;
+        if buf.get(p + 1) == Some(&b'\n') {
+            return Some((p, 2));
+        }
+        if p >= 1 && buf[p - 1] == b'\r' && buf.get(p + 1..p + 3) == Some(b"\r\n") {
+            return Some((p - 1, 4));
+        }
+        from = p + 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_event_end;
+
+    #[test]
+    fn event_ends_with_either_line_ending() {
+        assert_eq!(find_event_end(b"data: a\n\ndata: b\n\n"), Some((7, 2)));
+        assert_eq!(find_event_end(b"data: a\r\n\r\ndata: b"), Some((7, 4)));
+        assert_eq!(find_event_end(b"data: a\ndata: b\n"), None);
+        assert_eq!(find_event_end(b"data: a\r\n"), None);
+        assert_eq!(find_event_end(b""), None);
     }
 }

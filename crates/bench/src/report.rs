@@ -251,7 +251,12 @@ fn markdown(r: &BenchResults) -> String {
             for (outcome, g) in &s.by_cache {
                 md.push_str(&format!(
                     "| {} | {outcome} | {} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
-                    s.label, g.e2el_ms.count, g.ttft_ms.median, g.ttft_ms.p99, g.e2el_ms.median, g.e2el_ms.p99
+                    s.label,
+                    g.e2el_ms.count,
+                    g.ttft_ms.median,
+                    g.ttft_ms.p99,
+                    g.e2el_ms.median,
+                    g.e2el_ms.p99
                 ));
             }
         }

@@ -115,7 +115,10 @@ fn main() {
     println!("{n} requests, {templates} templates, Zipf s = 1.0, entry ≈ {per_entry} bytes\n");
     println!("| workload | L1 size (entries) | TinyLFU hit rate | LRU hit rate |");
     println!("|---|---|---|---|");
-    for (name, stream) in [("skewed (Zipf)", &skewed), ("scan-heavy (50% one-offs)", &scan)] {
+    for (name, stream) in [
+        ("skewed (Zipf)", &skewed),
+        ("scan-heavy (50% one-offs)", &scan),
+    ] {
         for entries in [100u64, 500, 2000] {
             let bytes = entries * per_entry;
             let tl = hit_rate(Policy::TinyLfu, bytes, stream);
