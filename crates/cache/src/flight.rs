@@ -65,6 +65,11 @@ impl<T: Clone> Reader<T> {
         Self::new(Flight::new(items, true, 1))
     }
 
+    /// Whether the log is complete (nothing more will be written to it).
+    pub fn is_closed(&self) -> bool {
+        lock(&self.flight.state).closed
+    }
+
     /// The next item; `None` once the log is closed and read to its end.
     pub async fn next(&mut self) -> Option<T> {
         loop {

@@ -21,6 +21,7 @@ pub struct Tally {
     prompt: Vec<usize>,
     completion: Vec<usize>,
     cached: Vec<usize>,
+    finished: usize,
 }
 
 fn at(v: &mut Vec<usize>, i: usize) -> &mut usize {
@@ -32,8 +33,13 @@ fn at(v: &mut Vec<usize>, i: usize) -> &mut usize {
 
 impl Tally {
     pub fn finished(&mut self, choice: usize, prompt: usize, completion: usize) {
+        self.finished += 1;
         *at(&mut self.prompt, choice) = prompt;
         *at(&mut self.completion, choice) = completion;
+    }
+
+    pub fn finished_choices(&self) -> usize {
+        self.finished
     }
 
     pub fn prefix_cached(&mut self, choice: usize, tokens: usize) {

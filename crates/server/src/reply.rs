@@ -7,14 +7,14 @@
 
 use crate::choice::{ChoiceCtx, Collected};
 use crate::flight_item::{Item, Tally};
-use crate::sse::{json_event, sse_response, ChunkFormat};
+use crate::sse::{json_data, sse_body, sse_response, Chunk, ChunkFormat};
 use crate::state::{ActiveGuard, AppState};
 use api::{ApiError, FinishReason, Usage};
 use axum::http::HeaderValue;
 use axum::response::sse::Event as SseEvent;
 use axum::response::Response;
 use cache::{Event, Reader};
-use futures::stream::{self, StreamExt};
+use futures::stream;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -54,9 +54,20 @@ impl CacheOutcome {
 
 pub struct ReplyMeta {
     pub n: usize,
+    /// Choices the request asked for (`n` × prompts): a log that ends with fewer
+    /// finished is an error, never a short answer.
+    pub choices: usize,
     pub stream: bool,
     pub include_usage: bool,
     pub outcome: CacheOutcome,
+}
+
+fn ended_early() -> ApiError {
+    ApiError::new(
+        500,
+        api::ErrorType::Server,
+        "the generation ended before every choice finished",
+    )
 }
 
 fn with_outcome(mut r: Response, o: CacheOutcome) -> Response {
@@ -75,8 +86,23 @@ pub async fn reply<F: EndpointFormat>(
 ) -> Result<Response, ApiError> {
     let outcome = meta.outcome;
     if meta.stream {
-        let s = sse_events(tokenizer, reader, fmt, meta, guard);
-        return Ok(with_outcome(sse_response(s, st.config.keep_alive), outcome));
+        let mut s = streaming(tokenizer, reader, fmt, meta, guard);
+        if s.reader.is_closed() {
+            // Everything is known already (a cache hit): render it in one go.
+            let mut chunks = Vec::new();
+            while let Some(c) = s.next().await {
+                chunks.push(c);
+            }
+            return Ok(with_outcome(sse_body(chunks), outcome));
+        }
+        let events = stream::unfold(s, |mut s| async move {
+            let c = s.next().await?;
+            Some((Ok::<_, Infallible>(SseEvent::default().data(c)), s))
+        });
+        return Ok(with_outcome(
+            sse_response(events, st.config.keep_alive),
+            outcome,
+        ));
     }
     let resp = collect(&tokenizer, reader, &fmt, &meta).await?;
     drop(guard);
@@ -122,6 +148,9 @@ async fn collect<F: EndpointFormat>(
             Item::Error(e) => return Err(e),
         }
     }
+    if tally.finished_choices() < meta.choices {
+        return Err(ended_early());
+    }
     let usage = tally.usage(meta.n, meta.outcome.whole_prompt_cached());
     let choices = choices
         .into_iter()
@@ -139,13 +168,13 @@ struct Streaming<F: ChunkFormat> {
     meta: ReplyMeta,
     /// Held until the last event is produced: the shutdown drain waits for it.
     guard: Option<ActiveGuard>,
-    tail: Vec<SseEvent>,
+    tail: Vec<Chunk>,
     ended: bool,
 }
 
 impl<F: ChunkFormat> Streaming<F> {
     /// The next event to send, `None` at the end.
-    async fn next(&mut self) -> Option<SseEvent> {
+    async fn next(&mut self) -> Option<Chunk> {
         loop {
             if let Some(e) = self.tail.pop() {
                 return Some(e);
@@ -155,6 +184,10 @@ impl<F: ChunkFormat> Streaming<F> {
             }
             let Some(item) = self.reader.next().await else {
                 self.ended = true;
+                self.guard = None;
+                if self.tally.finished_choices() < self.meta.choices {
+                    return Some(json_data(&ended_early().body()));
+                }
                 let mut tail = Vec::new();
                 if self.meta.include_usage {
                     let usage = self
@@ -162,7 +195,7 @@ impl<F: ChunkFormat> Streaming<F> {
                         .usage(self.meta.n, self.meta.outcome.whole_prompt_cached());
                     tail.push(self.fmt.usage(usage));
                 }
-                tail.push(SseEvent::default().data("[DONE]"));
+                tail.push("[DONE]".to_string());
                 tail.reverse();
                 self.tail = tail;
                 self.guard = None;
@@ -204,21 +237,21 @@ impl<F: ChunkFormat> Streaming<F> {
                     tracing::warn!(status = e.status, code = ?e.code, message = %e.message, "stream ended by an error");
                     self.ended = true;
                     self.guard = None;
-                    return Some(json_event(&e.body()));
+                    return Some(json_data(&e.body()));
                 }
             }
         }
     }
 }
 
-fn sse_events<F: ChunkFormat>(
+fn streaming<F: ChunkFormat>(
     tokenizer: Arc<Tokenizer>,
     reader: Reader<Item>,
     fmt: F,
     meta: ReplyMeta,
     guard: ActiveGuard,
-) -> impl futures::Stream<Item = Result<SseEvent, Infallible>> + Send + 'static {
-    let s = Streaming {
+) -> Streaming<F> {
+    Streaming {
         tokenizer,
         reader,
         fmt,
@@ -228,10 +261,5 @@ fn sse_events<F: ChunkFormat>(
         guard: Some(guard),
         tail: Vec::new(),
         ended: false,
-    };
-    stream::unfold(s, |mut s| async move {
-        let e = s.next().await?;
-        Some((e, s))
-    })
-    .map(Ok)
+    }
 }

@@ -14,7 +14,7 @@ use api::{ApiError, ErrorType, Message, SamplingFields};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use cache::metrics_names as cm;
-use cache::{Entry, Flights, Joined, Key, Producer, Reader};
+use cache::{Entry, Flights, Joined, Key, Producer, Reader, ResponseCache};
 use engine::GenerationRequest;
 use model::SamplingParams;
 use serde::Serialize;
@@ -143,9 +143,10 @@ fn engine_requests(
     Ok(reqs)
 }
 
-fn meta(f: &SamplingFields, outcome: CacheOutcome) -> ReplyMeta {
+fn meta_for(f: &SamplingFields, choices: usize, outcome: CacheOutcome) -> ReplyMeta {
     ReplyMeta {
         n: f.n,
+        choices,
         stream: f.stream,
         include_usage: f.stream_options.include_usage,
         outcome,
@@ -204,6 +205,12 @@ pub async fn generate<F: EndpointFormat>(
     fmt: F,
 ) -> Result<Response, ApiError> {
     crate::routes::check_model(st, &input.fields.model)?;
+    let choices = input.fields.n
+        * match &input.source {
+            PromptSource::Chat(_) => 1,
+            PromptSource::Texts(t) => t.len(),
+            PromptSource::Tokens(t) => t.len(),
+        };
     let guard = st.begin_request();
     let loaded = crate::routes::ready(st)?;
     let tokenizer = loaded.tokenizer.clone();
@@ -215,7 +222,7 @@ pub async fn generate<F: EndpointFormat>(
             let reqs = engine_requests(st, &prompts, &input.fields, input.logprobs)?;
             let (producer, reader) = Flights::private();
             submit(st, loaded, reqs, &input.fields, producer, None)?;
-            let m = meta(&input.fields, CacheOutcome::Bypass);
+            let m = meta_for(&input.fields, choices, CacheOutcome::Bypass);
             return reply(st, tokenizer, reader, fmt, m, guard).await;
         }
         Plan::Cacheable { key, control } => (key, control),
@@ -230,7 +237,7 @@ pub async fn generate<F: EndpointFormat>(
     metrics::counter!(cm::LOOKUPS).increment(1);
     if !control.no_cache {
         if let Some(e) = cache.get_l1(&key, control.max_age) {
-            let m = meta(&input.fields, CacheOutcome::HitL1);
+            let m = meta_for(&input.fields, choices, CacheOutcome::HitL1);
             return reply(st, tokenizer, replay(&e), fmt, m, guard).await;
         }
     }
@@ -244,24 +251,63 @@ pub async fn generate<F: EndpointFormat>(
         match st.flights.join_or_lead(key) {
             Joined::Follower(reader) => {
                 metrics::counter!(cm::COALESCED).increment(1);
-                let m = meta(&input.fields, CacheOutcome::Coalesced);
+                let m = meta_for(&input.fields, choices, CacheOutcome::Coalesced);
                 return reply(st, tokenizer, reader, fmt, m, guard).await;
             }
             Joined::Leader(producer, reader) => {
-                if let Some(e) = cache.get_l2(&key, control.max_age).await {
-                    for ev in &e.events {
-                        producer.push(Item::Event(ev.clone()));
-                    }
-                    drop(producer);
-                    let m = meta(&input.fields, CacheOutcome::HitL2);
-                    return reply(st, tokenizer, reader, fmt, m, guard).await;
-                }
-                (producer, reader)
+                // The L2 lookup and the submission run on their own task: if this client
+                // leaves meanwhile, the followers that attached still get their answer.
+                let task = tokio::spawn(lead(
+                    st.clone(),
+                    cache,
+                    key,
+                    control.max_age,
+                    reqs,
+                    input.fields.clone(),
+                    producer,
+                ));
+                let outcome = task.await.map_err(|e| {
+                    ApiError::new(
+                        500,
+                        ErrorType::Server,
+                        format!("starting the generation failed: {e}"),
+                    )
+                })??;
+                let m = meta_for(&input.fields, choices, outcome);
+                return reply(st, tokenizer, reader, fmt, m, guard).await;
             }
         }
     };
     metrics::counter!(cm::MISSES).increment(1);
     submit(st, loaded, reqs, &input.fields, producer, Some(key))?;
-    let m = meta(&input.fields, CacheOutcome::Miss);
+    let m = meta_for(&input.fields, choices, CacheOutcome::Miss);
     reply(st, tokenizer, reader, fmt, m, guard).await
+}
+
+/// What the leader of a flight does after joining: the L2, else the model.
+async fn lead(
+    st: Arc<AppState>,
+    cache: Arc<ResponseCache>,
+    key: Key,
+    max_age: Option<std::time::Duration>,
+    reqs: Vec<GenerationRequest>,
+    fields: SamplingFields,
+    producer: Producer<Item>,
+) -> Result<CacheOutcome, ApiError> {
+    if let Some(e) = cache.get_l2(&key, max_age).await {
+        for ev in &e.events {
+            producer.push(Item::Event(ev.clone()));
+        }
+        return Ok(CacheOutcome::HitL2);
+    }
+    metrics::counter!(cm::MISSES).increment(1);
+    let loaded = match crate::routes::ready(&st) {
+        Ok(l) => l,
+        Err(e) => {
+            producer.push(Item::Error(e.clone()));
+            return Err(e);
+        }
+    };
+    submit(&st, loaded, reqs, &fields, producer, Some(key))?;
+    Ok(CacheOutcome::Miss)
 }

@@ -3,14 +3,13 @@ use crate::error::HttpError;
 use crate::ids::{new_id, unix_now};
 use crate::reply::EndpointFormat;
 use crate::service::{generate, GenerationInput, PromptSource};
-use crate::sse::{json_event, ChunkFormat};
+use crate::sse::{json_data, Chunk, ChunkFormat};
 use crate::state::AppState;
 use api::{
     ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatDelta, ChatMessageOut,
     ChatRequest, FinishReason, Role, Usage,
 };
 use axum::extract::{Request, State};
-use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cache::TokenRecord;
@@ -55,8 +54,8 @@ struct ChatFormat {
 }
 
 impl ChatFormat {
-    fn chunk(&self, choices: Vec<ChatChunkChoice>, usage: Option<Usage>) -> SseEvent {
-        json_event(&ChatCompletionChunk {
+    fn chunk(&self, choices: Vec<ChatChunkChoice>, usage: Option<Usage>) -> Chunk {
+        json_data(&ChatCompletionChunk {
             id: self.id.clone(),
             object: Default::default(),
             created: self.created,
@@ -83,7 +82,7 @@ impl ChunkFormat for ChatFormat {
         announced: &mut bool,
         text: String,
         tokens: &[TokenRecord],
-    ) -> Option<SseEvent> {
+    ) -> Option<Chunk> {
         let lp = if tokens.iter().any(|t| t.logprob.is_some()) {
             run.chat_logprobs(tokens)
         } else {
@@ -107,7 +106,7 @@ impl ChunkFormat for ChatFormat {
         ))
     }
 
-    fn finish(&self, run: &ChoiceCtx, announced: &mut bool, reason: FinishReason) -> SseEvent {
+    fn finish(&self, run: &ChoiceCtx, announced: &mut bool, reason: FinishReason) -> Chunk {
         let role = Self::role(announced);
         self.chunk(
             vec![ChatChunkChoice {
@@ -123,7 +122,7 @@ impl ChunkFormat for ChatFormat {
         )
     }
 
-    fn usage(&self, usage: Usage) -> SseEvent {
+    fn usage(&self, usage: Usage) -> Chunk {
         self.chunk(Vec::new(), Some(usage))
     }
 }

@@ -3,14 +3,13 @@ use crate::error::HttpError;
 use crate::ids::{new_id, unix_now};
 use crate::reply::EndpointFormat;
 use crate::service::{generate, GenerationInput, PromptSource};
-use crate::sse::{json_event, ChunkFormat};
+use crate::sse::{json_data, Chunk, ChunkFormat};
 use crate::state::AppState;
 use api::{
     Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, FinishReason, Prompt,
     Usage,
 };
 use axum::extract::{Request, State};
-use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cache::TokenRecord;
@@ -80,7 +79,7 @@ impl ChunkFormat for CompletionFormat {
         offset: &mut usize,
         text: String,
         tokens: &[TokenRecord],
-    ) -> Option<SseEvent> {
+    ) -> Option<Chunk> {
         let wants = tokens.iter().any(|t| t.logprob.is_some());
         if text.is_empty() && !wants {
             return None;
@@ -90,7 +89,7 @@ impl ChunkFormat for CompletionFormat {
             run.completion_logprobs(tokens, offset, &mut lp);
             lp
         });
-        Some(json_event(&self.body(
+        Some(json_data(&self.body(
             vec![CompletionChoice {
                 index: run.index,
                 text,
@@ -101,8 +100,8 @@ impl ChunkFormat for CompletionFormat {
         )))
     }
 
-    fn finish(&self, run: &ChoiceCtx, _: &mut usize, reason: FinishReason) -> SseEvent {
-        json_event(&self.body(
+    fn finish(&self, run: &ChoiceCtx, _: &mut usize, reason: FinishReason) -> Chunk {
+        json_data(&self.body(
             vec![CompletionChoice {
                 index: run.index,
                 text: String::new(),
@@ -113,8 +112,8 @@ impl ChunkFormat for CompletionFormat {
         ))
     }
 
-    fn usage(&self, usage: Usage) -> SseEvent {
-        json_event(&self.body(Vec::new(), Some(usage)))
+    fn usage(&self, usage: Usage) -> Chunk {
+        json_data(&self.body(Vec::new(), Some(usage)))
     }
 }
 
