@@ -503,3 +503,41 @@ fn garbage_or_a_truncated_value_in_redis_is_a_miss() {
     }
     assert_eq!(s.metric("autoglm_response_cache_l2_corrupt_total"), 3.0);
 }
+
+#[test]
+fn a_slow_redis_costs_a_request_at_most_the_timeout() {
+    let redis = Redis::start();
+    let s = Server::start(&[
+        "--cache-redis",
+        &redis.url(),
+        "--cache-l1-bytes",
+        "0",
+        "--cache-redis-timeout-ms",
+        "50",
+    ]);
+    let path = "/v1/chat/completions";
+    let p = chat("Name a bird.", json!({"max_tokens": 4}));
+    assert_eq!(x_cache(&post(&s, path, &p, &[])), "miss");
+    assert_eq!(x_cache(&post(&s, path, &p, &[])), "hit-l2");
+    // Redis stops answering for 3 s; the requests meanwhile are misses answered by the
+    // model, each delayed by no more than the timeout (and a probe per 250 ms after the
+    // first failure), never by the 3 s.
+    let port = redis.port;
+    let sleeper = std::thread::spawn(move || {
+        let r = Redis::attach(port);
+        r.cmd(&[b"DEBUG", b"SLEEP", b"3"])
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    for _ in 0..3 {
+        let r = post(&s, path, &p, &[]);
+        assert_eq!(x_cache(&r), "miss");
+    }
+    assert!(
+        t.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(s.metric("autoglm_response_cache_l2_errors_total") >= 1.0);
+    assert_eq!(sleeper.join().unwrap(), Reply::Simple("OK".into()));
+}

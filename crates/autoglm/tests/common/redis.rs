@@ -45,6 +45,9 @@ impl Redis {
                 "64mb",
                 "--maxmemory-policy",
                 "allkeys-lfu",
+                // DEBUG SLEEP makes a slow Redis for the tests.
+                "--enable-debug-command",
+                "local",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -59,6 +62,11 @@ impl Redis {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// A handle on a server another `Redis` started (for a second connection).
+    pub fn attach(port: u16) -> Redis {
+        Redis { port, child: None }
     }
 
     pub fn url(&self) -> String {
