@@ -1,6 +1,7 @@
 //! autoglm: serve, generate, benchmark and pull GGUF models on CPUs.
 
 mod bench_cmd;
+mod chaos;
 mod generate_cmd;
 mod load;
 mod mem;
@@ -27,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Serve the OpenAI-compatible API (chat, completions, models, health, metrics).
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
     /// Fetch the default model (SmolLM2-135M-Instruct Q4_1) into the cache; prints its path.
     Pull,
     /// Generate text from a prompt or a chat.
@@ -40,6 +41,8 @@ enum Cmd {
     Perplexity(perplexity::Args),
     /// Write a random-weight GGUF of a real model's shape, for benchmarks.
     Synth(synth::Args),
+    /// A TCP proxy that injects faults (latency, resets, error statuses) for tests and demos.
+    ChaosProxy(chaos::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,11 +54,12 @@ fn main() -> anyhow::Result<()> {
             println!("{}", p.display());
             Ok(())
         }
-        Cmd::Serve(a) => serve::run(a),
+        Cmd::Serve(a) => serve::run(*a),
         Cmd::Synth(a) => synth::run(a),
         Cmd::Generate(a) => generate_cmd::run(a),
         Cmd::Perf(a) => perf::run(a),
         Cmd::Perplexity(a) => perplexity::run(a),
         Cmd::Bench(a) => bench_cmd::run(*a),
+        Cmd::ChaosProxy(a) => chaos::run(a),
     }
 }

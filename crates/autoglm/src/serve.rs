@@ -111,6 +111,16 @@ struct CacheArgs {
     /// Who shares entries: key (per API key) or global.
     #[arg(long, default_value = "key")]
     cache_scope: server::CacheScope,
+    /// Bytes of answers kept for retries of sampled requests with an Idempotency-Key.
+    #[arg(long, default_value_t = CacheConfig::default().idempotency_bytes)]
+    idempotency_bytes: u64,
+    /// How long such an answer is kept (e.g. 10m).
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    idempotency_ttl: Duration,
+    /// Seconds a generation with an Idempotency-Key goes on after its client left, for
+    /// the client's retry to attach to it.
+    #[arg(long, default_value_t = ServerConfig::default().idempotency_linger.as_secs())]
+    idempotency_linger_s: u64,
 }
 
 impl CacheArgs {
@@ -122,6 +132,8 @@ impl CacheArgs {
             redis_url: self.cache_redis.clone(),
             redis_timeout: Duration::from_millis(self.cache_redis_timeout_ms.max(1)),
             write: self.cache_write,
+            idempotency_bytes: self.idempotency_bytes,
+            idempotency_ttl: self.idempotency_ttl,
         })
     }
 }
@@ -206,6 +218,7 @@ pub fn run(a: Args) -> Result<()> {
             max_connections: a.max_connections.max(1),
         },
         cache_scope: a.cache.cache_scope,
+        idempotency_linger: Duration::from_secs(a.cache.idempotency_linger_s),
     };
     let cache_cfg = a.cache.config();
     let addr: SocketAddr = format!("{}:{}", a.host, a.port)

@@ -138,6 +138,10 @@ impl<T: Clone> Producer<T> {
         true
     }
 
+    pub fn listeners(&self) -> usize {
+        lock(&self.flight.state).listeners
+    }
+
     /// A new listener, for a flight that is not in any registry.
     pub fn reader(&self) -> Reader<T> {
         lock(&self.flight.state).listeners += 1;

@@ -60,6 +60,17 @@ pub trait Tier: Send + Sync {
     fn put<'a>(&'a self, key: &'a Key, e: &'a Arc<Entry>) -> BoxFut<'a, bool>;
 }
 
+/// Which store a request's entry lives in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// The response cache proper: L1 (TinyLFU or LRU) and L2.
+    Shared,
+    /// Answers to sampled requests kept only for retries of the same `Idempotency-Key`:
+    /// an LRU of their own (TinyLFU would refuse one-off entries when the L1 is full),
+    /// in this process only.
+    Idempotent,
+}
+
 /// When a new entry reaches the L2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WriteMode {
@@ -89,6 +100,9 @@ pub struct CacheConfig {
     pub redis_url: Option<String>,
     pub redis_timeout: Duration,
     pub write: WriteMode,
+    /// Bytes kept for idempotent retries (0: none).
+    pub idempotency_bytes: u64,
+    pub idempotency_ttl: Duration,
 }
 
 impl Default for CacheConfig {
@@ -100,6 +114,8 @@ impl Default for CacheConfig {
             redis_url: None,
             redis_timeout: Duration::from_millis(50),
             write: WriteMode::Aside,
+            idempotency_bytes: 32 << 20,
+            idempotency_ttl: Duration::from_secs(600),
         }
     }
 }
@@ -109,6 +125,7 @@ pub struct ResponseCache {
     pub config: CacheConfig,
     l1: Option<Arc<MemoryTier>>,
     l2: Option<Arc<RedisTier>>,
+    recent: Option<Arc<MemoryTier>>,
 }
 
 impl ResponseCache {
@@ -124,8 +141,20 @@ impl ResponseCache {
             )?)),
             None => None,
         };
+        let recent = (config.idempotency_bytes > 0).then(|| {
+            Arc::new(MemoryTier::new(
+                config.idempotency_bytes,
+                Policy::Lru,
+                config.idempotency_ttl,
+            ))
+        });
         metrics_names::describe(l2.is_some());
-        Ok(Self { config, l1, l2 })
+        Ok(Self {
+            config,
+            l1,
+            l2,
+            recent,
+        })
     }
 
     fn tiers(&self) -> impl Iterator<Item = Arc<dyn Tier>> + '_ {
@@ -134,14 +163,15 @@ impl ResponseCache {
         l1.into_iter().chain(l2)
     }
 
-    /// The L1's entry, if fresh enough (`max_age`: the client's `Cache-Control: max-age`).
-    pub fn get_l1(&self, key: &Key, max_age: Option<Duration>) -> Option<Arc<Entry>> {
+    /// The in-process entry of `lane`, if fresh enough (`max_age`: the client's
+    /// `Cache-Control: max-age`).
+    pub fn get_l1(&self, key: &Key, max_age: Option<Duration>, lane: Lane) -> Option<Arc<Entry>> {
         let t = Instant::now();
-        let e = self
-            .l1
-            .as_ref()?
-            .get_now(key)
-            .filter(|e| fresh(e, max_age))?;
+        let tier = match lane {
+            Lane::Shared => self.l1.as_ref()?,
+            Lane::Idempotent => self.recent.as_ref()?,
+        };
+        let e = tier.get_now(key).filter(|e| fresh(e, max_age))?;
         hit(Level::L1, t);
         Some(e)
     }
@@ -167,7 +197,13 @@ impl ResponseCache {
 
     /// Stores a new entry: into the L1 now, into the L2 now (`Through`) or on its own
     /// task (`Aside`).
-    pub async fn store(&self, key: Key, e: Arc<Entry>) {
+    pub async fn store(&self, key: Key, e: Arc<Entry>, lane: Lane) {
+        if lane == Lane::Idempotent {
+            if let Some(r) = &self.recent {
+                r.insert_now(key, e);
+            }
+            return;
+        }
         for tier in self.tiers() {
             let level = tier.level();
             if level == Level::L2 && self.config.write == WriteMode::Aside {

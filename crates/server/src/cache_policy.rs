@@ -11,7 +11,7 @@ use crate::service::{GenerationInput, PromptSource};
 use crate::state::AppState;
 use api::SamplingFields;
 use axum::http::{header, HeaderMap};
-use cache::Key;
+use cache::{Key, Lane};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -85,6 +85,8 @@ struct Material<'a> {
     /// Hex SHA-256 of the caller's API key; `None` under `--cache-scope global`.
     scope: Option<String>,
     salt: Option<&'a str>,
+    /// The client's `Idempotency-Key`, for a sampled request's retries only.
+    idempotency: Option<&'a str>,
     prompt: &'a PromptSource,
     sampling: SamplingFields,
     logprobs: Option<usize>,
@@ -92,7 +94,22 @@ struct Material<'a> {
 
 pub enum Plan {
     Bypass,
-    Cacheable { key: Key, control: Control },
+    Cacheable {
+        key: Key,
+        control: Control,
+        lane: Lane,
+        /// How long a generation goes on with nobody listening, for a retry to attach:
+        /// set when the request carries an `Idempotency-Key`.
+        linger: Option<Duration>,
+    },
+}
+
+/// A client's `Idempotency-Key` (at most 256 bytes).
+fn idempotency_key(h: &HeaderMap) -> Option<&str> {
+    h.get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 256)
 }
 
 /// Whether the request may touch the cache, and its key when it may.
@@ -100,19 +117,27 @@ pub fn plan(st: &AppState, headers: &HeaderMap, input: &GenerationInput) -> Plan
     let Some(_) = &st.cache else {
         return Plan::Bypass;
     };
-    let control = Control::from_headers(headers);
+    let mut control = Control::from_headers(headers);
     let f = &input.fields;
     let deterministic = f.temperature == 0.0 || f.seed.is_some();
     let wanted = f.cache.unwrap_or(deterministic);
-    if control.no_store || !wanted {
+    let idem = idempotency_key(headers);
+    // A request the cache may not keep is still safe to retry with an Idempotency-Key:
+    // its answer is kept apart, for the retries of that key only.
+    let lane = if wanted && !control.no_store {
+        Lane::Shared
+    } else if idem.is_some() && f.cache != Some(false) {
+        control = Control::default();
+        Lane::Idempotent
+    } else {
         return Plan::Bypass;
-    }
+    };
     let Some(loaded) = st.loaded() else {
         return Plan::Bypass;
     };
-    let scope = match st.config.cache_scope {
-        CacheScope::Global => None,
-        CacheScope::Key => Some(caller_digest(headers)),
+    let scope = match (lane, st.config.cache_scope) {
+        (Lane::Shared, CacheScope::Global) => None,
+        _ => Some(caller_digest(headers)),
     };
     // The fields that cannot change the output are reset, so they never reach the key.
     let sampling = SamplingFields {
@@ -131,11 +156,17 @@ pub fn plan(st: &AppState, headers: &HeaderMap, input: &GenerationInput) -> Plan
         endpoint: input.endpoint,
         scope,
         salt: f.cache_salt.as_deref(),
+        idempotency: idem.filter(|_| lane == Lane::Idempotent),
         prompt: &input.source,
         sampling,
         logprobs: input.logprobs,
     });
-    Plan::Cacheable { key, control }
+    Plan::Cacheable {
+        key,
+        control,
+        lane,
+        linger: idem.map(|_| st.config.idempotency_linger),
+    }
 }
 
 /// Hex SHA-256 of the bearer token (of the empty string without one): whether or not

@@ -6,9 +6,10 @@
 
 use crate::flight_item::Item;
 use crate::generation::{ChoiceRun, Piece};
-use cache::{Entry, Event, Key, Producer, ResponseCache};
+use cache::{Entry, Event, Key, Lane, Producer, ResponseCache};
 use futures::stream::{self, Stream, StreamExt};
 use std::sync::Arc;
+use std::time::Duration;
 
 fn run_items(run: ChoiceRun) -> impl Stream<Item = Item> + Send {
     stream::unfold(Some(run), |run| async move {
@@ -44,14 +45,28 @@ fn run_items(run: ChoiceRun) -> impl Stream<Item = Item> + Send {
     .flat_map(stream::iter)
 }
 
+/// Where a finished answer goes, and how long to go on without listeners.
+pub struct Keep {
+    pub cache: Arc<ResponseCache>,
+    pub key: Key,
+    pub lane: Lane,
+}
+
 pub async fn produce(
     runs: Vec<ChoiceRun>,
     producer: Producer<Item>,
-    store: Option<(Arc<ResponseCache>, Key)>,
+    store: Option<Keep>,
+    linger: Option<Duration>,
 ) {
     let mut merged = stream::select_all(runs.into_iter().map(|r| run_items(r).boxed()));
     let mut events = Vec::new();
+    // When the last listener left, for a generation that lingers for a retry.
+    let mut deserted: Option<tokio::time::Instant> = None;
     loop {
+        if deserted.is_some() && producer.listeners() > 0 {
+            deserted = None;
+        }
+        let give_up_at = deserted.zip(linger).map(|(d, l)| d + l);
         tokio::select! {
             item = merged.next() => match item {
                 None => break,
@@ -66,16 +81,26 @@ pub async fn produce(
                     producer.push(item);
                 }
             },
-            _ = producer.abandoned() => {
-                if producer.give_up() {
+            _ = producer.abandoned(), if deserted.is_none() => {
+                if linger.is_some() {
+                    deserted = Some(tokio::time::Instant::now());
+                } else if producer.give_up() {
                     // Dropping the runs cancels their engine requests.
                     return;
                 }
             }
+            _ = tokio::time::sleep_until(give_up_at.unwrap_or_else(tokio::time::Instant::now)), if give_up_at.is_some() => {
+                if producer.give_up() {
+                    return;
+                }
+                deserted = None;
+            }
         }
     }
     drop(merged);
-    if let Some((cache, key)) = store {
-        cache.store(key, Arc::new(Entry::new(events))).await;
+    if let Some(k) = store {
+        k.cache
+            .store(k.key, Arc::new(Entry::new(events)), k.lane)
+            .await;
     }
 }

@@ -7,18 +7,19 @@ use crate::cache_policy::{plan, Plan};
 use crate::error::submit_error;
 use crate::flight_item::Item;
 use crate::generation::ChoiceRun;
-use crate::produce::produce;
+use crate::produce::{produce, Keep};
 use crate::reply::{reply, CacheOutcome, EndpointFormat, ReplyMeta};
 use crate::state::{AppState, Loaded};
 use api::{ApiError, ErrorType, Message, SamplingFields};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use cache::metrics_names as cm;
-use cache::{Entry, Flights, Joined, Key, Producer, Reader, ResponseCache};
+use cache::{Entry, Flights, Joined, Key, Lane, Producer, Reader, ResponseCache};
 use engine::GenerationRequest;
 use model::SamplingParams;
 use serde::Serialize;
 use std::sync::Arc;
+use std::time::Duration;
 use tokenizer::ChatMessage;
 
 /// Where the prompt tokens come from.
@@ -160,7 +161,8 @@ fn submit(
     reqs: Vec<GenerationRequest>,
     fields: &SamplingFields,
     producer: Producer<Item>,
-    store: Option<Key>,
+    store: Option<(Key, Lane)>,
+    linger: Option<Duration>,
 ) -> Result<(), ApiError> {
     let lens: Vec<usize> = reqs.iter().map(|r| r.prompt.len()).collect();
     let streams = match loaded.engine.submit_all(reqs) {
@@ -187,8 +189,14 @@ fn submit(
             )
         })
         .collect();
-    let store = store.and_then(|k| Some((st.cache.clone()?, k)));
-    tokio::spawn(produce(runs, producer, store));
+    let store = store.and_then(|(key, lane)| {
+        Some(Keep {
+            cache: st.cache.clone()?,
+            key,
+            lane,
+        })
+    });
+    tokio::spawn(produce(runs, producer, store, linger));
     Ok(())
 }
 
@@ -215,17 +223,22 @@ pub async fn generate<F: EndpointFormat>(
     let loaded = crate::routes::ready(st)?;
     let tokenizer = loaded.tokenizer.clone();
     let plan = plan(st, headers, &input);
-    let (key, control) = match plan {
+    let (key, control, lane, linger) = match plan {
         Plan::Bypass => {
             metrics::counter!(cm::BYPASSES).increment(1);
             let prompts = tokenize(st, input.source).await?;
             let reqs = engine_requests(st, &prompts, &input.fields, input.logprobs)?;
             let (producer, reader) = Flights::private();
-            submit(st, loaded, reqs, &input.fields, producer, None)?;
+            submit(st, loaded, reqs, &input.fields, producer, None, None)?;
             let m = meta_for(&input.fields, choices, CacheOutcome::Bypass);
             return reply(st, tokenizer, reader, fmt, m, guard).await;
         }
-        Plan::Cacheable { key, control } => (key, control),
+        Plan::Cacheable {
+            key,
+            control,
+            lane,
+            linger,
+        } => (key, control, lane, linger),
     };
     let cache = st.cache.clone().ok_or_else(|| {
         ApiError::new(
@@ -236,7 +249,7 @@ pub async fn generate<F: EndpointFormat>(
     })?;
     metrics::counter!(cm::LOOKUPS).increment(1);
     if !control.no_cache {
-        if let Some(e) = cache.get_l1(&key, control.max_age) {
+        if let Some(e) = cache.get_l1(&key, control.max_age, lane) {
             let m = meta_for(&input.fields, choices, CacheOutcome::HitL1);
             return reply(st, tokenizer, replay(&e), fmt, m, guard).await;
         }
@@ -260,8 +273,12 @@ pub async fn generate<F: EndpointFormat>(
                 let task = tokio::spawn(lead(
                     st.clone(),
                     cache,
-                    key,
-                    control.max_age,
+                    Lead {
+                        key,
+                        lane,
+                        max_age: control.max_age,
+                        linger,
+                    },
                     reqs,
                     input.fields.clone(),
                     producer,
@@ -279,22 +296,40 @@ pub async fn generate<F: EndpointFormat>(
         }
     };
     metrics::counter!(cm::MISSES).increment(1);
-    submit(st, loaded, reqs, &input.fields, producer, Some(key))?;
+    submit(
+        st,
+        loaded,
+        reqs,
+        &input.fields,
+        producer,
+        Some((key, lane)),
+        linger,
+    )?;
     let m = meta_for(&input.fields, choices, CacheOutcome::Miss);
     reply(st, tokenizer, reader, fmt, m, guard).await
+}
+
+struct Lead {
+    key: Key,
+    lane: Lane,
+    max_age: Option<Duration>,
+    linger: Option<Duration>,
 }
 
 /// What the leader of a flight does after joining: the L2, else the model.
 async fn lead(
     st: Arc<AppState>,
     cache: Arc<ResponseCache>,
-    key: Key,
-    max_age: Option<std::time::Duration>,
+    l: Lead,
     reqs: Vec<GenerationRequest>,
     fields: SamplingFields,
     producer: Producer<Item>,
 ) -> Result<CacheOutcome, ApiError> {
-    if let Some(e) = cache.get_l2(&key, max_age).await {
+    let in_l2 = match l.lane {
+        Lane::Shared => cache.get_l2(&l.key, l.max_age).await,
+        Lane::Idempotent => None,
+    };
+    if let Some(e) = in_l2 {
         for ev in &e.events {
             producer.push(Item::Event(ev.clone()));
         }
@@ -308,6 +343,14 @@ async fn lead(
             return Err(e);
         }
     };
-    submit(&st, loaded, reqs, &fields, producer, Some(key))?;
+    submit(
+        &st,
+        loaded,
+        reqs,
+        &fields,
+        producer,
+        Some((l.key, l.lane)),
+        l.linger,
+    )?;
     Ok(CacheOutcome::Miss)
 }

@@ -47,6 +47,9 @@ pub struct ServerConfig {
     pub limits: ConnLimits,
     /// Who shares response-cache entries.
     pub cache_scope: CacheScope,
+    /// How long a generation whose request carried an `Idempotency-Key` goes on after
+    /// its client left, so that the client's retry attaches to it.
+    pub idempotency_linger: Duration,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +62,7 @@ impl Default for ServerConfig {
             keep_alive: Duration::from_secs(5),
             limits: ConnLimits::default(),
             cache_scope: CacheScope::default(),
+            idempotency_linger: Duration::from_secs(10),
         }
     }
 }
