@@ -153,8 +153,9 @@ async fn retryable_statuses_are_retried_with_the_same_ids_and_the_servers_wait()
     // min(cap, base·2^2) = 80 ms.
     let gap = |i: usize| seen[i].at - seen[i - 1].at;
     assert!(gap(1) >= Duration::from_millis(150), "{:?}", gap(1));
-    assert!(gap(2) < Duration::from_millis(60), "{:?}", gap(2));
-    assert!(gap(3) < Duration::from_millis(80 + 40), "{:?}", gap(3));
+    // (Upper bounds with slack for a loaded 2-core CI machine.)
+    assert!(gap(2) < Duration::from_millis(100), "{:?}", gap(2));
+    assert!(gap(3) < Duration::from_millis(80 + 120), "{:?}", gap(3));
 }
 
 #[tokio::test]
