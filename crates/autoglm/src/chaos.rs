@@ -154,7 +154,12 @@ async fn connection(c: Arc<Chaos>, client: TcpStream, n: u64) -> Result<()> {
         c.event(
             n,
             "request",
-            serde_json::json!({"line": req.line(), "attempt": attempt}),
+            serde_json::json!({
+                "line": req.line(),
+                "attempt": attempt,
+                "content_encoding": header(&req.head, "content-encoding"),
+                "body_bytes": req.body.len(),
+            }),
         );
         if c.unit() < c.args.status_rate {
             let code = c.args.status.unwrap_or(503);

@@ -2,6 +2,7 @@
 
 mod bench_cmd;
 mod chaos;
+mod chat_cmd;
 mod generate_cmd;
 mod load;
 mod mem;
@@ -41,6 +42,8 @@ enum Cmd {
     Perplexity(perplexity::Args),
     /// Write a random-weight GGUF of a real model's shape, for benchmarks.
     Synth(synth::Args),
+    /// Chat with a server from the terminal (streamed, through the Rust client).
+    Chat(chat_cmd::Args),
     /// A TCP proxy that injects faults (latency, resets, error statuses) for tests and demos.
     ChaosProxy(chaos::Args),
 }
@@ -61,5 +64,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Perplexity(a) => perplexity::run(a),
         Cmd::Bench(a) => bench_cmd::run(*a),
         Cmd::ChaosProxy(a) => chaos::run(a),
+        Cmd::Chat(a) => chat_cmd::run(a),
     }
 }

@@ -78,3 +78,129 @@ fn the_client_speaks_to_a_real_server_over_http1_and_h2c() {
         assert!(matches!(wrong_key.models().await, Err(Error::Status { status: 401, .. })));
     });
 }
+
+#[test]
+fn large_request_bodies_go_gzipped_and_the_server_reads_them() {
+    let s = Server::start(&[]);
+    // The proxy in HTTP mode with no fault: it logs each request's encoding and size.
+    let port = common::free_port();
+    let log = std::env::temp_dir().join(format!("autoglm-gzip-{port}.jsonl"));
+    let _ = std::fs::remove_file(&log);
+    let mut proxy = std::process::Command::new(env!("CARGO_BIN_EXE_autoglm"))
+        .args(["chaos-proxy", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--upstream", &format!("127.0.0.1:{}", s.port)])
+        .args([
+            "--status",
+            "503",
+            "--status-rate",
+            "0",
+            "--log",
+            log.to_str().unwrap(),
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("listening")
+    {
+        assert!(t.elapsed() < std::time::Duration::from_secs(10));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // A low threshold keeps the prefill short; the default is 16 KiB.
+    let c = Client::builder(format!("http://127.0.0.1:{port}/v1"))
+        .retry(RetryPolicy::none())
+        .gzip_requests_above(Some(1024))
+        .build()
+        .unwrap();
+    // An agent's long conversation: over the threshold.
+    let history = "The screen shows a list of settings. ".repeat(60);
+    let long = chat(
+        json!({"messages": [{"role": "system", "content": history}, {"role": "user", "content": "Which setting?"}], "max_tokens": 3, "temperature": 0}),
+    );
+    let short = chat(
+        json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "temperature": 0}),
+    );
+    rt.block_on(async {
+        c.chat(&long).await.unwrap();
+        c.chat(&short).await.unwrap();
+    });
+    let reqs: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "request")
+        .collect();
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[0]["content_encoding"], "gzip");
+    let sent = reqs[0]["body_bytes"].as_u64().unwrap();
+    assert!(
+        sent * 5 < history.len() as u64,
+        "{sent} bytes for {} of text",
+        history.len()
+    );
+    assert_eq!(reqs[1]["content_encoding"], serde_json::Value::Null);
+}
+
+#[test]
+fn autoglm_chat_streams_an_answer_one_shot_and_as_a_conversation() {
+    let s = Server::start(&[]);
+    let q = "What is the capital of France?";
+    let api_answer = s.post_json("/v1/chat/completions", &json!({"messages": [{"role": "user", "content": q}], "max_tokens": 12, "temperature": 0})).json()["choices"][0]["message"]["content"].as_str().unwrap().to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_autoglm"))
+        .args([
+            "chat",
+            "--base-url",
+            &s.url(),
+            "--prompt",
+            q,
+            "--max-tokens",
+            "12",
+            "--temperature",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim_end_matches('\n'),
+        api_answer
+    );
+    // Two turns from stdin: two answers, the second with the first in its context.
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_autoglm"))
+        .args([
+            "chat",
+            "--base-url",
+            &s.url(),
+            "--max-tokens",
+            "8",
+            "--temperature",
+            "0",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{q}\nAnd of Italy?\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    assert!(lines.len() >= 2, "{text:?}");
+    let head: String = api_answer.chars().take(8).collect();
+    assert!(text.starts_with(&head), "{text:?}");
+}

@@ -71,6 +71,7 @@ pub struct ClientBuilder {
     timeouts: Timeouts,
     retry: RetryPolicy,
     http2: bool,
+    gzip_above: Option<usize>,
 }
 
 impl ClientBuilder {
@@ -95,6 +96,12 @@ impl ClientBuilder {
     /// connection. Off: HTTP/1.1 with a keep-alive pool.
     pub fn http2_prior_knowledge(mut self, on: bool) -> Self {
         self.http2 = on;
+        self
+    }
+    /// Gzip request bodies of at least this many bytes (`Content-Encoding: gzip`): long
+    /// agent conversations shrink several times. `None`: never. Default: 16 KiB.
+    pub fn gzip_requests_above(mut self, bytes: Option<usize>) -> Self {
+        self.gzip_above = bytes;
         self
     }
 
@@ -130,6 +137,7 @@ impl ClientBuilder {
             budget: Arc::new(RetryBudget::new(&self.retry)),
             retry: self.retry,
             seed: Arc::new(AtomicU64::new(seed())),
+            gzip_above: self.gzip_above,
         })
     }
 }
@@ -152,6 +160,13 @@ pub struct Client {
     retry: RetryPolicy,
     budget: Arc<RetryBudget>,
     seed: Arc<AtomicU64>,
+    gzip_above: Option<usize>,
+}
+
+/// A request body as sent: JSON, gzipped when large enough.
+struct Body {
+    bytes: Vec<u8>,
+    gzip: bool,
 }
 
 /// A stream of typed chunks; ends after `[DONE]`, or with an error.
@@ -166,7 +181,24 @@ impl Client {
             timeouts: Timeouts::default(),
             retry: RetryPolicy::default(),
             http2: false,
+            gzip_above: Some(16 << 10),
         }
+    }
+
+    fn body<B: serde::Serialize>(&self, body: &B) -> Result<Body> {
+        use std::io::Write;
+        let json = serde_json::to_vec(body).map_err(|e| Error::Config(e.to_string()))?;
+        if self.gzip_above.is_none_or(|t| json.len() < t) {
+            return Ok(Body {
+                bytes: json,
+                gzip: false,
+            });
+        }
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(&json)
+            .and_then(|_| z.finish())
+            .map(|bytes| Body { bytes, gzip: true })
+            .map_err(|e| Error::Config(format!("gzip: {e}")))
     }
 
     pub async fn chat(&self, req: &api::ChatRequest) -> Result<api::ChatCompletion> {
@@ -217,7 +249,7 @@ impl Client {
         body: &B,
     ) -> Result<T> {
         let deadline = self.deadline();
-        let body = serde_json::to_vec(body).map_err(|e| Error::Config(e.to_string()))?;
+        let body = self.body(body)?;
         let resp = self
             .attempts(reqwest::Method::POST, path, Some(body), deadline)
             .await?;
@@ -230,7 +262,7 @@ impl Client {
         body: &B,
     ) -> Result<ChunkStream<T>> {
         let deadline = self.deadline();
-        let body = serde_json::to_vec(body).map_err(|e| Error::Config(e.to_string()))?;
+        let body = self.body(body)?;
         let resp = self
             .attempts(reqwest::Method::POST, path, Some(body), deadline)
             .await?;
@@ -253,7 +285,7 @@ impl Client {
         &self,
         method: reqwest::Method,
         path: &str,
-        body: Option<Vec<u8>>,
+        body: Option<Body>,
         deadline: Option<Instant>,
     ) -> Result<reqwest::Response> {
         let url = format!("{}/{path}", self.base);
@@ -271,7 +303,10 @@ impl Client {
             if let Some(b) = &body {
                 req = req
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(b.clone());
+                    .body(b.bytes.clone());
+                if b.gzip {
+                    req = req.header(reqwest::header::CONTENT_ENCODING, "gzip");
+                }
             }
             let (err, verdict) = match within(
                 deadline,
@@ -481,4 +516,30 @@ fn chunk_stream<T: DeserializeOwned + Send + 'static>(
         }
     })
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn bodies_from_16_kib_up_are_gzipped_and_decompress_to_the_json() {
+        let c = Client::builder("http://127.0.0.1:1/v1").build().unwrap();
+        let small = c.body(&serde_json::json!({"t": "x".repeat(1000)})).unwrap();
+        assert!(!small.gzip);
+        let text = "agent history ".repeat(2000);
+        let big = c.body(&serde_json::json!({"t": text})).unwrap();
+        assert!(big.gzip && big.bytes.len() * 10 < text.len());
+        let mut back = String::new();
+        flate2::read::GzDecoder::new(&big.bytes[..])
+            .read_to_string(&mut back)
+            .unwrap();
+        assert_eq!(back, serde_json::json!({"t": text}).to_string());
+        let never = Client::builder("http://127.0.0.1:1/v1")
+            .gzip_requests_above(None)
+            .build()
+            .unwrap();
+        assert!(!never.body(&serde_json::json!({"t": text})).unwrap().gzip);
+    }
 }
