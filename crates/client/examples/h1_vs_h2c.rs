@@ -1,9 +1,10 @@
 //! HTTP/1.1 keep-alive pool vs h2c with prior knowledge, through the same client: time
 //! to first token (p50, p99) and wall time of `N` concurrent streaming chats, for each
-//! `N` given. Point it at `autoglm chaos-proxy` (no faults) in front of the server to
-//! count the connections each opens (its log's `conn` lines).
+//! `N` given, each protocol twice, alternating (the first runs warm the server). Point it
+//! at `autoglm chaos-proxy` (no faults) in front of the server and give the proxy's log as
+//! `CONN_LOG` to count the connections each run opened.
 //!
-//!     cargo run --release -p autoglm-client --example h1_vs_h2c -- URL [N,N,...] [MAX_TOKENS]
+//!     CONN_LOG=proxy.jsonl cargo run --release -p autoglm-client --example h1_vs_h2c -- URL [N,N,...] [MAX_TOKENS]
 
 use autoglm_client::{Client, RetryPolicy};
 use futures::StreamExt;
@@ -27,10 +28,19 @@ async fn main() {
         .filter_map(|x| x.parse().ok())
         .collect();
     let max_tokens: u32 = args.next().and_then(|x| x.parse().ok()).unwrap_or(16);
-    println!("| streams | protocol | TTFT p50 ms | TTFT p99 ms | wall s |");
-    println!("|---|---|---|---|---|");
+    let conns = || {
+        std::env::var("CONN_LOG").ok().map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .matches("\"event\":\"conn\"")
+                .count()
+        })
+    };
+    println!("| streams | protocol | TTFT p50 ms | TTFT p99 ms | wall s | connections |");
+    println!("|---|---|---|---|---|---|");
     for &n in &levels {
-        for h2 in [false, true] {
+        for h2 in [false, true, false, true] {
+            let before = conns();
             let c = Client::builder(url.clone())
                 .header("Cache-Control", "no-store")
                 .retry(RetryPolicy::none())
@@ -67,8 +77,11 @@ async fn main() {
                 );
                 continue;
             }
+            let opened = conns()
+                .zip(before)
+                .map_or("-".to_string(), |(a, b)| (a - b).to_string());
             println!(
-                "| {n} | {} | {:.1} | {:.1} | {wall:.2} |",
+                "| {n} | {} | {:.1} | {:.1} | {wall:.2} | {opened} |",
                 if h2 { "h2c" } else { "HTTP/1.1" },
                 pct(&mut ttfts, 0.5),
                 pct(&mut ttfts, 0.99)
