@@ -198,47 +198,35 @@ impl Target {
             return Ok(());
         }
         let mut body = resp.bytes_stream();
-        let mut buf: Vec<u8> = Vec::new();
+        let mut sse = autoglm_client::sse::SseParser::default();
         let (mut last, mut chunks, mut have_usage, mut done) =
             (None::<Instant>, 0usize, false, false);
         while let Some(piece) = body.next().await {
             let piece = piece.map_err(|_| "broken_stream".to_string())?;
-            buf.extend_from_slice(&piece);
-            // Events are parsed in place and the buffer compacted once per piece: a replay
-            // from a cache arrives as one piece of a hundred events, and per-event drains
-            // and rescans would cost the client more than the server spent.
-            let mut pos = 0;
-            while let Some(end) = find_event_end(&buf[pos..]) {
-                let event = &buf[pos..pos + end.0];
-                pos += end.0 + end.1;
-                for line in String::from_utf8_lossy(event).lines() {
-                    let Some(data) = line.strip_prefix("data:") else {
-                        continue;
-                    };
-                    let data = data.trim();
-                    if data == "[DONE]" {
-                        done = true;
-                        continue;
+            // The client crate's parser: one pass per piece (a replay from a cache arrives
+            // as one piece of a hundred events).
+            for data in sse.push(&piece) {
+                let data = data.trim();
+                if data == "[DONE]" {
+                    done = true;
+                    continue;
+                }
+                let v: Value = serde_json::from_str(data).map_err(|_| "bad_json".to_string())?;
+                if v.get("error").is_some() {
+                    return Err("stream_error".into());
+                }
+                have_usage |= usage(&v, out);
+                if let Some(t) = text_of(&v).filter(|t| !t.is_empty()) {
+                    let now = Instant::now();
+                    match last {
+                        None => out.ttft = Some(now.duration_since(start).as_secs_f64()),
+                        Some(prev) => out.itl.push(now.duration_since(prev).as_secs_f64()),
                     }
-                    let v: Value =
-                        serde_json::from_str(data).map_err(|_| "bad_json".to_string())?;
-                    if v.get("error").is_some() {
-                        return Err("stream_error".into());
-                    }
-                    have_usage |= usage(&v, out);
-                    if let Some(t) = text_of(&v).filter(|t| !t.is_empty()) {
-                        let now = Instant::now();
-                        match last {
-                            None => out.ttft = Some(now.duration_since(start).as_secs_f64()),
-                            Some(prev) => out.itl.push(now.duration_since(prev).as_secs_f64()),
-                        }
-                        last = Some(now);
-                        chunks += 1;
-                        out.text.push_str(&t);
-                    }
+                    last = Some(now);
+                    chunks += 1;
+                    out.text.push_str(&t);
                 }
             }
-            buf.drain(..pos);
         }
         if !done {
             return Err("broken_stream".into());
@@ -248,36 +236,5 @@ impl Target {
             out.output_tokens = chunks;
         }
         Ok(())
-    }
-}
-
-/// (start of the separator, its length) of the first complete SSE event in `buf`: a
-/// blank line, `\n\n` or `\r\n\r\n`, found in one pass.
-fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut from = 0;
-    while let Some(off) = buf[from..].iter().position(|&b| b == b'\n') {
-        let p = from + off;
-        if buf.get(p + 1) == Some(&b'\n') {
-            return Some((p, 2));
-        }
-        if p >= 1 && buf[p - 1] == b'\r' && buf.get(p + 1..p + 3) == Some(b"\r\n") {
-            return Some((p - 1, 4));
-        }
-        from = p + 1;
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::find_event_end;
-
-    #[test]
-    fn event_ends_with_either_line_ending() {
-        assert_eq!(find_event_end(b"data: a\n\ndata: b\n\n"), Some((7, 2)));
-        assert_eq!(find_event_end(b"data: a\r\n\r\ndata: b"), Some((7, 4)));
-        assert_eq!(find_event_end(b"data: a\ndata: b\n"), None);
-        assert_eq!(find_event_end(b"data: a\r\n"), None);
-        assert_eq!(find_event_end(b""), None);
     }
 }
