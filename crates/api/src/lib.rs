@@ -4,10 +4,12 @@
 mod error;
 mod request;
 mod response;
+mod unsupported;
 
 pub use error::{ApiError, ErrorBody, ErrorType};
 pub use request::{
     ChatRequest, CompletionRequest, Message, MessageContent, Prompt, Role, SamplingFields,
-    StreamOptions, TextPart, UNSUPPORTED_FIELDS,
+    StreamOptions, TextPart,
 };
 pub use response::*;
+pub use unsupported::UNSUPPORTED_FIELDS;

@@ -3,9 +3,10 @@
 //! batch file and the server all read a request the same way. `Serialize` writes
 //! OpenAI's wire shape. Unknown fields are ignored, as OpenAI-compatible servers do;
 //! known fields whose contract autoglm does not implement are refused (see
-//! [`UNSUPPORTED_FIELDS`]).
+//! [`crate::UNSUPPORTED_FIELDS`]).
 
 use crate::error::ApiError;
+use crate::unsupported::refuse_unsupported;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -175,88 +176,6 @@ macro_rules! deserialize_via_from_json {
 }
 deserialize_via_from_json!(ChatRequest);
 deserialize_via_from_json!(CompletionRequest);
-
-/// Fields of OpenAI's API (or vLLM's) whose contract autoglm does not implement yet:
-/// a request that uses one is refused with a 400 naming it, never answered as if the
-/// field were absent. A value that asks for nothing (`tools: []`, `best_of: 1`,
-/// `response_format: {"type": "text"}`, ...) is accepted.
-pub const UNSUPPORTED_FIELDS: &[&str] = &[
-    "tools",
-    "tool_choice",
-    "functions",
-    "function_call",
-    "parallel_tool_calls",
-    "response_format",
-    "structured_outputs",
-    "guided_json",
-    "guided_regex",
-    "guided_choice",
-    "guided_grammar",
-    "best_of",
-    "suffix",
-    "echo",
-    "audio",
-    "modalities",
-    "prediction",
-    "web_search_options",
-    "reasoning_effort",
-    "store",
-    // vLLM's sampling extensions.
-    "min_tokens",
-    "stop_token_ids",
-    "bad_words",
-    "allowed_token_ids",
-    "prompt_logprobs",
-    "use_beam_search",
-    "length_penalty",
-    "include_stop_str_in_output",
-    "truncate_prompt_tokens",
-    "chat_template",
-    "chat_template_kwargs",
-    "continue_final_message",
-    "add_generation_prompt",
-];
-
-/// Whether `v` for an unsupported field asks for nothing (so it may be accepted).
-fn harmless(field: &str, v: &Value) -> bool {
-    match (field, v) {
-        (_, Value::Null) => true,
-        ("tools" | "functions", Value::Array(a)) => a.is_empty(),
-        ("tool_choice", Value::String(s)) => s == "none",
-        ("parallel_tool_calls" | "echo", Value::Bool(false)) => true,
-        ("response_format", Value::Object(o)) => {
-            o.len() == 1 && o.get("type").and_then(Value::as_str) == Some("text")
-        }
-        ("best_of", v) => v.as_u64() == Some(1),
-        ("suffix", Value::String(s)) => s.is_empty(),
-        ("modalities", Value::Array(a)) => a.iter().all(|m| m.as_str() == Some("text")),
-        ("stop_token_ids" | "bad_words", Value::Array(a)) => a.is_empty(),
-        ("min_tokens", v) => v.as_u64() == Some(0),
-        (
-            "store" | "use_beam_search" | "include_stop_str_in_output" | "continue_final_message",
-            Value::Bool(false),
-        ) => true,
-        // What autoglm always does.
-        ("add_generation_prompt", Value::Bool(true)) => true,
-        ("length_penalty", v) => v.as_f64() == Some(1.0),
-        _ => false,
-    }
-}
-
-fn refuse_unsupported(o: &Map<String, Value>) -> Result<(), ApiError> {
-    for &f in UNSUPPORTED_FIELDS {
-        if let Some(v) = o.get(f) {
-            if !harmless(f, v) {
-                return Err(ApiError::invalid(
-                    f,
-                    format!("'{f}' is not supported by this server yet; the request was not run"),
-                )
-                .with_code("unsupported_parameter"));
-            }
-        }
-    }
-    Ok(())
-}
 
 pub const MAX_N: usize = 16;
 pub const MAX_TOP_LOGPROBS: usize = 20;

@@ -4,6 +4,7 @@
 mod common;
 
 use autoglm_client::{Client, Error, RetryPolicy};
+use common::chaos_proxy::Proxy;
 use common::Server;
 use futures::StreamExt;
 use serde_json::json;
@@ -83,34 +84,10 @@ fn the_client_speaks_to_a_real_server_over_http1_and_h2c() {
 fn large_request_bodies_go_gzipped_and_the_server_reads_them() {
     let s = Server::start(&[]);
     // The proxy in HTTP mode with no fault: it logs each request's encoding and size.
-    let port = common::free_port();
-    let log = std::env::temp_dir().join(format!("autoglm-gzip-{port}.jsonl"));
-    let _ = std::fs::remove_file(&log);
-    let mut proxy = std::process::Command::new(env!("CARGO_BIN_EXE_autoglm"))
-        .args(["chaos-proxy", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--upstream", &format!("127.0.0.1:{}", s.port)])
-        .args([
-            "--status",
-            "503",
-            "--status-rate",
-            "0",
-            "--log",
-            log.to_str().unwrap(),
-        ])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let t = std::time::Instant::now();
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("listening")
-    {
-        assert!(t.elapsed() < std::time::Duration::from_secs(10));
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let p = Proxy::start(s.port, &["--status", "503", "--status-rate", "0"]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     // A low threshold keeps the prefill short; the default is 16 KiB.
-    let c = Client::builder(format!("http://127.0.0.1:{port}/v1"))
+    let c = Client::builder(format!("http://127.0.0.1:{}/v1", p.port))
         .retry(RetryPolicy::none())
         .gzip_requests_above(Some(1024))
         .build()
@@ -127,14 +104,7 @@ fn large_request_bodies_go_gzipped_and_the_server_reads_them() {
         c.chat(&long).await.unwrap();
         c.chat(&short).await.unwrap();
     });
-    let reqs: Vec<serde_json::Value> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["event"] == "request")
-        .collect();
-    let _ = proxy.kill();
-    let _ = proxy.wait();
+    let reqs = p.events("request");
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[0]["content_encoding"], "gzip");
     let sent = reqs[0]["body_bytes"].as_u64().unwrap();

@@ -1,6 +1,7 @@
 //! A real `autoglm serve` on 127.0.0.1 and a minimal HTTP/1.1 client over plain sockets.
 #![allow(dead_code)]
 
+pub mod chaos_proxy;
 pub mod redis;
 
 use serde_json::Value;
