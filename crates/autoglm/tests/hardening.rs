@@ -399,3 +399,92 @@ fn the_drain_answers_503_and_cuts_streams_with_an_error_event_at_the_deadline() 
     let status = s.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// Peak resident memory of a process (VmHWM), bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    kb << 10
+}
+
+/// 1 GiB of zeros, compressed by `encoding` without ever holding the GiB.
+fn bomb(encoding: &str) -> Vec<u8> {
+    let zeros = vec![0u8; 1 << 20];
+    if encoding == "gzip" {
+        let mut w = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        for _ in 0..1024 {
+            w.write_all(&zeros).unwrap();
+        }
+        return w.finish().unwrap();
+    }
+    let mut w = zstd::stream::write::Encoder::new(Vec::new(), 19).unwrap();
+    for _ in 0..1024 {
+        w.write_all(&zeros).unwrap();
+    }
+    w.finish().unwrap()
+}
+
+#[test]
+fn a_compression_bomb_gets_413_quickly_with_bounded_memory() {
+    let s = Server::start(&["--max-body-bytes", "1048576"]);
+    // A request first, so the model's pages are resident before the peak is read.
+    let warm = s.post_json("/v1/completions", &json!({"prompt": "Hi", "max_tokens": 2}));
+    assert_eq!(warm.status, 200, "{}", warm.text());
+    let mut zs = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+    zs.write_all(json!({"prompt": "Hi", "max_tokens": 2}).to_string().as_bytes())
+        .unwrap();
+    let r = s.request(
+        "POST",
+        "/v1/completions",
+        &[("Content-Encoding", "zstd")],
+        &zs.finish().unwrap(),
+    );
+    assert_eq!(r.status, 200, "zstd bodies are accepted: {}", r.text());
+    for encoding in ["zstd", "gzip"] {
+        let body = bomb(encoding);
+        let before = peak_rss(s.child.id());
+        let t = Instant::now();
+        let r = s.request(
+            "POST",
+            "/v1/completions",
+            &[("Content-Encoding", encoding)],
+            &body,
+        );
+        let took = t.elapsed();
+        let grew = peak_rss(s.child.id()).saturating_sub(before);
+        println!(
+            "{encoding} bomb: {} KiB -> 1 GiB, answered {} in {took:?}, peak RSS grew {} KiB",
+            body.len() >> 10,
+            r.status,
+            grew >> 10
+        );
+        assert_eq!(
+            (r.status, r.json()["error"]["code"].clone()),
+            (413, json!("body_too_large"))
+        );
+        assert!(took < Duration::from_secs(10), "{took:?}");
+        // gzip's window is 32 KiB; zstd's is what the frame asks, up to RFC 9659's 8 MiB.
+        let window = if encoding == "zstd" { 8 << 20 } else { 0 };
+        assert!(grew < window + (4 << 20), "peak RSS grew {grew} bytes");
+    }
+    // A zstd frame that asks for a 128 MiB window is refused before anything is allocated.
+    let mut z = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+    z.set_parameter(zstd::stream::raw::CParameter::WindowLog(27))
+        .unwrap();
+    z.write_all(&vec![b' '; 1 << 20]).unwrap();
+    let before = peak_rss(s.child.id());
+    let r = s.request(
+        "POST",
+        "/v1/completions",
+        &[("Content-Encoding", "zstd")],
+        &z.finish().unwrap(),
+    );
+    let grew = peak_rss(s.child.id()).saturating_sub(before);
+    println!("zstd frame with a 128 MiB window: {} {}", r.status, r.text());
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(grew < 4 << 20, "peak RSS grew {grew} bytes");
+}

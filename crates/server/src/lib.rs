@@ -5,6 +5,7 @@
 mod body;
 mod cache_policy;
 mod choice;
+mod content_coding;
 mod error;
 mod flight_item;
 mod generation;
@@ -29,7 +30,6 @@ use axum::Router;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_http::compression::CompressionLayer;
-use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -53,8 +53,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(RequestBodyTimeoutLayer::new(
             state.config.limits.body_read_timeout,
         ))
-        .layer(RequestDecompressionLayer::new().gzip(true))
-        .layer(axum::middleware::from_fn(middleware::content_encoding))
+        .layer(axum::middleware::from_fn(content_coding::decode_request_body))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::shutdown_gate,

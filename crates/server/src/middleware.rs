@@ -118,27 +118,6 @@ pub async fn shutdown_gate(State(st): State<Arc<AppState>>, req: Request, next: 
     next.run(req).await
 }
 
-/// Request bodies may be gzip-compressed (decompressed by the layer inside, with the body
-/// limit applied to the decompressed bytes); any other encoding is a 415.
-pub async fn content_encoding(req: Request, next: Next) -> Response {
-    let enc = req
-        .headers()
-        .get(header::CONTENT_ENCODING)
-        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
-    match enc.as_deref() {
-        None | Some("" | "identity" | "gzip" | "x-gzip") => next.run(req).await,
-        Some(other) => HttpError(
-            ApiError::new(
-                415,
-                ErrorType::InvalidRequest,
-                format!("unsupported Content-Encoding '{other}'; send identity or gzip"),
-            )
-            .with_code("unsupported_content_encoding"),
-        )
-        .into_response(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
