@@ -39,6 +39,11 @@ pub struct Args {
     /// Fraction of requests answered with --status.
     #[arg(long, default_value_t = 1.0)]
     status_rate: f64,
+    /// Gzip every request body that is not encoded yet (`Content-Encoding: gzip`), as a
+    /// compressing gateway would: shows that a client needs no change for the server to
+    /// take compressed bodies (HTTP/1.1, like --status).
+    #[arg(long)]
+    gzip_requests: bool,
     /// `Retry-After` value sent with injected statuses.
     #[arg(long)]
     retry_after: Option<String>,
@@ -145,11 +150,15 @@ async fn connection(c: Arc<Chaos>, client: TcpStream, n: u64) -> Result<()> {
         return Ok(());
     }
     let mut client = client;
-    let first = if c.args.status.is_some() {
+    let first = if c.args.status.is_some() || c.args.gzip_requests {
         // HTTP level: read the request, then answer it here or forward it alone.
-        let Some(req) = read_request(&mut client).await? else {
+        let Some(mut req) = read_request(&mut client).await? else {
             return Ok(());
         };
+        let sent_bytes = req.body.len();
+        if c.args.gzip_requests {
+            req = req.gzipped()?;
+        }
         let attempt = header(&req.head, "x-attempt");
         c.event(
             n,
@@ -158,10 +167,12 @@ async fn connection(c: Arc<Chaos>, client: TcpStream, n: u64) -> Result<()> {
                 "line": req.line(),
                 "attempt": attempt,
                 "content_encoding": header(&req.head, "content-encoding"),
+                "accept_encoding": header(&req.head, "accept-encoding"),
+                "sent_bytes": sent_bytes,
                 "body_bytes": req.body.len(),
             }),
         );
-        if c.unit() < c.args.status_rate {
+        if c.args.status.is_some() && c.unit() < c.args.status_rate {
             let code = c.args.status.unwrap_or(503);
             c.event(n, "inject", serde_json::json!({"status": code}));
             client
@@ -195,6 +206,28 @@ struct RawRequest {
 impl RawRequest {
     fn line(&self) -> &str {
         self.head.lines().next().unwrap_or("")
+    }
+
+    /// The request with its body gzipped, unless it is empty or already encoded.
+    fn gzipped(self) -> Result<RawRequest> {
+        if self.body.is_empty() || header(&self.head, "content-encoding").is_some() {
+            return Ok(self);
+        }
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(&self.body)?;
+        let body = z.finish()?;
+        let mut head: Vec<&str> = self
+            .head
+            .split("\r\n")
+            .filter(|l| !l.to_ascii_lowercase().starts_with("content-length:"))
+            .collect();
+        let length = format!("Content-Length: {}", body.len());
+        head.push(&length);
+        head.push("Content-Encoding: gzip");
+        Ok(RawRequest {
+            head: head.join("\r\n"),
+            body,
+        })
     }
 
     /// The request with `Connection: close`, so its connection carries it alone and every

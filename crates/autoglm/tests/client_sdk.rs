@@ -114,6 +114,11 @@ fn large_request_bodies_go_gzipped_and_the_server_reads_them() {
         history.len()
     );
     assert_eq!(reqs[1]["content_encoding"], serde_json::Value::Null);
+    // Responses are asked for gzipped (and were decoded: the calls above parsed them).
+    assert!(
+        reqs.iter().all(|r| r["accept_encoding"] == "gzip"),
+        "{reqs:?}"
+    );
 }
 
 #[test]

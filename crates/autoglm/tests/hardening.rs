@@ -435,8 +435,12 @@ fn a_compression_bomb_gets_413_quickly_with_bounded_memory() {
     let warm = s.post_json("/v1/completions", &json!({"prompt": "Hi", "max_tokens": 2}));
     assert_eq!(warm.status, 200, "{}", warm.text());
     let mut zs = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
-    zs.write_all(json!({"prompt": "Hi", "max_tokens": 2}).to_string().as_bytes())
-        .unwrap();
+    zs.write_all(
+        json!({"prompt": "Hi", "max_tokens": 2})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
     let r = s.request(
         "POST",
         "/v1/completions",
@@ -484,7 +488,11 @@ fn a_compression_bomb_gets_413_quickly_with_bounded_memory() {
         &z.finish().unwrap(),
     );
     let grew = peak_rss(s.child.id()).saturating_sub(before);
-    println!("zstd frame with a 128 MiB window: {} {}", r.status, r.text());
+    println!(
+        "zstd frame with a 128 MiB window: {} {}",
+        r.status,
+        r.text()
+    );
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(grew < 4 << 20, "peak RSS grew {grew} bytes");
 }

@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::chaos_proxy::Proxy;
+
 use common::{reference, Server};
 use serde_json::{json, Value};
 use std::io::BufRead;
@@ -16,12 +18,10 @@ fn ids(v: &Value) -> Vec<u64> {
         .collect()
 }
 
-#[test]
-fn the_official_openai_sdk_works_unmodified() {
-    let s = Server::start(&["--api-key", "sk-test"]);
+fn run_sdk_checks(base_url: &str) -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai_sdk_check.py");
     let out = Command::new("python3")
-        .args([script, &s.url(), "sk-test"])
+        .args([script, base_url, "sk-test"])
         .output()
         .expect("python3");
     let (so, se) = (
@@ -30,6 +30,33 @@ fn the_official_openai_sdk_works_unmodified() {
     );
     assert!(out.status.success(), "SDK checks failed:\n{so}\n{se}");
     assert!(so.contains("0 failed"), "{so}");
+    so.into_owned()
+}
+
+#[test]
+fn the_official_openai_sdk_works_unmodified() {
+    let s = Server::start(&["--api-key", "sk-test"]);
+    run_sdk_checks(&s.url());
+}
+
+#[test]
+fn the_openai_sdk_works_through_a_proxy_that_gzips_its_request_bodies() {
+    let s = Server::start(&["--api-key", "sk-test"]);
+    let p = Proxy::start(s.port, &["--gzip-requests"]);
+    run_sdk_checks(&format!("http://127.0.0.1:{}/v1", p.port));
+    let posts: Vec<_> = p
+        .events("request")
+        .into_iter()
+        .filter(|r| r["line"].as_str().unwrap().starts_with("POST"))
+        .collect();
+    assert!(posts.len() > 10, "{} POSTs", posts.len());
+    for r in &posts {
+        assert_eq!(r["content_encoding"], "gzip", "{r}");
+        assert!(
+            r["accept_encoding"].as_str().unwrap().contains("gzip"),
+            "{r}"
+        );
+    }
 }
 
 #[test]

@@ -1,16 +1,18 @@
-//! One request against the target, timed the way vLLM's benchmark times it.
+//! One request against the target, timed the way vLLM's benchmark times it, sent with the
+//! `autoglm-client` SDK with its retries off (the bench measures the server, not the
+//! client's patience).
 
 use crate::config::Endpoint;
 use crate::workload::RequestSpec;
+use autoglm_client::{Client, Error, RetryPolicy, Timeouts};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 #[derive(Clone)]
 pub struct Target {
-    client: reqwest::Client,
+    client: Client,
     pub base_url: String,
-    pub api_key: Option<String>,
     pub model: Option<String>,
     pub endpoint: Endpoint,
     pub stream: bool,
@@ -48,15 +50,26 @@ impl RequestOutcome {
 
 impl Target {
     pub fn new(cfg: &crate::BenchConfig) -> crate::Result<Self> {
-        let client = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(1024)
-            .build()
-            .map_err(|e| crate::Error::Http(e.to_string()))?;
+        let base_url = cfg.base_url.trim_end_matches('/').to_string();
+        let mut b = Client::builder(&base_url)
+            .retry(RetryPolicy::none())
+            // Whole-request deadline only: the bench reports slowness, it does not cut it.
+            .timeouts(Timeouts {
+                connect: Some(Duration::from_secs(10)),
+                first_byte: None,
+                idle: None,
+                total: None,
+            })
+            // As before the SDK: identity responses, bodies sent as they are.
+            .gzip_responses(false)
+            .gzip_requests_above(None);
+        if let Some(k) = &cfg.api_key {
+            b = b.api_key(k);
+        }
+        let client = b.build().map_err(|e| crate::Error::Http(e.to_string()))?;
         Ok(Self {
             client,
-            base_url: cfg.base_url.trim_end_matches('/').to_string(),
-            api_key: cfg.api_key.clone(),
+            base_url,
             model: cfg.model.clone(),
             endpoint: cfg.endpoint,
             stream: cfg.stream,
@@ -66,24 +79,13 @@ impl Target {
         })
     }
 
-    /// The server's Prometheus endpoint: the base URL without its `/v1`, plus `/metrics`.
-    pub fn metrics_url(&self) -> String {
-        format!("{}/metrics", self.base_url.trim_end_matches("/v1"))
-    }
-
-    pub async fn get_text(&self, url: &str) -> Option<String> {
-        let mut req = self.client.get(url);
-        if let Some(k) = &self.api_key {
-            req = req.bearer_auth(k);
-        }
-        let r = tokio::time::timeout(Duration::from_secs(10), req.send())
+    /// The server's Prometheus text (`/metrics` at its root), when it serves one.
+    pub async fn metrics_text(&self) -> Option<String> {
+        let r = tokio::time::timeout(Duration::from_secs(10), self.client.get("/metrics"))
             .await
             .ok()?
             .ok()?;
-        if !r.status().is_success() {
-            return None;
-        }
-        r.text().await.ok()
+        String::from_utf8(r.bytes().await.ok()?).ok()
     }
 
     fn body(&self, spec: &RequestSpec) -> Value {
@@ -115,23 +117,15 @@ impl Target {
             Endpoint::Chat => "chat/completions",
             Endpoint::Completions => "completions",
         };
-        let url = format!("{}/{path}", self.base_url);
         let body = self.body(spec);
-        let make = || {
-            let r = self.client.post(&url).json(&body);
-            match &self.api_key {
-                Some(k) => r.bearer_auth(k),
-                None => r,
-            }
-        };
         let mut out = RequestOutcome::default();
         let result = tokio::time::timeout(self.timeout, async {
-            match self.exchange(make(), start, &mut out).await {
+            match self.exchange(path, &body, start, &mut out).await {
                 // A pooled keep-alive connection the server had already closed fails before
                 // anything was sent; one retry on a fresh connection is what any client does.
                 Err(kind) if kind == "connection" => {
                     out = RequestOutcome::default();
-                    self.exchange(make(), start, &mut out).await
+                    self.exchange(path, &body, start, &mut out).await
                 }
                 r => r,
             }
@@ -148,26 +142,13 @@ impl Target {
 
     async fn exchange(
         &self,
-        req: reqwest::RequestBuilder,
+        path: &str,
+        body: &Value,
         start: Instant,
         out: &mut RequestOutcome,
     ) -> Result<(), String> {
-        let resp = req.send().await.map_err(|e| {
-            if e.is_timeout() {
-                "timeout".to_string()
-            } else {
-                "connection".to_string()
-            }
-        })?;
-        let status = resp.status();
-        out.cache = resp
-            .headers()
-            .get("x-cache")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        if !status.is_success() {
-            return Err(format!("http_{}", status.as_u16()));
-        }
+        let resp = self.client.post(path, body).await.map_err(error_kind)?;
+        out.cache = resp.header("x-cache").map(str::to_string);
         let text_of = |v: &Value| -> Option<String> {
             let c = v.get("choices")?.get(0)?;
             c.get("delta")
@@ -191,50 +172,47 @@ impl Target {
             }
         };
         if !self.stream {
-            let v: Value = resp.json().await.map_err(|_| "bad_json".to_string())?;
+            let v: Value = resp.json().await.map_err(error_kind)?;
             out.ttft = Some(start.elapsed().as_secs_f64());
             out.text = text_of(&v).unwrap_or_default();
             usage(&v, out);
             return Ok(());
         }
-        let mut body = resp.bytes_stream();
-        let mut sse = autoglm_client::sse::SseParser::default();
-        let (mut last, mut chunks, mut have_usage, mut done) =
-            (None::<Instant>, 0usize, false, false);
-        while let Some(piece) = body.next().await {
-            let piece = piece.map_err(|_| "broken_stream".to_string())?;
-            // The client crate's parser: one pass per piece (a replay from a cache arrives
-            // as one piece of a hundred events).
-            for data in sse.push(&piece) {
-                let data = data.trim();
-                if data == "[DONE]" {
-                    done = true;
-                    continue;
+        // The SDK's incremental SSE parser: each event as it is parsed (a replay from a
+        // cache arrives as one piece of a hundred events).
+        let mut events = resp.events::<Value>();
+        let (mut last, mut chunks, mut have_usage) = (None::<Instant>, 0usize, false);
+        while let Some(v) = events.next().await {
+            let v = v.map_err(error_kind)?;
+            have_usage |= usage(&v, out);
+            if let Some(t) = text_of(&v).filter(|t| !t.is_empty()) {
+                let now = Instant::now();
+                match last {
+                    None => out.ttft = Some(now.duration_since(start).as_secs_f64()),
+                    Some(prev) => out.itl.push(now.duration_since(prev).as_secs_f64()),
                 }
-                let v: Value = serde_json::from_str(data).map_err(|_| "bad_json".to_string())?;
-                if v.get("error").is_some() {
-                    return Err("stream_error".into());
-                }
-                have_usage |= usage(&v, out);
-                if let Some(t) = text_of(&v).filter(|t| !t.is_empty()) {
-                    let now = Instant::now();
-                    match last {
-                        None => out.ttft = Some(now.duration_since(start).as_secs_f64()),
-                        Some(prev) => out.itl.push(now.duration_since(prev).as_secs_f64()),
-                    }
-                    last = Some(now);
-                    chunks += 1;
-                    out.text.push_str(&t);
-                }
+                last = Some(now);
+                chunks += 1;
+                out.text.push_str(&t);
             }
-        }
-        if !done {
-            return Err("broken_stream".into());
         }
         if !have_usage {
             // Servers without include_usage: one chunk per token is the best estimate.
             out.output_tokens = chunks;
         }
         Ok(())
+    }
+}
+
+/// The bench's name for a failure, as its reports count them.
+fn error_kind(e: Error) -> String {
+    match e {
+        Error::Timeout { .. } => "timeout".into(),
+        Error::Connection(_) => "connection".into(),
+        Error::Status { status, .. } => format!("http_{status}"),
+        Error::Stream(_) => "broken_stream".into(),
+        Error::StreamEvent(_) => "stream_error".into(),
+        Error::Decode(_) => "bad_json".into(),
+        Error::Config(_) => "config".into(),
     }
 }

@@ -41,12 +41,7 @@ pub async fn run(cfg: &BenchConfig) -> Result<BenchResults> {
             };
             closed_loop(&shared, c, Some(cfg.warmup), None, None).await;
         }
-        let metrics_url = shared.target.metrics_url();
-        let before = shared
-            .target
-            .get_text(&metrics_url)
-            .await
-            .map(|t| prom::parse(&t));
+        let before = shared.target.metrics_text().await.map(|t| prom::parse(&t));
         let bar = progress(cfg, shape);
         let start = Instant::now();
         let outcomes = match *shape {
@@ -68,11 +63,7 @@ pub async fn run(cfg: &BenchConfig) -> Result<BenchResults> {
         if let Some(b) = &bar {
             b.finish_and_clear();
         }
-        let after = shared
-            .target
-            .get_text(&metrics_url)
-            .await
-            .map(|t| prom::parse(&t));
+        let after = shared.target.metrics_text().await.map(|t| prom::parse(&t));
         let server = match (before, after) {
             (Some(b), Some(a)) => Some(prom::deltas(&b, &a)),
             _ => None,

@@ -32,6 +32,9 @@ pub enum Error {
     /// A stream that had started broke, or carried an error event. Never retried.
     #[error("stream failed after it started: {0}")]
     Stream(String),
+    /// The server ended a started stream with an error event (`data: {"error": ...}`).
+    #[error("the server reported an error mid-stream: {0}")]
+    StreamEvent(String),
     #[error("the response could not be read: {0}")]
     Decode(String),
     #[error("invalid client configuration: {0}")]

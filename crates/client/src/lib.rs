@@ -72,6 +72,7 @@ pub struct ClientBuilder {
     retry: RetryPolicy,
     http2: bool,
     gzip_above: Option<usize>,
+    gzip_responses: bool,
 }
 
 impl ClientBuilder {
@@ -105,6 +106,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Ask for gzip responses (`Accept-Encoding: gzip`) and decode them. Default: on
+    /// (servers leave SSE streams uncompressed, so tokens are not held back).
+    pub fn gzip_responses(mut self, on: bool) -> Self {
+        self.gzip_responses = on;
+        self
+    }
+
     pub fn build(self) -> Result<Client> {
         let mut headers = HeaderMap::new();
         for (k, v) in &self.headers {
@@ -121,6 +129,7 @@ impl ClientBuilder {
         }
         let mut b = reqwest::Client::builder()
             .tcp_nodelay(true)
+            .gzip(self.gzip_responses)
             .pool_max_idle_per_host(1024);
         if let Some(t) = self.timeouts.connect {
             b = b.connect_timeout(t);
@@ -182,6 +191,7 @@ impl Client {
             retry: RetryPolicy::default(),
             http2: false,
             gzip_above: Some(16 << 10),
+            gzip_responses: true,
         }
     }
 
@@ -229,6 +239,51 @@ impl Client {
         let mut r = req.clone();
         r.fields.stream = true;
         self.stream("completions", &r).await
+    }
+
+    /// POSTs any JSON body to `path` with this client's headers, compression, timeouts and
+    /// retries, and returns the response with its body unread: for fields and endpoints
+    /// the typed calls do not cover, and for tools that read response headers or want
+    /// other servers' chunks as plain JSON. `path` is relative to the base URL, or to the
+    /// server's root when it starts with `/` (`/metrics`).
+    pub async fn post(&self, path: &str, body: &impl serde::Serialize) -> Result<Response> {
+        let deadline = self.deadline();
+        let body = self.body(body)?;
+        let inner = self
+            .attempts(reqwest::Method::POST, path, Some(body), deadline)
+            .await?;
+        Ok(self.response(inner, deadline))
+    }
+
+    /// GETs `path` (resolved as in [`Client::post`]).
+    pub async fn get(&self, path: &str) -> Result<Response> {
+        let deadline = self.deadline();
+        let inner = self
+            .attempts(reqwest::Method::GET, path, None, deadline)
+            .await?;
+        Ok(self.response(inner, deadline))
+    }
+
+    fn response(&self, inner: reqwest::Response, deadline: Option<Instant>) -> Response {
+        Response {
+            inner,
+            timeouts: self.timeouts.clone(),
+            deadline,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        match path.strip_prefix('/') {
+            Some(rooted) => {
+                // The origin of the base URL: scheme://host:port, without its path.
+                let after_scheme = self.base.find("://").map_or(0, |i| i + 3);
+                let end = self.base[after_scheme..]
+                    .find('/')
+                    .map_or(self.base.len(), |i| after_scheme + i);
+                format!("{}/{rooted}", &self.base[..end])
+            }
+            None => format!("{}/{path}", self.base),
+        }
     }
 
     pub async fn models(&self) -> Result<api::ModelList> {
@@ -288,7 +343,7 @@ impl Client {
         body: Option<Body>,
         deadline: Option<Instant>,
     ) -> Result<reqwest::Response> {
-        let url = format!("{}/{path}", self.base);
+        let url = self.url(path);
         let id = format!("{:016x}{:016x}", seed(), self.seed.load(Ordering::Relaxed));
         self.budget.on_request();
         let mut attempt = 0u32;
@@ -347,6 +402,33 @@ impl Client {
             tokio::time::sleep(wait).await;
             attempt += 1;
         }
+    }
+}
+
+/// A successful response with its body unread (from [`Client::post`] / [`Client::get`]).
+pub struct Response {
+    inner: reqwest::Response,
+    timeouts: Timeouts,
+    deadline: Option<Instant>,
+}
+
+impl Response {
+    pub fn status(&self) -> u16 {
+        self.inner.status().as_u16()
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.inner.headers().get(name).and_then(|v| v.to_str().ok())
+    }
+    pub async fn bytes(self) -> Result<Vec<u8>> {
+        read_body(self.inner, &self.timeouts, self.deadline).await
+    }
+    pub async fn json<T: DeserializeOwned>(self) -> Result<T> {
+        read_json(self.inner, &self.timeouts, self.deadline).await
+    }
+    /// The body as SSE: each `data:` event parsed as `T` (`serde_json::Value` for any
+    /// server's chunks), under the idle timeout, ending after `[DONE]`.
+    pub fn events<T: DeserializeOwned + Send + 'static>(self) -> ChunkStream<T> {
+        chunk_stream(self.inner, self.timeouts.idle, self.deadline)
     }
 }
 
@@ -490,7 +572,7 @@ fn chunk_stream<T: DeserializeOwned + Send + 'static>(
                         .and_then(|m| m.as_str())
                         .unwrap_or("error event")
                         .to_string();
-                    return Some((Err(Error::Stream(msg)), st));
+                    return Some((Err(Error::StreamEvent(msg)), st));
                 }
                 let item = serde_json::from_value(v).map_err(|e| Error::Decode(e.to_string()));
                 return Some((item, st));
@@ -522,6 +604,17 @@ fn chunk_stream<T: DeserializeOwned + Send + 'static>(
 mod tests {
     use super::*;
     use std::io::Read;
+
+    #[test]
+    fn paths_resolve_against_the_base_url_or_the_servers_root() {
+        let c = Client::builder("http://127.0.0.1:8000/v1/")
+            .build()
+            .unwrap();
+        assert_eq!(c.url("models"), "http://127.0.0.1:8000/v1/models");
+        assert_eq!(c.url("/metrics"), "http://127.0.0.1:8000/metrics");
+        let bare = Client::builder("http://h:1").build().unwrap();
+        assert_eq!(bare.url("/metrics"), "http://h:1/metrics");
+    }
 
     #[test]
     fn bodies_from_16_kib_up_are_gzipped_and_decompress_to_the_json() {

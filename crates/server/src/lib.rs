@@ -53,7 +53,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(RequestBodyTimeoutLayer::new(
             state.config.limits.body_read_timeout,
         ))
-        .layer(axum::middleware::from_fn(content_coding::decode_request_body))
+        .layer(axum::middleware::from_fn(
+            content_coding::decode_request_body,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::shutdown_gate,
