@@ -44,6 +44,10 @@ pub struct Args {
     /// take compressed bodies (HTTP/1.1, like --status).
     #[arg(long)]
     gzip_requests: bool,
+    /// Read each HTTP/1.1 request and log it (line, attempt header, encodings, size) before
+    /// forwarding it on a connection of its own; implied by --status and --gzip-requests.
+    #[arg(long)]
+    log_requests: bool,
     /// `Retry-After` value sent with injected statuses.
     #[arg(long)]
     retry_after: Option<String>,
@@ -150,7 +154,7 @@ async fn connection(c: Arc<Chaos>, client: TcpStream, n: u64) -> Result<()> {
         return Ok(());
     }
     let mut client = client;
-    let first = if c.args.status.is_some() || c.args.gzip_requests {
+    let first = if c.args.status.is_some() || c.args.gzip_requests || c.args.log_requests {
         // HTTP level: read the request, then answer it here or forward it alone.
         let Some(mut req) = read_request(&mut client).await? else {
             return Ok(());

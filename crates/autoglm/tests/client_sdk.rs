@@ -84,7 +84,7 @@ fn the_client_speaks_to_a_real_server_over_http1_and_h2c() {
 fn large_request_bodies_go_gzipped_and_the_server_reads_them() {
     let s = Server::start(&[]);
     // The proxy in HTTP mode with no fault: it logs each request's encoding and size.
-    let p = Proxy::start(s.port, &["--status", "503", "--status-rate", "0"]);
+    let p = Proxy::start(s.port, &["--log-requests"]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     // A low threshold keeps the prefill short; the default is 16 KiB.
     let c = Client::builder(format!("http://127.0.0.1:{}/v1", p.port))
@@ -178,4 +178,100 @@ fn autoglm_chat_streams_an_answer_one_shot_and_as_a_conversation() {
     assert!(lines.len() >= 2, "{text:?}");
     let head: String = api_answer.chars().take(8).collect();
     assert!(text.starts_with(&head), "{text:?}");
+}
+
+#[test]
+fn the_batcher_combines_tiny_requests_and_each_caller_gets_its_own_answer_or_error() {
+    use autoglm_client::batcher::{BatchConfig, Batcher};
+    let s = Server::start(&[]);
+    // HTTP mode with no fault: the proxy logs every request it forwards.
+    let p = Proxy::start(s.port, &["--log-requests"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = Client::builder(format!("http://127.0.0.1:{}/v1", p.port))
+        .header("Cache-Control", "no-store")
+        .retry(RetryPolicy::none())
+        .build()
+        .unwrap();
+    let words = [
+        "apple", "river", "engine", "violet", "thunder", "garden", "silver",
+    ];
+    let req = |prompt: String| {
+        api::CompletionRequest::from_json(
+            &json!({"prompt": prompt, "max_tokens": 3, "temperature": 0}),
+        )
+        .unwrap()
+    };
+    let prompts: Vec<String> = words
+        .iter()
+        .map(|w| format!("One word that rhymes with {w}:"))
+        .collect();
+    let posts = |p: &Proxy| {
+        p.events("request")
+            .into_iter()
+            .filter(|r| r["line"].as_str().unwrap().starts_with("POST"))
+            .count()
+    };
+    rt.block_on(async {
+        let mut alone = Vec::new();
+        for pr in &prompts {
+            alone.push(
+                c.completions(&req(pr.clone())).await.unwrap().choices[0]
+                    .text
+                    .clone(),
+            );
+        }
+        assert_eq!(posts(&p), prompts.len());
+        let batcher = Batcher::new(
+            c.clone(),
+            BatchConfig {
+                max_batch: 32,
+                max_wait: std::time::Duration::from_millis(200),
+            },
+        );
+        let together =
+            futures::future::join_all(prompts.iter().map(|pr| batcher.completion(req(pr.clone()))))
+                .await;
+        assert_eq!(posts(&p), prompts.len() + 1, "one call for all seven");
+        let seven = autoglm_client::batcher::BatchStats {
+            requests: 7,
+            calls: 1,
+        };
+        assert_eq!(batcher.stats(), seven);
+        for (answer, want) in together.iter().zip(&alone) {
+            let answer = answer.as_ref().unwrap();
+            assert_eq!(answer.choices.len(), 1);
+            assert_eq!(
+                (answer.choices[0].index, &answer.choices[0].text),
+                (0, want)
+            );
+        }
+        // One prompt too long for the context: the combined call is refused, every request
+        // is sent again alone, and only that one fails.
+        let mut with_bad: Vec<String> = prompts.clone();
+        with_bad.insert(3, "word ".repeat(9000));
+        let before = posts(&p);
+        let results = futures::future::join_all(
+            with_bad
+                .iter()
+                .map(|pr| batcher.completion(req(pr.clone()))),
+        )
+        .await;
+        assert_eq!(posts(&p) - before, 1 + with_bad.len());
+        assert_eq!(batcher.stats().calls, 1 + 1 + with_bad.len() as u64);
+        for (i, r) in results.iter().enumerate() {
+            match (i, r) {
+                (3, Err(Error::Status { status, body, .. })) => {
+                    assert_eq!(*status, 400);
+                    let code = body.as_ref().and_then(|b| b.error.code.clone());
+                    assert_eq!(code.as_deref(), Some("context_length_exceeded"));
+                }
+                (3, other) => panic!("the long prompt: {other:?}"),
+                (i, Ok(a)) => {
+                    let want = &alone[if i < 3 { i } else { i - 1 }];
+                    assert_eq!(&a.choices[0].text, want);
+                }
+                (i, Err(e)) => panic!("caller {i}: {e}"),
+            }
+        }
+    });
 }

@@ -13,7 +13,7 @@ pub enum Phase {
     Total,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     #[error("{phase:?} timeout after {after:?}")]
     Timeout { phase: Phase, after: Duration },

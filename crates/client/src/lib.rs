@@ -25,6 +25,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod batcher;
 mod error;
 pub mod retry;
 pub mod sse;
