@@ -51,6 +51,9 @@ pub struct Args {
     /// `Retry-After` value sent with injected statuses.
     #[arg(long)]
     retry_after: Option<String>,
+    /// `retry-after-ms` value sent with injected statuses (OpenAI's SDKs read it).
+    #[arg(long)]
+    retry_after_ms: Option<u64>,
     /// Seed of the fault decisions (the same seed, the same faults in the same order).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -180,7 +183,9 @@ async fn connection(c: Arc<Chaos>, client: TcpStream, n: u64) -> Result<()> {
             let code = c.args.status.unwrap_or(503);
             c.event(n, "inject", serde_json::json!({"status": code}));
             client
-                .write_all(injected(code, c.args.retry_after.as_deref()).as_bytes())
+                .write_all(
+                    injected(code, c.args.retry_after.as_deref(), c.args.retry_after_ms).as_bytes(),
+                )
                 .await?;
             let _ = client.shutdown().await;
             return Ok(());
@@ -194,12 +199,15 @@ async fn connection(c: Arc<Chaos>, client: TcpStream, n: u64) -> Result<()> {
     pipe_both(c, client, upstream, n, first).await
 }
 
-fn injected(code: u16, retry_after: Option<&str>) -> String {
+fn injected(code: u16, retry_after: Option<&str>, retry_after_ms: Option<u64>) -> String {
     let body = serde_json::json!({"error": {"message": format!("injected by autoglm chaos-proxy: {code}"), "type": "server_error", "param": null, "code": "chaos"}}).to_string();
-    let ra = retry_after
+    let mut waits = retry_after
         .map(|v| format!("Retry-After: {v}\r\n"))
         .unwrap_or_default();
-    format!("HTTP/1.1 {code} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{ra}Connection: close\r\n\r\n{body}", body.len())
+    if let Some(ms) = retry_after_ms {
+        waits.push_str(&format!("retry-after-ms: {ms}\r\n"));
+    }
+    format!("HTTP/1.1 {code} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{waits}Connection: close\r\n\r\n{body}", body.len())
 }
 
 struct RawRequest {

@@ -87,6 +87,52 @@ fn injected_statuses_and_resets_are_retried_per_the_table() {
         let gap = r[1]["ms"].as_f64().unwrap() - r[0]["ms"].as_f64().unwrap();
         assert!(gap >= 990.0, "{gap}");
 
+        // Retry-After as an HTTP date (whole seconds: 2 s ahead waits 1-2 s) and OpenAI's
+        // retry-after-ms.
+        let at = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(2));
+        let p = Proxy::start(s.port, &["--status", "429", "--retry-after", &at]);
+        let c = p.client(fast(2), Timeouts::default(), false);
+        assert!(c.chat(&req("x", 2, false)).await.is_err());
+        let r = p.events("request");
+        let gap = r[1]["ms"].as_f64().unwrap() - r[0]["ms"].as_f64().unwrap();
+        assert!((900.0..2600.0).contains(&gap), "{gap}");
+        let p = Proxy::start(s.port, &["--status", "429", "--retry-after-ms", "300"]);
+        let c = p.client(fast(2), Timeouts::default(), false);
+        assert!(c.chat(&req("x", 2, false)).await.is_err());
+        let r = p.events("request");
+        let gap = r[1]["ms"].as_f64().unwrap() - r[0]["ms"].as_f64().unwrap();
+        assert!((295.0..900.0).contains(&gap), "{gap}");
+
+        // No server wait: full jitter, attempt k waits random(0, min(cap, base * 2^k)),
+        // read off the proxy's arrival times of each call's attempts.
+        let p = Proxy::start(s.port, &["--status", "503"]);
+        let jitter = RetryPolicy {
+            max_attempts: 4,
+            base: Duration::from_millis(100),
+            cap: Duration::from_millis(300),
+            budget_min: 100.0,
+            ..RetryPolicy::default()
+        };
+        let c = p.client(jitter, Timeouts::default(), false);
+        let mut gaps = Vec::new();
+        for i in 0..5 {
+            assert!(c.chat(&req(&format!("q{i}"), 2, false)).await.is_err());
+        }
+        let r = p.events("request");
+        assert_eq!(r.len(), 20);
+        for call in r.chunks(4) {
+            for (k, w) in call.windows(2).enumerate() {
+                assert_eq!(w[1]["attempt"].as_str(), Some(&*(k + 2).to_string()));
+                let gap = w[1]["ms"].as_f64().unwrap() - w[0]["ms"].as_f64().unwrap();
+                let bound = (100.0 * 2f64.powi(k as i32)).min(300.0);
+                // Slack above for the connect and the proxy's parse on a loaded machine.
+                assert!(gap <= bound + 120.0, "attempt {} after {gap} ms", k + 2);
+                gaps.push(gap / bound);
+            }
+        }
+        // 15 uniform draws: all in the top half of their range has odds of 1 in 32768.
+        assert!(gaps.iter().any(|&g| g < 0.5), "no spread: {gaps:?}");
+
         // Connections reset on accept (before any byte): retried.
         let p = Proxy::start(s.port, &["--drop-rate", "0.5", "--seed", "3"]);
         for i in 0..6 {
