@@ -13,6 +13,12 @@ if ! command -v redis-server >/dev/null; then
   apt_install redis-server
   (service redis-server stop || true) >/dev/null 2>&1
 fi
+# The metrics tests lint /metrics with promtool (Debian's prometheus package); the
+# Prometheus service the package may start is not needed.
+if ! command -v promtool >/dev/null; then
+  apt_install prometheus
+  (service prometheus stop || true) >/dev/null 2>&1
+fi
 # Chart text in `autoglm bench` needs a font.
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || apt_install fonts-dejavu-core
 # The tests' Python tools (the official openai SDK, schemathesis) live in a virtual

@@ -77,6 +77,10 @@ pub struct Args {
     max_connections: usize,
     #[command(flatten)]
     cache: CacheArgs,
+    /// Names of the serving metrics on /metrics: `autoglm` (autoglm:…) or `vllm`
+    /// (vllm:…, for dashboards, routers and autoscalers built for vLLM).
+    #[arg(long, value_enum, default_value_t = MetricNamesArg::Autoglm)]
+    metrics_names: MetricNamesArg,
     /// Log format: json or text.
     #[arg(long, default_value = "json")]
     log_format: String,
@@ -171,19 +175,41 @@ fn init_logging(format: &str) {
     }
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum MetricNamesArg {
+    Autoglm,
+    Vllm,
+}
+
+fn model_id(a: &Args) -> String {
+    match (&a.served_model_name, &a.model) {
+        (Some(n), _) => n.clone(),
+        (None, Some(p)) => p
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into()),
+        (None, None) => model::paths::DEFAULT_MODEL_FILE
+            .trim_end_matches(".gguf")
+            .to_string(),
+    }
+}
+
 pub fn run(a: Args) -> Result<()> {
     init_logging(&a.log_format);
-    let metrics = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full(m::TTFT.into()), m::LATENCY_BUCKETS)?
-        .set_buckets_for_metric(Matcher::Full(m::ITL.into()), m::LATENCY_BUCKETS)?
-        .set_buckets_for_metric(Matcher::Full(m::STEP_SECONDS.into()), m::LATENCY_BUCKETS)?
-        .set_buckets_for_metric(Matcher::Full(m::STEP_TOKENS.into()), m::TOKEN_BUCKETS)?
+    let model_id = model_id(&a);
+    // Token-count buckets run to the context (vLLM's), or to 128k before the model is read.
+    let mut builder = PrometheusBuilder::new().add_global_label("model_name", &model_id);
+    for (name, edges) in m::buckets(a.ctx_size.unwrap_or(1 << 17)) {
+        builder = builder.set_buckets_for_metric(Matcher::Full(name.into()), &edges)?;
+    }
+    let metrics = builder
         .set_buckets_for_metric(
             Matcher::Full(cache::metrics_names::HIT_SECONDS.into()),
             cache::metrics_names::HIT_BUCKETS,
         )?
         .install_recorder()
         .context("installing the metrics recorder")?;
+    m::describe();
     let mut keys = a.api_keys.clone();
     if let Some(f) = &a.api_key_file {
         let text =
@@ -195,16 +221,6 @@ pub fn run(a: Args) -> Result<()> {
                 .map(str::to_string),
         );
     }
-    let model_id = match (&a.served_model_name, &a.model) {
-        (Some(n), _) => n.clone(),
-        (None, Some(p)) => p
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "model".into()),
-        (None, None) => model::paths::DEFAULT_MODEL_FILE
-            .trim_end_matches(".gguf")
-            .to_string(),
-    };
     let cfg = ServerConfig {
         model_id,
         api_keys: keys,
@@ -219,6 +235,10 @@ pub fn run(a: Args) -> Result<()> {
         },
         cache_scope: a.cache.cache_scope,
         idempotency_linger: Duration::from_secs(a.cache.idempotency_linger_s),
+        metric_names: match a.metrics_names {
+            MetricNamesArg::Autoglm => server::MetricNames::Autoglm,
+            MetricNamesArg::Vllm => server::MetricNames::Vllm,
+        },
     };
     let cache_cfg = a.cache.config();
     let addr: SocketAddr = format!("{}:{}", a.host, a.port)

@@ -269,7 +269,7 @@ fn open_loop_sweep_charts_and_workloads() {
         "{table}"
     );
     assert!(
-        table.contains("autoglm_prefix_cache_hit_tokens_total"),
+        table.contains("autoglm_prefix_cache_hits_total"),
         "server deltas show prefix hits: {table}"
     );
     for name in ["throughput", "latency", "e2e_histogram"] {
@@ -307,7 +307,7 @@ fn open_loop_sweep_charts_and_workloads() {
     let st = &agent["steps"][0];
     assert_eq!(st["completed"], 6);
     assert!(
-        st["server"]["autoglm_prefix_cache_hit_tokens_total"]
+        st["server"]["autoglm_prefix_cache_hits_total"]
             .as_f64()
             .unwrap_or(0.0)
             > 0.0,

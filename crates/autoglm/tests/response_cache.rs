@@ -410,7 +410,7 @@ fn identical_requests_in_flight_run_the_model_once() {
     }
     drop(only);
     let t = Instant::now();
-    while s.metric("autoglm_requests_running") > 0.0 {
+    while s.metric("autoglm_num_requests_running") > 0.0 {
         assert!(
             t.elapsed() < Duration::from_secs(10),
             "the abandoned generation kept running"
@@ -418,7 +418,7 @@ fn identical_requests_in_flight_run_the_model_once() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(generated(&s) - gen1 < 2000.0);
-    assert_eq!(s.metric("autoglm_kv_blocks_used"), 0.0);
+    assert_eq!(s.metric("autoglm_kv_cache_blocks_used"), 0.0);
 }
 
 #[test]

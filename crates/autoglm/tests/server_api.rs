@@ -201,21 +201,18 @@ fn a_shared_system_prompt_is_prefilled_once() {
     };
     let first = ask("What is two plus two?");
     assert_eq!(first["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
-    let hits0 = s.metric("autoglm_prefix_cache_hit_tokens_total");
+    let hits0 = s.metric("autoglm_prefix_cache_hits_total");
     let second = ask("Name a color.");
     let cached = second["usage"]["prompt_tokens_details"]["cached_tokens"]
         .as_u64()
         .unwrap();
-    let hits = s.metric("autoglm_prefix_cache_hit_tokens_total") - hits0;
+    let hits = s.metric("autoglm_prefix_cache_hits_total") - hits0;
     // The system prompt is about 130 tokens: all its full 16-token blocks are reused.
     assert!(cached >= 112, "cached {cached}");
     assert_eq!(hits as u64, cached);
     let both = first["usage"]["prompt_tokens"].as_u64().unwrap()
         + second["usage"]["prompt_tokens"].as_u64().unwrap();
-    assert_eq!(
-        s.metric("autoglm_prefix_cache_queried_tokens_total") as u64,
-        both
-    );
+    assert_eq!(s.metric("autoglm_prefix_cache_queries_total") as u64, both);
 }
 
 #[test]
@@ -392,12 +389,12 @@ fn request_ids_gzip_h2c_models_and_metrics() {
     s.post_json("/v1/completions", &json!({"prompt": "Hi", "max_tokens": 3}));
     let m = s.request("GET", "/metrics", &[], b"").text();
     for name in [
-        "autoglm_requests_running",
-        "autoglm_requests_waiting",
-        "autoglm_kv_blocks_used",
-        "autoglm_kv_blocks_total",
-        "autoglm_prefix_cache_queried_tokens_total",
-        "autoglm_prefix_cache_hit_tokens_total",
+        "autoglm_num_requests_running",
+        "autoglm_num_requests_waiting",
+        "autoglm_kv_cache_blocks_used",
+        "autoglm_kv_cache_blocks",
+        "autoglm_prefix_cache_queries_total",
+        "autoglm_prefix_cache_hits_total",
         "autoglm_prompt_tokens_total",
         "autoglm_generation_tokens_total",
         "autoglm_time_to_first_token_seconds_bucket",

@@ -29,6 +29,7 @@ const INTERESTING: &[&str] = &[
     "generation_tokens",
     "tokens_predicted",
     "requests_finished",
+    "request_success",
     "cache_hit",
     "num_requests",
     "response_cache",
@@ -58,11 +59,11 @@ mod tests {
 
     #[test]
     fn deltas_of_counters() {
-        let a = parse("# HELP x\nautoglm_prompt_tokens_total 10\nautoglm_prefix_cache_hit_tokens_total 0\nfoo_bucket{le=\"1\"} 3\n");
-        let b = parse("autoglm_prompt_tokens_total 25\nautoglm_prefix_cache_hit_tokens_total 16\nvllm:num_preemptions_total{model=\"m\"} 2\n");
+        let a = parse("# HELP x\nautoglm_prompt_tokens_total 10\nautoglm_prefix_cache_hits_total 0\nfoo_bucket{le=\"1\"} 3\n");
+        let b = parse("autoglm_prompt_tokens_total 25\nautoglm_prefix_cache_hits_total 16\nvllm:num_preemptions_total{model=\"m\"} 2\n");
         let d = deltas(&a, &b);
         assert_eq!(d.get("autoglm_prompt_tokens_total"), Some(&15.0));
-        assert_eq!(d.get("autoglm_prefix_cache_hit_tokens_total"), Some(&16.0));
+        assert_eq!(d.get("autoglm_prefix_cache_hits_total"), Some(&16.0));
         assert_eq!(d.get("vllm:num_preemptions_total"), Some(&2.0));
         assert!(!a.contains_key("foo_bucket"));
     }

@@ -46,7 +46,8 @@ impl<E: Executor> EngineLoop<E> {
         rx: mpsc::Receiver<Command>,
         stats: Arc<SharedStats>,
     ) -> Self {
-        metrics::gauge!(m::KV_BLOCKS_TOTAL).set(sched.pool().total() as f64);
+        m::describe();
+        metrics::gauge!(m::KV_BLOCKS).set(sched.pool().total() as f64);
         metrics::gauge!(m::ENGINE_FAILED).set(0.0);
         Self {
             sched,
@@ -140,6 +141,7 @@ impl<E: Executor> EngineLoop<E> {
         metrics::gauge!(m::REQUESTS_RUNNING).set(self.sched.running() as f64);
         metrics::gauge!(m::REQUESTS_WAITING).set(self.sched.waiting() as f64);
         metrics::gauge!(m::KV_BLOCKS_USED).set(pool.used() as f64);
+        metrics::gauge!(m::KV_USAGE).set(pool.used() as f64 / pool.total().max(1) as f64);
         metrics::gauge!(m::KV_BLOCKS_CACHED).set(pool.cached_free() as f64);
     }
 
@@ -158,7 +160,12 @@ impl<E: Executor> EngineLoop<E> {
         };
         self.stats.steps.fetch_add(1, Ordering::AcqRel);
         metrics::histogram!(m::STEP_SECONDS).record(started.elapsed().as_secs_f64());
-        metrics::histogram!(m::STEP_TOKENS).record(plan.tokens() as f64);
+        metrics::histogram!(m::ITERATION_TOKENS).record(plan.tokens() as f64);
+        metrics::histogram!(m::STEP_SEQUENCES).record(plan.seqs.len() as f64);
+        // A one-token chunk is a decode; longer ones are prefill.
+        let decodes = plan.seqs.iter().filter(|s| s.len == 1).count();
+        metrics::counter!(m::STEP_DECODE_TOKENS).increment(decodes as u64);
+        metrics::counter!(m::STEP_PREFILL_TOKENS).increment((plan.tokens() - decodes) as u64);
         self.sched.update(plan, out, Instant::now());
     }
 }

@@ -106,6 +106,9 @@ impl Scheduler {
     /// The one exit path: frees the sequence's blocks and tells its caller why it ended.
     fn retire(&mut self, mut s: Sequence, why: Retire) {
         self.release_table(&mut s);
+        if matches!(why, Retire::Finished(_) | Retire::Cancelled) {
+            record_request_times(&s, Instant::now());
+        }
         let ev = match why {
             Retire::Finished(reason) => {
                 metrics::counter!(m::REQUESTS_FINISHED).increment(1);
@@ -301,8 +304,9 @@ impl Scheduler {
             }
             if first_time {
                 s.cached_tokens = matched;
-                metrics::counter!(m::PREFIX_QUERIED).increment(s.req.prompt.len() as u64);
-                metrics::counter!(m::PREFIX_HIT).increment(matched as u64);
+                s.scheduled_at = Some(now);
+                metrics::counter!(m::PREFIX_QUERIES).increment(s.req.prompt.len() as u64);
+                metrics::counter!(m::PREFIX_HITS).increment(matched as u64);
                 metrics::counter!(m::PROMPT_TOKENS).increment(s.req.prompt.len() as u64);
             }
             s.table.grow(&mut self.pool, need);
@@ -430,11 +434,39 @@ fn sample_one(
     };
     let _ = s.tx.send(Event::Token(ev));
     match s.last_token_at {
-        None => metrics::histogram!(m::TTFT).record(now.duration_since(s.arrival).as_secs_f64()),
+        None => {
+            metrics::histogram!(m::TTFT).record(now.duration_since(s.arrival).as_secs_f64());
+            s.first_token_at = Some(now);
+        }
         Some(t) => metrics::histogram!(m::ITL).record(now.duration_since(t).as_secs_f64()),
     }
     s.last_token_at = Some(now);
     s.tokens.push(tok);
-    metrics::counter!(m::GENERATED_TOKENS).increment(1);
+    metrics::counter!(m::GENERATION_TOKENS).increment(1);
     (s.generated() >= s.req.max_tokens || s.tokens.len() >= context).then_some(FinishReason::Length)
+}
+
+/// vLLM's per-request latency breakdown, for a sequence that ran: queue (arrival to first
+/// step), prefill (first step to first token), decode (first to last token), inference
+/// (first step to last token), e2e (arrival to its end), time per output token (decode
+/// over the tokens after the first), and its token counts.
+fn record_request_times(s: &Sequence, now: Instant) {
+    let Some(scheduled) = s.scheduled_at else {
+        return;
+    };
+    let secs = |a: Instant, b: Instant| b.saturating_duration_since(a).as_secs_f64();
+    metrics::histogram!(m::QUEUE).record(secs(s.arrival, scheduled));
+    metrics::histogram!(m::E2E).record(secs(s.arrival, now));
+    metrics::histogram!(m::REQUEST_PROMPT_TOKENS).record(s.req.prompt.len() as f64);
+    metrics::histogram!(m::REQUEST_GENERATION_TOKENS).record(s.generated() as f64);
+    metrics::histogram!(m::REQUEST_MAX_TOKENS).record(s.req.max_tokens as f64);
+    let (Some(first), Some(last)) = (s.first_token_at, s.last_token_at) else {
+        return;
+    };
+    metrics::histogram!(m::PREFILL).record(secs(scheduled, first));
+    metrics::histogram!(m::DECODE).record(secs(first, last));
+    metrics::histogram!(m::INFERENCE).record(secs(scheduled, last));
+    if s.generated() > 1 {
+        metrics::histogram!(m::TPOT).record(secs(first, last) / (s.generated() - 1) as f64);
+    }
 }

@@ -17,6 +17,9 @@ pub(crate) struct Sequence {
     pub computed: usize,
     pub cached_tokens: usize,
     pub arrival: Instant,
+    /// When the scheduler first gave it a step (the end of its queue time).
+    pub scheduled_at: Option<Instant>,
+    pub first_token_at: Option<Instant>,
     pub last_token_at: Option<Instant>,
     pub preempted: u32,
     /// A cached block pinned until this step's copy out of it has run.
@@ -41,6 +44,8 @@ impl Sequence {
             computed: 0,
             cached_tokens: 0,
             arrival,
+            scheduled_at: None,
+            first_token_at: None,
             last_token_at: None,
             preempted: 0,
             pinned: None,

@@ -23,7 +23,7 @@ mod stop;
 pub use cache_policy::CacheScope;
 pub use listener::{serve, serve_on};
 pub use routes::openapi::ApiDoc;
-pub use state::{AppState, ConnLimits, Loaded, ServerConfig};
+pub use state::{AppState, ConnLimits, Loaded, MetricNames, ServerConfig};
 
 use axum::routing::{get, post};
 use axum::Router;

@@ -21,6 +21,24 @@ use tower::ServiceExt;
 pub const CONNECTIONS_OPEN: &str = "autoglm_http_connections_open";
 pub const CONNECTIONS_REFUSED: &str = "autoglm_http_connections_refused_total";
 pub const CONNECTIONS_IDLE_CLOSED: &str = "autoglm_http_connections_idle_closed_total";
+/// Responses by route and status (recorded by the request-id middleware).
+pub const HTTP_REQUESTS: &str = "autoglm_http_requests_total";
+
+fn describe_http_metrics() {
+    metrics::describe_gauge!(CONNECTIONS_OPEN, "HTTP connections open now.");
+    metrics::describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections closed on arrival because --max-connections were open."
+    );
+    metrics::describe_counter!(
+        CONNECTIONS_IDLE_CLOSED,
+        "Connections closed after --idle-timeout-s without a request."
+    );
+    metrics::describe_counter!(HTTP_REQUESTS, "HTTP responses, by route and status.");
+    metrics::gauge!(CONNECTIONS_OPEN).set(0.0);
+    metrics::counter!(CONNECTIONS_REFUSED).increment(0);
+    metrics::counter!(CONNECTIONS_IDLE_CLOSED).increment(0);
+}
 
 fn millis() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
@@ -181,9 +199,7 @@ pub async fn serve_on(
     let app = crate::router(state.clone());
     let limits = state.config.limits.clone();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    metrics::gauge!(CONNECTIONS_OPEN).set(0.0);
-    metrics::counter!(CONNECTIONS_REFUSED).increment(0);
-    metrics::counter!(CONNECTIONS_IDLE_CLOSED).increment(0);
+    describe_http_metrics();
     tokio::pin!(shutdown);
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     loop {

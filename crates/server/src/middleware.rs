@@ -25,7 +25,7 @@ pub async fn request_id(req: Request, next: Next) -> Response {
         let mut resp = next.run(req).await;
         let status = resp.status().as_u16();
         tracing::info!(status, ms = start.elapsed().as_secs_f64() * 1e3, "response");
-        metrics::counter!("autoglm_http_requests_total", "path" => route_label(&path), "status" => status.to_string()).increment(1);
+        metrics::counter!(crate::listener::HTTP_REQUESTS, "path" => route_label(&path), "status" => status.to_string()).increment(1);
         if let Ok(v) = HeaderValue::from_str(&id) {
             resp.headers_mut().insert("x-request-id", v);
         }

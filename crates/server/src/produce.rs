@@ -58,6 +58,8 @@ pub async fn produce(
     store: Option<Keep>,
     linger: Option<Duration>,
 ) {
+    let choices = runs.len();
+    let mut finished = 0;
     let mut merged = stream::select_all(runs.into_iter().map(|r| run_items(r).boxed()));
     let mut events = Vec::new();
     // When the last listener left, for a generation that lingers for a retry.
@@ -75,6 +77,10 @@ pub async fn produce(
                     return;
                 }
                 Some(item) => {
+                    if let Item::Event(Event::Finish { reason, .. }) = &item {
+                        finished += 1;
+                        count_finished(finished_reason(*reason), 1);
+                    }
                     if let (Item::Event(e), Some(_)) = (&item, &store) {
                         events.push(e.clone());
                     }
@@ -86,11 +92,13 @@ pub async fn produce(
                     deserted = Some(tokio::time::Instant::now());
                 } else if producer.give_up() {
                     // Dropping the runs cancels their engine requests.
+                    count_finished("abort", choices - finished);
                     return;
                 }
             }
             _ = tokio::time::sleep_until(give_up_at.unwrap_or_else(tokio::time::Instant::now)), if give_up_at.is_some() => {
                 if producer.give_up() {
+                    count_finished("abort", choices - finished);
                     return;
                 }
                 deserted = None;
@@ -102,5 +110,24 @@ pub async fn produce(
         k.cache
             .store(k.key, Arc::new(Entry::new(events)), k.lane)
             .await;
+    }
+}
+
+/// vLLM's `finished_reason` label values.
+fn finished_reason(r: api::FinishReason) -> &'static str {
+    match r {
+        api::FinishReason::Stop => "stop",
+        api::FinishReason::Length => "length",
+        api::FinishReason::ToolCalls => "tool_calls",
+        api::FinishReason::ContentFilter => "content_filter",
+    }
+}
+
+/// Choices the engine worked on, by how they ended (cache hits and joined flights reuse
+/// another's work and are not counted again; a choice that failed is an HTTP 5xx).
+fn count_finished(reason: &'static str, n: usize) {
+    if n > 0 {
+        metrics::counter!(engine::metrics_names::REQUEST_SUCCESS, "finished_reason" => reason)
+            .increment(n as u64);
     }
 }

@@ -113,6 +113,7 @@ fn engine_requests(
             .with_code("context_length_exceeded"));
         }
         let max_tokens = f.max_tokens.unwrap_or(ctx.saturating_sub(p.len()));
+        metrics::histogram!(engine::metrics_names::REQUEST_N).record(f.n as f64);
         for i in 0..f.n {
             let req = GenerationRequest {
                 prompt: p.clone(),

@@ -50,6 +50,17 @@ pub struct ServerConfig {
     /// How long a generation whose request carried an `Idempotency-Key` goes on after
     /// its client left, so that the client's retry attaches to it.
     pub idempotency_linger: Duration,
+    pub metric_names: MetricNames,
+}
+
+/// The names the serving metrics are rendered under.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MetricNames {
+    /// `autoglm:…`
+    #[default]
+    Autoglm,
+    /// vLLM's `vllm:…`.
+    Vllm,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +74,7 @@ impl Default for ServerConfig {
             limits: ConnLimits::default(),
             cache_scope: CacheScope::default(),
             idempotency_linger: Duration::from_secs(10),
+            metric_names: MetricNames::default(),
         }
     }
 }
