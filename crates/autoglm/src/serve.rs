@@ -169,6 +169,7 @@ fn init_logging(format: &str) {
         b.init();
     } else {
         b.json()
+            .with_thread_names(true)
             .with_current_span(true)
             .with_span_list(false)
             .init();

@@ -12,6 +12,15 @@ pub struct GenerationRequest {
     pub logprobs: Option<usize>,
     /// Lower runs first (as in vLLM); FCFS within a priority.
     pub priority: i32,
+    /// Who asked, for the engine thread's log lines about this request.
+    pub tag: Option<std::sync::Arc<RequestTag>>,
+}
+
+/// The ids of the HTTP request a generation serves.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestTag {
+    pub request_id: String,
+    pub trace_id: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]

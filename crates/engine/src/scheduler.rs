@@ -108,6 +108,7 @@ impl Scheduler {
         self.release_table(&mut s);
         if matches!(why, Retire::Finished(_) | Retire::Cancelled) {
             record_request_times(&s, Instant::now());
+            log_retired(&s, &why);
         }
         let ev = match why {
             Retire::Finished(reason) => {
@@ -171,6 +172,13 @@ impl Scheduler {
         free_blocks(&mut self.pool, &mut self.block_errors, s);
         s.preempted += 1;
         metrics::counter!(m::PREEMPTIONS).increment(1);
+        let _span = request_span(s).entered();
+        tracing::info!(
+            computed = s.computed,
+            generated = s.generated(),
+            times = s.preempted,
+            "preempted: its KV blocks were taken back; it waits and recomputes"
+        );
     }
 
     /// A step that carries decodes is capped so that prefill chunks do not stall those
@@ -469,4 +477,42 @@ fn record_request_times(s: &Sequence, now: Instant) {
     if s.generated() > 1 {
         metrics::histogram!(m::TPOT).record(secs(first, last) / (s.generated() - 1) as f64);
     }
+}
+
+/// The span of the HTTP request a sequence serves, so engine-thread log lines carry the
+/// request and trace ids like the server's.
+fn request_span(s: &Sequence) -> tracing::Span {
+    match &s.req.tag {
+        Some(t) => {
+            tracing::info_span!("request", request_id = %t.request_id, trace_id = %t.trace_id, seq = s.id)
+        }
+        None => tracing::info_span!("sequence", seq = s.id),
+    }
+}
+
+/// One line per sequence that ran: how it ended and where its time went.
+fn log_retired(s: &Sequence, why: &Retire) {
+    let Some(scheduled) = s.scheduled_at else {
+        return;
+    };
+    let ms = |a: Instant, b: Option<Instant>| {
+        b.map_or(0.0, |b| b.saturating_duration_since(a).as_secs_f64() * 1e3)
+    };
+    let ended = match why {
+        Retire::Finished(FinishReason::Stop) => "stop",
+        Retire::Finished(FinishReason::Length) => "length",
+        _ => "cancelled",
+    };
+    let _span = request_span(s).entered();
+    tracing::info!(
+        ended,
+        prompt_tokens = s.req.prompt.len(),
+        cached_tokens = s.cached_tokens,
+        generated = s.generated(),
+        preempted = s.preempted,
+        queue_ms = ms(s.arrival, Some(scheduled)),
+        prefill_ms = ms(scheduled, s.first_token_at),
+        decode_ms = s.first_token_at.map_or(0.0, |f| ms(f, s.last_token_at)),
+        "sequence done"
+    );
 }

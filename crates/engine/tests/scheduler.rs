@@ -119,6 +119,7 @@ fn request(prompt: Vec<u32>, max_tokens: usize, priority: i32) -> engine::Genera
         stop_tokens: vec![],
         logprobs: None,
         priority,
+        tag: None,
     }
 }
 

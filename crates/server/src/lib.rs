@@ -19,6 +19,7 @@ mod service;
 mod sse;
 mod state;
 mod stop;
+pub mod trace;
 
 pub use cache_policy::CacheScope;
 pub use listener::{serve, serve_on};

@@ -1,5 +1,6 @@
 use crate::error::HttpError;
 use crate::state::AppState;
+use crate::trace::{RequestIds, TraceContext};
 use api::{ApiError, ErrorType};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue};
@@ -8,9 +9,11 @@ use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use tracing::Instrument;
 
-/// The request's id, from `X-Request-Id` or generated: in the span of every log line of
-/// the request and in the response.
-pub async fn request_id(req: Request, next: Next) -> Response {
+/// The request's ids: `X-Request-Id` (taken or generated) and its trace context
+/// (`crate::trace`), in the span of every log line of the request, in the request's
+/// extensions for the handlers, and on the response (errors and SSE included). One access
+/// line per request: status, route, latency, cache outcome.
+pub async fn request_id(mut req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get("x-request-id")
@@ -18,16 +21,42 @@ pub async fn request_id(req: Request, next: Next) -> Response {
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_string)
         .unwrap_or_else(crate::ids::new_id);
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let trace = TraceContext::from_headers(req.headers());
+    let span = tracing::info_span!("request", request_id = %id, trace_id = %trace.trace_id, span_id = %trace.span_id, method = %req.method(), path = %req.uri().path());
+    req.extensions_mut().insert(RequestIds {
+        request_id: id.clone(),
+        trace: trace.clone(),
+    });
     async move {
         let start = std::time::Instant::now();
         let path = req.uri().path().to_string();
         let mut resp = next.run(req).await;
         let status = resp.status().as_u16();
-        tracing::info!(status, ms = start.elapsed().as_secs_f64() * 1e3, "response");
+        let cache = resp
+            .headers()
+            .get("x-cache")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string();
+        tracing::info!(
+            status,
+            route = route_label(&path),
+            ms = start.elapsed().as_secs_f64() * 1e3,
+            cache,
+            "response"
+        );
         metrics::counter!(crate::listener::HTTP_REQUESTS, "path" => route_label(&path), "status" => status.to_string()).increment(1);
-        if let Ok(v) = HeaderValue::from_str(&id) {
-            resp.headers_mut().insert("x-request-id", v);
+        let h = resp.headers_mut();
+        let mut put = |name: &'static str, value: &str| {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                h.insert(name, v);
+            }
+        };
+        put("x-request-id", &id);
+        put("x-trace-id", &trace.trace_id);
+        put("traceparent", &trace.traceparent());
+        if let Some(ts) = &trace.tracestate {
+            put("tracestate", ts);
         }
         resp
     }

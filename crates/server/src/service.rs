@@ -38,6 +38,8 @@ pub struct GenerationInput {
     pub fields: SamplingFields,
     /// Top alternatives per token; `None` computes no log-probabilities.
     pub logprobs: Option<usize>,
+    /// The HTTP request's ids, for the engine's log lines.
+    pub tag: Option<Arc<engine::RequestTag>>,
 }
 
 /// Renders and tokenizes on the blocking pool: a long prompt must not stall the async
@@ -85,6 +87,7 @@ fn engine_requests(
     prompts: &[Vec<u32>],
     f: &SamplingFields,
     logprobs: Option<usize>,
+    tag: &Option<Arc<engine::RequestTag>>,
 ) -> Result<Vec<GenerationRequest>, ApiError> {
     let loaded = crate::routes::ready(st)?;
     let ctx = loaded.engine.context_length();
@@ -137,6 +140,7 @@ fn engine_requests(
                 },
                 logprobs,
                 priority: f.priority,
+                tag: tag.clone(),
             };
             loaded.engine.validate(&req).map_err(submit_error)?;
             reqs.push(req);
@@ -228,7 +232,7 @@ pub async fn generate<F: EndpointFormat>(
         Plan::Bypass => {
             metrics::counter!(cm::BYPASSES).increment(1);
             let prompts = tokenize(st, input.source).await?;
-            let reqs = engine_requests(st, &prompts, &input.fields, input.logprobs)?;
+            let reqs = engine_requests(st, &prompts, &input.fields, input.logprobs, &input.tag)?;
             let (producer, reader) = Flights::private();
             submit(st, loaded, reqs, &input.fields, producer, None, None)?;
             let m = meta_for(&input.fields, choices, CacheOutcome::Bypass);
@@ -257,7 +261,7 @@ pub async fn generate<F: EndpointFormat>(
     }
     // Invalid requests fail here, before they could lead a flight others attach to.
     let prompts = tokenize(st, input.source).await?;
-    let reqs = engine_requests(st, &prompts, &input.fields, input.logprobs)?;
+    let reqs = engine_requests(st, &prompts, &input.fields, input.logprobs, &input.tag)?;
     let (producer, reader) = if control.no_cache {
         // Asked to run afresh: not shared, but it refreshes the entry.
         Flights::private()

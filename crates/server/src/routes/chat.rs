@@ -41,6 +41,7 @@ pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Result<Res
         source: PromptSource::Chat(req.messages),
         fields: req.fields,
         logprobs,
+        tag: crate::trace::tag(&parts.extensions),
     };
     Ok(generate(&st, &parts.headers, input, fmt).await?)
 }

@@ -44,6 +44,7 @@ pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Result<Res
         source,
         fields: req.fields,
         logprobs: req.logprobs,
+        tag: crate::trace::tag(&parts.extensions),
     };
     Ok(generate(&st, &parts.headers, input, fmt).await?)
 }
