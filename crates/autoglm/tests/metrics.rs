@@ -61,6 +61,7 @@ const SERVING: &[(&str, &str)] = &[
     ("request_generation_tokens", "histogram"),
     ("request_params_max_tokens", "histogram"),
     ("request_params_n", "histogram"),
+    ("request_max_num_generation_tokens", "histogram"),
     ("time_to_first_token_seconds", "histogram"),
     ("inter_token_latency_seconds", "histogram"),
     ("time_per_output_token_seconds", "histogram"),
@@ -238,6 +239,11 @@ fn metrics_names_vllm_serves_the_set_under_vllms_names() {
     );
     assert_eq!(value(&m, "vllm:generation_tokens_total", ""), 3.0);
     assert_eq!(value(&m, "vllm:time_to_first_token_seconds_count", ""), 1.0);
+    // vLLM's deprecated name, which its own Grafana example still reads.
+    assert_eq!(
+        t.get("vllm:gpu_cache_usage_perc").map(String::as_str),
+        Some("gauge")
+    );
     // Internals keep their names.
     assert!(t.contains_key("autoglm_engine_step_seconds"));
 }

@@ -27,6 +27,8 @@ pub const REQUEST_PROMPT_TOKENS: &str = "autoglm_request_prompt_tokens";
 pub const REQUEST_GENERATION_TOKENS: &str = "autoglm_request_generation_tokens";
 pub const REQUEST_MAX_TOKENS: &str = "autoglm_request_params_max_tokens";
 pub const REQUEST_N: &str = "autoglm_request_params_n";
+/// The most tokens any choice of a request generated (vLLM's per-request maximum over n).
+pub const REQUEST_MAX_GENERATION_TOKENS: &str = "autoglm_request_max_num_generation_tokens";
 /// vLLM's `iteration_tokens_total` (a histogram despite its suffix, which promtool
 /// rejects on a non-counter; the vLLM rendering restores it).
 pub const ITERATION_TOKENS: &str = "autoglm_iteration_tokens";
@@ -115,6 +117,7 @@ pub fn buckets(context: usize) -> Vec<(&'static str, Vec<f64>)> {
         (REQUEST_GENERATION_TOKENS, counts.clone()),
         (REQUEST_MAX_TOKENS, counts),
         (REQUEST_N, N_BUCKETS.to_vec()),
+        (REQUEST_MAX_GENERATION_TOKENS, buckets_1_2_5(context.max(1))),
         (ITERATION_TOKENS, ITERATION_BUCKETS.to_vec()),
         (STEP_SECONDS, STEP_BUCKETS.to_vec()),
         (STEP_SEQUENCES, SEQUENCE_BUCKETS.to_vec()),
@@ -183,6 +186,11 @@ pub fn describe() {
         "Histogram of the max_tokens request parameter.",
     );
     h(REQUEST_N, None, "Histogram of the n request parameter.");
+    h(
+        REQUEST_MAX_GENERATION_TOKENS,
+        None,
+        "Histogram of maximum number of requested generation tokens.",
+    );
     h(
         ITERATION_TOKENS,
         None,
@@ -266,6 +274,10 @@ pub const VLLM_TWINS: &[(&str, &str)] = &[
     (REQUEST_GENERATION_TOKENS, "vllm:request_generation_tokens"),
     (REQUEST_MAX_TOKENS, "vllm:request_params_max_tokens"),
     (REQUEST_N, "vllm:request_params_n"),
+    (
+        REQUEST_MAX_GENERATION_TOKENS,
+        "vllm:request_max_num_generation_tokens",
+    ),
     (ITERATION_TOKENS, "vllm:iteration_tokens_total"),
     (TTFT, "vllm:time_to_first_token_seconds"),
     (ITL, "vllm:inter_token_latency_seconds"),
@@ -289,9 +301,44 @@ fn twin(name: &str) -> Option<String> {
     })
 }
 
-/// The Prometheus text with the serving set under vLLM's names. Only metric names are
+/// Names vLLM still exports for older dashboards (its own Grafana example reads
+/// `gpu_cache_usage_perc`): the same series again under the deprecated name.
+const VLLM_DEPRECATED: &[(&str, &str)] = &[
+    ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
+    (
+        "vllm:prefix_cache_queries_total",
+        "vllm:gpu_prefix_cache_queries_total",
+    ),
+    (
+        "vllm:prefix_cache_hits_total",
+        "vllm:gpu_prefix_cache_hits_total",
+    ),
+];
+
+/// The Prometheus text with the serving set under vLLM's names, plus vLLM's deprecated
+/// aliases at the end (a family's lines must stay together). Only metric names are
 /// touched (a sample's name, or the name after `# HELP` / `# TYPE`).
 pub fn vllm_names(text: &str) -> String {
+    let renamed = rename(text);
+    let mut aliases = String::new();
+    for line in renamed.lines() {
+        let rest = line
+            .strip_prefix("# HELP ")
+            .or_else(|| line.strip_prefix("# TYPE "))
+            .unwrap_or(line);
+        let end = rest.find(['{', ' ']).unwrap_or(rest.len());
+        if let Some((_, old)) = VLLM_DEPRECATED.iter().find(|(n, _)| *n == &rest[..end]) {
+            let (head, _) = line.split_at(line.len() - rest.len());
+            aliases.push_str(head);
+            aliases.push_str(old);
+            aliases.push_str(&rest[end..]);
+            aliases.push('\n');
+        }
+    }
+    renamed + &aliases
+}
+
+fn rename(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + text.len() / 8);
     for line in text.lines() {
         let rest = line

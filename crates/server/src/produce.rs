@@ -59,7 +59,7 @@ pub async fn produce(
     linger: Option<Duration>,
 ) {
     let choices = runs.len();
-    let mut finished = 0;
+    let (mut finished, mut most_generated) = (0, 0);
     let mut merged = stream::select_all(runs.into_iter().map(|r| run_items(r).boxed()));
     let mut events = Vec::new();
     // When the last listener left, for a generation that lingers for a retry.
@@ -77,9 +77,14 @@ pub async fn produce(
                     return;
                 }
                 Some(item) => {
-                    if let Item::Event(Event::Finish { reason, .. }) = &item {
+                    if let Item::Event(Event::Finish { reason, completion_tokens, .. }) = &item {
                         finished += 1;
+                        most_generated = most_generated.max(*completion_tokens);
                         count_finished(finished_reason(*reason), 1);
+                        if finished == choices {
+                            metrics::histogram!(engine::metrics_names::REQUEST_MAX_GENERATION_TOKENS)
+                                .record(most_generated as f64);
+                        }
                     }
                     if let (Item::Event(e), Some(_)) = (&item, &store) {
                         events.push(e.clone());
