@@ -1,7 +1,9 @@
-//! A real Prometheus (Debian's package) scraping a real `autoglm serve
-//! --metrics-names vllm` under load, then every query of vLLM's own Grafana dashboard
-//! (examples/online_serving/prometheus_grafana/grafana.json) through Prometheus's HTTP
-//! API: each must evaluate without error and return data.
+//! A real Prometheus (Debian's package) scraping a real `autoglm serve` under load:
+//! every query of deploy/grafana/autoglm.json and every rule of deploy/prometheus/rules.yml
+//! (loaded by that Prometheus) must evaluate without error and return data; the same for
+//! every query of vLLM's own Grafana dashboard (examples/online_serving/
+//! prometheus_grafana/grafana.json) against `--metrics-names vllm`. The rules' unit
+//! tests run under `promtool test rules`.
 
 mod common;
 
@@ -44,16 +46,19 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    fn start(target: u16) -> Prometheus {
+    fn start(target: u16, rules: Option<&str>) -> Prometheus {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("autoglm-prometheus-{port}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("prometheus.yml");
+        let rule_files = rules
+            .map(|r| format!("rule_files:\n  - {r}\n"))
+            .unwrap_or_default();
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: autoglm\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rule_files}scrape_configs:\n  - job_name: autoglm\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
             ),
         )
         .unwrap();
@@ -120,13 +125,42 @@ impl Drop for Prometheus {
 #[test]
 fn vllms_dashboard_queries_return_data_from_autoglm_with_vllm_names() {
     let s = Server::start(&["--metrics-names", "vllm", "--served-model-name", "smol"]);
-    let p = Prometheus::start(s.port);
-    // Load over a few scrapes: requests of a few tokens, two at a time.
+    let p = Prometheus::start(s.port, None);
+    load_and_wait(&s, &p, "vllm:generation_tokens_total");
+    for q in VLLM_DASHBOARD {
+        let q = q
+            .replace("$model_name", "smol")
+            .replace("$__rate_interval", "1m");
+        let q = match q.strip_prefix("label_values(") {
+            Some(_) => r#"count by (model_name) ({__name__=~"vllm:.*"})"#.to_string(),
+            None => q,
+        };
+        p.expect_data(&q);
+    }
+}
+
+/// Waits for Prometheus's first scrape of `counter`, sends requests of a few tokens two at
+/// a time for 6 s (about six scrapes see them), then waits for two scrapes more.
+fn load_and_wait(s: &Server, p: &Prometheus, counter: &str) {
+    let scrapes = || {
+        let v = p.query(&format!("count_over_time({counter}[5m])"));
+        v["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|x| x.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let t = Instant::now();
+    while scrapes() < 1.0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no scrape of {counter}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let load = Instant::now();
     while load.elapsed() < Duration::from_secs(6) {
         std::thread::scope(|sc| {
             for i in 0..2 {
-                let s = &s;
                 sc.spawn(move || {
                     let r = s.post_json(
                         "/v1/completions",
@@ -137,32 +171,18 @@ fn vllms_dashboard_queries_return_data_from_autoglm_with_vllm_names() {
             }
         });
     }
-    // label_values() is Grafana's, not PromQL: its PromQL twin is a series query.
+    let during = scrapes();
     let t = Instant::now();
-    loop {
-        let v = p.query("count_over_time(vllm:generation_tokens_total[1m])");
-        let n = v["data"]["result"][0]["value"][1]
-            .as_str()
-            .and_then(|x| x.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        if n >= 6.0 {
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "too few scrapes: {v}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
+    while scrapes() < during + 2.0 {
+        assert!(t.elapsed() < Duration::from_secs(30), "scrapes stopped");
+        std::thread::sleep(Duration::from_millis(100));
     }
-    for q in VLLM_DASHBOARD {
-        let q = q
-            .replace("$model_name", "smol")
-            .replace("$__rate_interval", "1m");
-        let q = match q.strip_prefix("label_values(") {
-            Some(_) => r#"count by (model_name) ({__name__=~"vllm:.*"})"#.to_string(),
-            None => q,
-        };
-        let v = p.query(&q);
+}
+
+impl Prometheus {
+    /// The query evaluates, returns series, and at least one finite value.
+    fn expect_data(&self, q: &str) {
+        let v = self.query(q);
         assert_eq!(v["status"], "success", "{q}: {v}");
         let result = v["data"]["result"].as_array().unwrap();
         assert!(!result.is_empty(), "no data for {q}");
@@ -174,4 +194,95 @@ fn vllms_dashboard_queries_return_data_from_autoglm_with_vllm_names() {
         });
         assert!(finite, "only NaN for {q}: {v}");
     }
+}
+
+fn deploy(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy")
+        .join(path)
+}
+
+fn promtool(args: &[&str]) {
+    let out = Command::new("promtool")
+        .args(args)
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool {args:?}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn our_dashboard_and_rules_evaluate_against_a_real_prometheus() {
+    let rules = deploy("prometheus/rules.yml");
+    promtool(&[
+        "check",
+        "config",
+        deploy("prometheus/prometheus.yml").to_str().unwrap(),
+    ]);
+    promtool(&[
+        "test",
+        "rules",
+        deploy("prometheus/rules_test.yml").to_str().unwrap(),
+    ]);
+    let s = Server::start(&["--served-model-name", "smol"]);
+    let p = Prometheus::start(s.port, Some(rules.to_str().unwrap()));
+    load_and_wait(&s, &p, "autoglm_generation_tokens_total");
+    let dash: Value =
+        serde_json::from_str(&std::fs::read_to_string(deploy("grafana/autoglm.json")).unwrap())
+            .unwrap();
+    let mut n = 0;
+    for panel in dash["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().unwrap() {
+            let q = t["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$model_name", "smol")
+                .replace("$__rate_interval", "1m");
+            p.expect_data(&q);
+            n += 1;
+        }
+    }
+    assert!(n >= 25, "{n} dashboard queries");
+    // The model variable's query.
+    p.expect_data("count by (model_name) (autoglm_num_requests_running)");
+    // Prometheus evaluated every rule without error; the recording rules hold data.
+    let t = Instant::now();
+    let groups = loop {
+        let (status, body) = p.get("/api/v1/rules").unwrap();
+        assert_eq!(status, 200);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let groups = v["data"]["groups"].as_array().unwrap().clone();
+        let all_ran = groups.iter().all(|g| {
+            g["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["health"] == "ok")
+        });
+        if all_ran || t.elapsed() > Duration::from_secs(15) {
+            break groups;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let rules: Vec<&Value> = groups
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .collect();
+    assert_eq!(rules.len(), 15);
+    for r in &rules {
+        assert_eq!(r["health"], "ok", "{r}");
+        if r["type"] == "recording" {
+            p.expect_data(r["name"].as_str().unwrap());
+        }
+    }
+    // A healthy server fires nothing.
+    let firing: Vec<&&Value> = rules
+        .iter()
+        .filter(|r| r["type"] == "alerting" && r["state"] != "inactive")
+        .collect();
+    assert!(firing.is_empty(), "{firing:?}");
 }
