@@ -19,6 +19,8 @@ if ! command -v promtool >/dev/null; then
   apt_install prometheus
   (service prometheus stop || true) >/dev/null 2>&1
 fi
+# The /dashboard test loads the page in headless Chromium.
+command -v chromium >/dev/null || apt_install chromium
 # Chart text in `autoglm bench` needs a font.
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || apt_install fonts-dejavu-core
 # The tests' Python tools (the official openai SDK, schemathesis) live in a virtual

@@ -6,6 +6,7 @@ mod body;
 mod cache_policy;
 mod choice;
 mod content_coding;
+mod dashboard;
 mod error;
 mod flight_item;
 mod generation;
@@ -40,6 +41,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(routes::models::list))
         .route("/v1/models/{id}", get(routes::models::one))
         .route("/metrics", get(routes::metrics::render))
+        .route("/dashboard", get(dashboard::page))
+        .route("/dashboard/data", get(dashboard::data))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::auth,
@@ -61,7 +64,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             middleware::shutdown_gate,
         ))
-        .layer(axum::middleware::from_fn(middleware::request_id))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::request_id,
+        ))
         // The compression layer leaves text/event-stream alone, so SSE tokens are never
         // held back in a gzip buffer.
         .layer(CompressionLayer::new())

@@ -200,6 +200,7 @@ pub async fn serve_on(
     let limits = state.config.limits.clone();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     describe_http_metrics();
+    crate::dashboard::spawn_sampler(state.clone());
     tokio::pin!(shutdown);
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     loop {

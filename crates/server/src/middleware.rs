@@ -13,7 +13,7 @@ use tracing::Instrument;
 /// (`crate::trace`), in the span of every log line of the request, in the request's
 /// extensions for the handlers, and on the response (errors and SSE included). One access
 /// line per request: status, route, latency, cache outcome.
-pub async fn request_id(mut req: Request, next: Next) -> Response {
+pub async fn request_id(State(st): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get("x-request-id")
@@ -46,6 +46,10 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
             "response"
         );
         metrics::counter!(crate::listener::HTTP_REQUESTS, "path" => route_label(&path), "status" => status.to_string()).increment(1);
+        // /health's 503 while loading or draining is its answer, not an error.
+        if status >= 400 && path != "/health" {
+            st.recent.error(status, &path, &id);
+        }
         let h = resp.headers_mut();
         let mut put = |name: &'static str, value: &str| {
             if let Ok(v) = HeaderValue::from_str(value) {
@@ -72,6 +76,8 @@ fn route_label(path: &str) -> &'static str {
         "/v1/models" => "/v1/models",
         "/health" => "/health",
         "/metrics" => "/metrics",
+        "/dashboard" => "/dashboard",
+        "/dashboard/data" => "/dashboard/data",
         p if p.starts_with("/v1/models/") => "/v1/models/{id}",
         _ => "other",
     }
@@ -98,11 +104,24 @@ pub async fn auth(State(st): State<Arc<AppState>>, req: Request, next: Next) -> 
     if st.key_digests.is_empty() {
         return next.run(req).await;
     }
+    // A browser cannot send a bearer header when it opens a page: the dashboard takes
+    // the key as `?api_key=` too.
+    let from_query = req
+        .uri()
+        .path()
+        .starts_with("/dashboard")
+        .then(|| req.uri().query())
+        .flatten()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("api_key=")))
+        .map(str::to_string);
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(bearer);
+        .and_then(bearer)
+        .map(str::to_string)
+        .or(from_query);
+    let given = given.as_deref();
     match given {
         Some(k) => {
             use subtle::ConstantTimeEq;

@@ -105,6 +105,8 @@ pub struct AppState {
     cut: watch::Sender<bool>,
     pub created: u64,
     pub(crate) key_digests: Vec<[u8; 32]>,
+    /// The live dashboard's recent series and errors.
+    pub(crate) recent: crate::dashboard::Recent,
 }
 
 /// Held by a generation request until its response is complete; the drain waits for
@@ -150,6 +152,7 @@ impl AppState {
             cut: watch::channel(false).0,
             created,
             key_digests,
+            recent: Default::default(),
         })
     }
 
