@@ -5,7 +5,6 @@
 //! too, through the generation request) and back to the client on every response.
 
 use axum::http::HeaderMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TraceContext {
@@ -46,25 +45,10 @@ fn parse_traceparent(v: &str) -> Option<(String, String, u8)> {
     ))
 }
 
-fn random_u64() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    // splitmix64 over time, process and counter: unique ids, not secrets.
-    let mut z =
-        t ^ (std::process::id() as u64).rotate_left(40) ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    (z ^ (z >> 31)) | 1
-}
-
 impl TraceContext {
     pub fn from_headers(h: &HeaderMap) -> Self {
         let text = |k: &str| h.get(k).and_then(|v| v.to_str().ok());
-        let span_id = format!("{:016x}", random_u64());
+        let span_id = format!("{:016x}", crate::ids::unique_u64());
         if let Some((trace_id, parent, flags)) = text("traceparent").and_then(parse_traceparent) {
             return Self {
                 trace_id,
@@ -79,7 +63,13 @@ impl TraceContext {
         let trace_id = text("x-trace-id")
             .map(|v| v.trim().to_ascii_lowercase())
             .filter(|v| hex_id(v, 32))
-            .unwrap_or_else(|| format!("{:016x}{:016x}", random_u64(), random_u64()));
+            .unwrap_or_else(|| {
+                format!(
+                    "{:016x}{:016x}",
+                    crate::ids::unique_u64(),
+                    crate::ids::unique_u64()
+                )
+            });
         Self {
             trace_id,
             span_id,
