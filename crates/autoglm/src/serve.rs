@@ -77,10 +77,18 @@ pub struct Args {
     max_connections: usize,
     #[command(flatten)]
     cache: CacheArgs,
-    /// Names of the serving metrics on /metrics: `autoglm` (autoglm:…) or `vllm`
+    /// Names of the serving metrics on /metrics: `autoglm` (autoglm_…) or `vllm`
     /// (vllm:…, for dashboards, routers and autoscalers built for vLLM).
     #[arg(long, value_enum, default_value_t = MetricNamesArg::Autoglm)]
     metrics_names: MetricNamesArg,
+    /// Export OpenTelemetry traces over OTLP/HTTP (protobuf) to this collector URL, e.g.
+    /// http://127.0.0.1:4318 (a bare host:port gets `/v1/traces`). Off when absent.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")]
+    otlp_traces_endpoint: Option<String>,
+    /// The share of new traces recorded, 0 to 1. A caller's `traceparent` decides for its
+    /// own trace (parent-based sampling).
+    #[arg(long, default_value_t = 1.0)]
+    otlp_sample_ratio: f64,
     /// Log format: json or text.
     #[arg(long, default_value = "json")]
     log_format: String,
@@ -254,16 +262,34 @@ pub fn run(a: Args) -> Result<()> {
         max_waiting: a.max_waiting,
         max_context: a.ctx_size,
     };
+    // Built before the runtime: the exporter's blocking client may not be made in one.
+    let tracing_out = match &a.otlp_traces_endpoint {
+        Some(url) => {
+            let mut c = server::TracingConfig::new(url.clone());
+            c.sample_ratio = a.otlp_sample_ratio;
+            if let Ok(name) = std::env::var("OTEL_SERVICE_NAME") {
+                c.service_name = name;
+            }
+            let t = server::Tracing::start(&c).map_err(anyhow::Error::msg)?;
+            tracing::info!(endpoint = %url, sample_ratio = c.sample_ratio, "exporting traces over OTLP/HTTP");
+            Some(t)
+        }
+        None => None,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    let tracing_in = tracing_out.clone();
+    let served = rt.block_on(async move {
         let cache = match cache_cfg {
             Some(c) => Some(Arc::new(ResponseCache::new(c)?)),
             None => None,
         };
         let state = AppState::with_cache(cfg, Some(metrics), cache);
+        if let Some(t) = tracing_in {
+            state.set_tracing(t);
+        }
         let st = state.clone();
         let (model_arg, threads, arith) = (a.model.clone(), a.threads, a.arith);
         // The port is open (health says 503) while the model is fetched and loaded.
@@ -322,5 +348,10 @@ pub fn run(a: Args) -> Result<()> {
             let _ = st;
         });
         server::serve(state, addr).await.context("serving")
-    })
+    });
+    drop(rt);
+    if let Some(t) = tracing_out {
+        t.shutdown(Duration::from_secs(5));
+    }
+    served
 }

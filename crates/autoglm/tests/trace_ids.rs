@@ -52,8 +52,9 @@ fn trace_context_is_continued_returned_and_logged() {
     let t = std::time::Instant::now();
     let lines = loop {
         let l = log_lines_of(&s, TRACE);
-        if l.iter().any(|v| v["fields"]["message"] == "sequence done") || t.elapsed().as_secs() > 10
-        {
+        let has = |m: &str| l.iter().any(|v| v["fields"]["message"] == m);
+        // The access line is written when the stream's body is done.
+        if (has("sequence done") && has("response")) || t.elapsed().as_secs() > 10 {
             break l;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -69,6 +70,9 @@ fn trace_context_is_continued_returned_and_logged() {
     assert_eq!(access["fields"]["status"], 200);
     assert_eq!(access["fields"]["route"], "/v1/completions");
     assert_eq!(access["span"]["span_id"], parts[2]);
+    assert_eq!(access["fields"]["prompt_tokens"], 1);
+    assert_eq!(access["fields"]["completion_tokens"], 3);
+    assert_eq!(access["fields"]["cache"], r.headers["x-cache"].as_str());
     let engine = lines
         .iter()
         .find(|v| v["fields"]["message"] == "sequence done")

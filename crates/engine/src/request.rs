@@ -21,6 +21,9 @@ pub struct GenerationRequest {
 pub struct RequestTag {
     pub request_id: String,
     pub trace_id: String,
+    /// The request's trace is recorded: its stream also gets `Scheduled` and
+    /// `Preempted` events, for the trace's span events.
+    pub traced: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -41,6 +44,15 @@ pub enum FinishReason {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
+    /// The request's first step was planned (its queue time ended). Only for a traced
+    /// request.
+    Scheduled {
+        at: std::time::Instant,
+    },
+    /// Its KV blocks were taken back; it waits and recomputes. Only for a traced request.
+    Preempted {
+        at: std::time::Instant,
+    },
     Token(TokenEvent),
     Finished {
         reason: FinishReason,

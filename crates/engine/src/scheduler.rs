@@ -172,6 +172,9 @@ impl Scheduler {
         free_blocks(&mut self.pool, &mut self.block_errors, s);
         s.preempted += 1;
         metrics::counter!(m::PREEMPTIONS).increment(1);
+        if s.traced() {
+            let _ = s.tx.send(Event::Preempted { at: Instant::now() });
+        }
         let _span = request_span(s).entered();
         tracing::info!(
             computed = s.computed,
@@ -313,6 +316,9 @@ impl Scheduler {
             if first_time {
                 s.cached_tokens = matched;
                 s.scheduled_at = Some(now);
+                if s.traced() {
+                    let _ = s.tx.send(Event::Scheduled { at: now });
+                }
                 metrics::counter!(m::PREFIX_QUERIES).increment(s.req.prompt.len() as u64);
                 metrics::counter!(m::PREFIX_HITS).increment(matched as u64);
                 metrics::counter!(m::PROMPT_TOKENS).increment(s.req.prompt.len() as u64);

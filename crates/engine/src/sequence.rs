@@ -52,6 +52,10 @@ impl Sequence {
         }
     }
 
+    pub fn traced(&self) -> bool {
+        self.req.tag.as_ref().is_some_and(|t| t.traced)
+    }
+
     pub fn generated(&self) -> usize {
         self.tokens.len() - self.req.prompt.len()
     }

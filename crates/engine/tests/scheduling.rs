@@ -46,9 +46,35 @@ fn collect(mut s: engine::RequestStream) -> (Vec<u32>, Option<Instant>) {
             }
             Event::Finished { .. } => break,
             Event::Error { message, .. } => panic!("{message}"),
+            Event::Scheduled { .. } | Event::Preempted { .. } => {
+                panic!("scheduling events are for traced requests only")
+            }
         }
     }
     (toks, first)
+}
+
+/// A traced request's tokens, and how often it was scheduled and preempted; a
+/// scheduling event after the first token is an error, as is a preemption before the
+/// request was first scheduled.
+fn collect_traced(mut s: engine::RequestStream) -> (Vec<u32>, usize, usize) {
+    let (mut toks, mut scheduled, mut preempted) = (Vec::new(), 0, 0);
+    while let Some(ev) = s.blocking_recv() {
+        match ev {
+            Event::Scheduled { .. } => {
+                assert!(toks.is_empty() && preempted == 0);
+                scheduled += 1;
+            }
+            Event::Preempted { .. } => {
+                assert_eq!(scheduled, 1);
+                preempted += 1;
+            }
+            Event::Token(t) => toks.push(t.token),
+            Event::Finished { .. } => break,
+            Event::Error { message, .. } => panic!("{message}"),
+        }
+    }
+    (toks, scheduled, preempted)
 }
 
 fn prompt(i: u32, len: u32) -> Vec<u32> {
@@ -71,17 +97,31 @@ fn preempted_requests_recompute_and_finish_with_the_same_tokens() {
             ..Default::default()
         },
     );
+    // Traced: each stream also says when it was scheduled and preempted.
     let streams: Vec<_> = (0..6)
-        .map(|i| tight.submit(greedy(prompt(i, 40), 40, 0)).unwrap())
+        .map(|i| {
+            let mut r = greedy(prompt(i, 40), 40, 0);
+            r.tag = Some(Arc::new(engine::RequestTag {
+                traced: true,
+                ..Default::default()
+            }));
+            tight.submit(r).unwrap()
+        })
         .collect();
-    let got: Vec<Vec<u32>> = std::thread::scope(|sc| {
+    let runs: Vec<(Vec<u32>, usize, usize)> = std::thread::scope(|sc| {
         let hs: Vec<_> = streams
             .into_iter()
-            .map(|s| sc.spawn(move || collect(s).0))
+            .map(|s| sc.spawn(move || collect_traced(s)))
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
+    let got: Vec<Vec<u32>> = runs.iter().map(|r| r.0.clone()).collect();
     assert_eq!(got, alone);
+    assert!(runs.iter().all(|r| r.1 == 1), "scheduled once each");
+    assert!(
+        runs.iter().map(|r| r.2).sum::<usize>() > 0,
+        "some were preempted"
+    );
     let t = Instant::now();
     while tight.stats().kv_blocks_used != 0 {
         assert!(t.elapsed().as_secs() < 5, "{:?}", tight.stats());
@@ -96,6 +136,9 @@ fn finish(mut s: engine::RequestStream) -> (Vec<u32>, usize) {
             Event::Token(t) => toks.push(t.token),
             Event::Finished { cached_tokens, .. } => return (toks, cached_tokens),
             Event::Error { message, .. } => panic!("{message}"),
+            Event::Scheduled { .. } | Event::Preempted { .. } => {
+                panic!("scheduling events are for traced requests only")
+            }
         }
     }
     panic!("stream ended without finishing")

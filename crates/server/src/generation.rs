@@ -11,6 +11,8 @@ use std::sync::Arc;
 use tokenizer::{Detokenizer, Tokenizer};
 use tokio::sync::watch;
 
+use crate::otel::genai::{ChoiceReport, GenerationTrace};
+
 /// What a choice produced since the last call.
 pub enum Piece {
     Text {
@@ -34,6 +36,9 @@ pub struct ChoiceRun {
     pub completion_tokens: usize,
     pub cached_tokens: usize,
     done: bool,
+    /// The generation span this choice reports to when it is dropped, however it ended.
+    trace: Option<Arc<GenerationTrace>>,
+    report: ChoiceReport,
 }
 
 fn finish_reason(r: engine::FinishReason) -> FinishReason {
@@ -64,7 +69,14 @@ impl ChoiceRun {
             completion_tokens: 0,
             cached_tokens: 0,
             done: false,
+            trace: None,
+            report: ChoiceReport::default(),
         }
+    }
+
+    pub fn traced(mut self, trace: Option<Arc<GenerationTrace>>) -> Self {
+        self.trace = trace;
+        self
     }
 
     /// The next engine event, or `Err` when the shutdown cut the request first.
@@ -99,8 +111,15 @@ impl ChoiceRun {
                 continue;
             };
             match ev {
+                Some(Event::Scheduled { at }) => self.report.scheduled = Some(at),
+                Some(Event::Preempted { at }) => self.report.preempted.push(at),
                 Some(Event::Token(t)) => {
                     self.completion_tokens += 1;
+                    if self.trace.is_some() {
+                        let now = std::time::Instant::now();
+                        self.report.first_token.get_or_insert(now);
+                        self.report.last_token = Some(now);
+                    }
                     let piece = match self.detok.push(&self.tokenizer, t.token) {
                         Ok(p) => p,
                         Err(e) => {
@@ -122,6 +141,7 @@ impl ChoiceRun {
                         self.stream = None;
                         self.done = true;
                         self.queue.push_back(Piece::Finish(FinishReason::Stop));
+                        self.report.finish = Some("stop");
                     }
                 }
                 Some(Event::Finished {
@@ -144,11 +164,13 @@ impl ChoiceRun {
                             tokens: Vec::new(),
                         });
                     }
-                    self.queue.push_back(Piece::Finish(if hit {
+                    let reason = if hit {
                         FinishReason::Stop
                     } else {
                         finish_reason(reason)
-                    }));
+                    };
+                    self.report.finish = Some(crate::produce::finished_reason(reason));
+                    self.queue.push_back(Piece::Finish(reason));
                     self.done = true;
                     self.stream = None;
                 }
@@ -167,8 +189,21 @@ impl ChoiceRun {
     }
 
     fn fail(&mut self, e: ApiError) {
+        self.report.error = Some(e.message.clone());
         self.queue.push_back(Piece::Error(e));
         self.done = true;
         self.stream = None;
+    }
+}
+
+impl Drop for ChoiceRun {
+    fn drop(&mut self) {
+        if let Some(t) = self.trace.take() {
+            let mut r = std::mem::take(&mut self.report);
+            r.prompt_tokens = self.prompt_tokens;
+            r.completion_tokens = self.completion_tokens;
+            r.cached_tokens = self.cached_tokens;
+            t.report(self.index, r);
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! that bounds what slow or idle clients can hold.
 
 mod body;
+mod body_end;
 mod cache_policy;
 mod choice;
 mod content_coding;
@@ -13,6 +14,7 @@ mod generation;
 mod ids;
 mod listener;
 mod middleware;
+pub mod otel;
 mod produce;
 mod reply;
 mod routes;
@@ -24,6 +26,7 @@ pub mod trace;
 
 pub use cache_policy::CacheScope;
 pub use listener::{serve, serve_on};
+pub use otel::{Tracing, TracingConfig};
 pub use routes::openapi::ApiDoc;
 pub use state::{AppState, ConnLimits, Loaded, MetricNames, ServerConfig};
 

@@ -1,6 +1,6 @@
 use crate::error::HttpError;
 use crate::state::AppState;
-use crate::trace::{RequestIds, TraceContext};
+use crate::trace::{RequestIds, TokenCount, TraceContext};
 use api::{ApiError, ErrorType};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue};
@@ -10,9 +10,10 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 /// The request's ids: `X-Request-Id` (taken or generated) and its trace context
-/// (`crate::trace`), in the span of every log line of the request, in the request's
-/// extensions for the handlers, and on the response (errors and SSE included). One access
-/// line per request: status, route, latency, cache outcome.
+/// (`crate::trace`, and the server span with `--otlp-traces-endpoint`), in the span of
+/// every log line of the request, in the request's extensions for the handlers, and on
+/// the response (errors and SSE included). One access line per request once its body is
+/// done: status, route, latency, tokens, cache outcome.
 pub async fn request_id(State(st): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let id = req
         .headers()
@@ -21,15 +22,28 @@ pub async fn request_id(State(st): State<Arc<AppState>>, mut req: Request, next:
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_string)
         .unwrap_or_else(crate::ids::new_id);
-    let trace = TraceContext::from_headers(req.headers());
-    let span = tracing::info_span!("request", request_id = %id, trace_id = %trace.trace_id, span_id = %trace.span_id, method = %req.method(), path = %req.uri().path());
+    let mut trace = TraceContext::from_headers(req.headers());
+    let path = req.uri().path().to_string();
+    let route = route_label(&path);
+    // The API's requests only: health checks, scrapes and the dashboard's polls would
+    // bury them.
+    let otel = st.tracing().filter(|_| path.starts_with("/v1/")).map(|t| {
+        let ua = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok());
+        crate::otel::server_span::start(t, &mut trace, req.method().as_str(), &path, route, ua)
+    });
+    let span = tracing::info_span!("request", request_id = %id, trace_id = %trace.trace_id, span_id = %trace.span_id, method = %req.method(), path = %path);
+    let tokens = Arc::new(TokenCount::default());
     req.extensions_mut().insert(RequestIds {
         request_id: id.clone(),
         trace: trace.clone(),
+        span: otel.clone(),
+        tokens: tokens.clone(),
     });
     async move {
         let start = std::time::Instant::now();
-        let path = req.uri().path().to_string();
         let mut resp = next.run(req).await;
         let status = resp.status().as_u16();
         let cache = resp
@@ -38,17 +52,13 @@ pub async fn request_id(State(st): State<Arc<AppState>>, mut req: Request, next:
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-")
             .to_string();
-        tracing::info!(
-            status,
-            route = route_label(&path),
-            ms = start.elapsed().as_secs_f64() * 1e3,
-            cache,
-            "response"
-        );
-        metrics::counter!(crate::listener::HTTP_REQUESTS, "path" => route_label(&path), "status" => status.to_string()).increment(1);
+        metrics::counter!(crate::listener::HTTP_REQUESTS, "path" => route, "status" => status.to_string()).increment(1);
         // /health's 503 while loading or draining is its answer, not an error.
         if status >= 400 && path != "/health" {
             st.recent.error(status, &path, &id);
+        }
+        if let Some(cx) = &otel {
+            crate::otel::server_span::record_response(cx, status, &id, &cache);
         }
         let h = resp.headers_mut();
         let mut put = |name: &'static str, value: &str| {
@@ -62,7 +72,16 @@ pub async fn request_id(State(st): State<Arc<AppState>>, mut req: Request, next:
         if let Some(ts) = &trace.tracestate {
             put("tracestate", ts);
         }
-        resp
+        let done = crate::body_end::Done {
+            log_span: tracing::Span::current(),
+            otel,
+            tokens,
+            start,
+            status,
+            route,
+            cache,
+        };
+        resp.map(|b| crate::body_end::with_end(b, done))
     }
     .instrument(span)
     .await

@@ -119,7 +119,7 @@ pub async fn produce(
 }
 
 /// vLLM's `finished_reason` label values.
-fn finished_reason(r: api::FinishReason) -> &'static str {
+pub(crate) fn finished_reason(r: api::FinishReason) -> &'static str {
     match r {
         api::FinishReason::Stop => "stop",
         api::FinishReason::Length => "length",

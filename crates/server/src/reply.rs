@@ -60,6 +60,8 @@ pub struct ReplyMeta {
     pub stream: bool,
     pub include_usage: bool,
     pub outcome: CacheOutcome,
+    /// Where the usage goes for the access line and the server span.
+    pub tokens: Option<Arc<crate::trace::TokenCount>>,
 }
 
 fn ended_early() -> ApiError {
@@ -152,6 +154,9 @@ async fn collect<F: EndpointFormat>(
         return Err(ended_early());
     }
     let usage = tally.usage(meta.n, meta.outcome.whole_prompt_cached());
+    if let Some(t) = &meta.tokens {
+        t.set(usage.prompt_tokens, usage.completion_tokens);
+    }
     let choices = choices
         .into_iter()
         .map(|(index, c)| (ChoiceCtx { index, tokenizer }, c))
@@ -189,10 +194,13 @@ impl<F: ChunkFormat> Streaming<F> {
                     return Some(json_data(&ended_early().body()));
                 }
                 let mut tail = Vec::new();
+                let usage = self
+                    .tally
+                    .usage(self.meta.n, self.meta.outcome.whole_prompt_cached());
+                if let Some(t) = &self.meta.tokens {
+                    t.set(usage.prompt_tokens, usage.completion_tokens);
+                }
                 if self.meta.include_usage {
-                    let usage = self
-                        .tally
-                        .usage(self.meta.n, self.meta.outcome.whole_prompt_cached());
                     tail.push(self.fmt.usage(usage));
                 }
                 tail.push("[DONE]".to_string());

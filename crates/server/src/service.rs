@@ -7,9 +7,11 @@ use crate::cache_policy::{plan, Plan};
 use crate::error::submit_error;
 use crate::flight_item::Item;
 use crate::generation::ChoiceRun;
+use crate::otel::genai::{GenerationInfo, GenerationTrace};
 use crate::produce::{produce, Keep};
 use crate::reply::{reply, CacheOutcome, EndpointFormat, ReplyMeta};
 use crate::state::{AppState, Loaded};
+use crate::trace::RequestIds;
 use api::{ApiError, ErrorType, Message, SamplingFields};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -40,6 +42,51 @@ pub struct GenerationInput {
     pub logprobs: Option<usize>,
     /// The HTTP request's ids, for the engine's log lines.
     pub tag: Option<Arc<engine::RequestTag>>,
+    /// The HTTP request's ids, spans and token count.
+    pub ids: Option<RequestIds>,
+}
+
+/// Who a generation is for, as its spans and access line see it.
+#[derive(Clone)]
+struct Observed {
+    ids: Option<RequestIds>,
+    /// `chat` or `text_completion` (GenAI's operation names).
+    operation: &'static str,
+}
+
+impl Observed {
+    fn of(input: &GenerationInput) -> Self {
+        Self {
+            ids: input.ids.clone(),
+            operation: if input.endpoint == "chat" {
+                "chat"
+            } else {
+                "text_completion"
+            },
+        }
+    }
+
+    /// The generation span for a run of the model, when the request is traced.
+    fn generation_span(
+        &self,
+        st: &AppState,
+        fields: &SamplingFields,
+        choices: usize,
+    ) -> Option<Arc<GenerationTrace>> {
+        let ids = self.ids.as_ref()?;
+        let info = GenerationInfo {
+            operation: self.operation,
+            model: &st.config.model_id,
+            request_id: &ids.request_id,
+            temperature: f64::from(fields.temperature),
+            top_p: f64::from(fields.top_p),
+            max_tokens: fields.max_tokens,
+            seed: fields.seed,
+            n: fields.n,
+            choices,
+        };
+        GenerationTrace::start(st.tracing()?, ids.span.as_ref()?, &info).map(Arc::new)
+    }
 }
 
 /// Renders and tokenizes on the blocking pool: a long prompt must not stall the async
@@ -149,8 +196,14 @@ fn engine_requests(
     Ok(reqs)
 }
 
-fn meta_for(f: &SamplingFields, choices: usize, outcome: CacheOutcome) -> ReplyMeta {
+fn meta_for(
+    f: &SamplingFields,
+    choices: usize,
+    outcome: CacheOutcome,
+    obs: &Observed,
+) -> ReplyMeta {
     ReplyMeta {
+        tokens: obs.ids.as_ref().map(|i| i.tokens.clone()),
         n: f.n,
         choices,
         stream: f.stream,
@@ -166,9 +219,10 @@ fn submit(
     reqs: Vec<GenerationRequest>,
     fields: &SamplingFields,
     producer: Producer<Item>,
-    store: Option<(Key, Lane)>,
-    linger: Option<Duration>,
+    store: Option<(Key, Lane, Option<Duration>)>,
+    obs: &Observed,
 ) -> Result<(), ApiError> {
+    let span = obs.generation_span(st, fields, reqs.len());
     let lens: Vec<usize> = reqs.iter().map(|r| r.prompt.len()).collect();
     let streams = match loaded.engine.submit_all(reqs) {
         Ok(s) => s,
@@ -192,9 +246,11 @@ fn submit(
                 prompt_tokens,
                 st.cut_signal(),
             )
+            .traced(span.clone())
         })
         .collect();
-    let store = store.and_then(|(key, lane)| {
+    let linger = store.and_then(|(.., linger)| linger);
+    let store = store.and_then(|(key, lane, _)| {
         Some(Keep {
             cache: st.cache.clone()?,
             key,
@@ -227,6 +283,7 @@ pub async fn generate<F: EndpointFormat>(
     let guard = st.begin_request();
     let loaded = crate::routes::ready(st)?;
     let tokenizer = loaded.tokenizer.clone();
+    let obs = Observed::of(&input);
     let plan = plan(st, headers, &input);
     let (key, control, lane, linger) = match plan {
         Plan::Bypass => {
@@ -234,8 +291,8 @@ pub async fn generate<F: EndpointFormat>(
             let prompts = tokenize(st, input.source).await?;
             let reqs = engine_requests(st, &prompts, &input.fields, input.logprobs, &input.tag)?;
             let (producer, reader) = Flights::private();
-            submit(st, loaded, reqs, &input.fields, producer, None, None)?;
-            let m = meta_for(&input.fields, choices, CacheOutcome::Bypass);
+            submit(st, loaded, reqs, &input.fields, producer, None, &obs)?;
+            let m = meta_for(&input.fields, choices, CacheOutcome::Bypass, &obs);
             return reply(st, tokenizer, reader, fmt, m, guard).await;
         }
         Plan::Cacheable {
@@ -255,7 +312,7 @@ pub async fn generate<F: EndpointFormat>(
     metrics::counter!(cm::LOOKUPS).increment(1);
     if !control.no_cache {
         if let Some(e) = cache.get_l1(&key, control.max_age, lane) {
-            let m = meta_for(&input.fields, choices, CacheOutcome::HitL1);
+            let m = meta_for(&input.fields, choices, CacheOutcome::HitL1, &obs);
             return reply(st, tokenizer, replay(&e), fmt, m, guard).await;
         }
     }
@@ -269,7 +326,7 @@ pub async fn generate<F: EndpointFormat>(
         match st.flights.join_or_lead(key) {
             Joined::Follower(reader) => {
                 metrics::counter!(cm::COALESCED).increment(1);
-                let m = meta_for(&input.fields, choices, CacheOutcome::Coalesced);
+                let m = meta_for(&input.fields, choices, CacheOutcome::Coalesced, &obs);
                 return reply(st, tokenizer, reader, fmt, m, guard).await;
             }
             Joined::Leader(producer, reader) => {
@@ -287,6 +344,7 @@ pub async fn generate<F: EndpointFormat>(
                     reqs,
                     input.fields.clone(),
                     producer,
+                    obs.clone(),
                 ));
                 let outcome = task.await.map_err(|e| {
                     ApiError::new(
@@ -295,7 +353,7 @@ pub async fn generate<F: EndpointFormat>(
                         format!("starting the generation failed: {e}"),
                     )
                 })??;
-                let m = meta_for(&input.fields, choices, outcome);
+                let m = meta_for(&input.fields, choices, outcome, &obs);
                 return reply(st, tokenizer, reader, fmt, m, guard).await;
             }
         }
@@ -307,10 +365,10 @@ pub async fn generate<F: EndpointFormat>(
         reqs,
         &input.fields,
         producer,
-        Some((key, lane)),
-        linger,
+        Some((key, lane, linger)),
+        &obs,
     )?;
-    let m = meta_for(&input.fields, choices, CacheOutcome::Miss);
+    let m = meta_for(&input.fields, choices, CacheOutcome::Miss, &obs);
     reply(st, tokenizer, reader, fmt, m, guard).await
 }
 
@@ -329,6 +387,7 @@ async fn lead(
     reqs: Vec<GenerationRequest>,
     fields: SamplingFields,
     producer: Producer<Item>,
+    obs: Observed,
 ) -> Result<CacheOutcome, ApiError> {
     let in_l2 = match l.lane {
         Lane::Shared => cache.get_l2(&l.key, l.max_age).await,
@@ -354,8 +413,8 @@ async fn lead(
         reqs,
         &fields,
         producer,
-        Some((l.key, l.lane)),
-        l.linger,
+        Some((l.key, l.lane, l.linger)),
+        &obs,
     )?;
     Ok(CacheOutcome::Miss)
 }

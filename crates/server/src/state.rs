@@ -107,6 +107,7 @@ pub struct AppState {
     pub(crate) key_digests: Vec<[u8; 32]>,
     /// The live dashboard's recent series and errors.
     pub(crate) recent: crate::dashboard::Recent,
+    tracing: OnceLock<Arc<crate::otel::Tracing>>,
 }
 
 /// Held by a generation request until its response is complete; the drain waits for
@@ -153,6 +154,7 @@ impl AppState {
             created,
             key_digests,
             recent: Default::default(),
+            tracing: OnceLock::new(),
         })
     }
 
@@ -175,6 +177,15 @@ impl AppState {
         if let Some(l) = self.loaded() {
             l.engine.begin_shutdown();
         }
+    }
+
+    /// Turns on OpenTelemetry traces for the requests that arrive from now on (once).
+    pub fn set_tracing(&self, t: Arc<crate::otel::Tracing>) {
+        let _ = self.tracing.set(t);
+    }
+
+    pub(crate) fn tracing(&self) -> Option<&crate::otel::Tracing> {
+        self.tracing.get().map(|t| &**t)
     }
 
     pub fn is_shutting_down(&self) -> bool {

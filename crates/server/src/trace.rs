@@ -5,6 +5,8 @@
 //! too, through the generation request) and back to the client on every response.
 
 use axum::http::HeaderMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TraceContext {
@@ -90,6 +92,36 @@ impl TraceContext {
 pub struct RequestIds {
     pub request_id: String,
     pub trace: TraceContext,
+    /// The server span's context, with `--otlp-traces-endpoint`.
+    pub span: Option<opentelemetry::Context>,
+    /// The answer's token counts, for the access line and the server span.
+    pub tokens: Arc<TokenCount>,
+}
+
+/// A request's usage, once its reply knows it.
+#[derive(Debug, Default)]
+pub struct TokenCount {
+    prompt: AtomicU64,
+    completion: AtomicU64,
+    known: AtomicBool,
+}
+
+impl TokenCount {
+    pub fn set(&self, prompt: usize, completion: usize) {
+        self.prompt.store(prompt as u64, Ordering::Relaxed);
+        self.completion.store(completion as u64, Ordering::Relaxed);
+        self.known.store(true, Ordering::Release);
+    }
+
+    /// (prompt, completion).
+    pub fn get(&self) -> Option<(u64, u64)> {
+        self.known.load(Ordering::Acquire).then(|| {
+            (
+                self.prompt.load(Ordering::Relaxed),
+                self.completion.load(Ordering::Relaxed),
+            )
+        })
+    }
 }
 
 /// The engine's tag for a request's generations.
@@ -98,6 +130,10 @@ pub fn tag(ext: &axum::http::Extensions) -> Option<std::sync::Arc<engine::Reques
         std::sync::Arc::new(engine::RequestTag {
             request_id: ids.request_id.clone(),
             trace_id: ids.trace.trace_id.clone(),
+            traced: ids
+                .span
+                .as_ref()
+                .is_some_and(crate::otel::genai::is_sampled),
         })
     })
 }

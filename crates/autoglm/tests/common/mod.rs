@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod chaos_proxy;
+pub mod otlp_receiver;
 pub mod redis;
 
 use serde_json::Value;
@@ -26,19 +27,22 @@ pub fn free_port() -> u16 {
 
 impl Server {
     pub fn start(extra: &[&str]) -> Server {
+        Self::start_env(extra, &[])
+    }
+
+    /// With `extra` arguments (a `--kv-cache-tokens` there replaces the default) and
+    /// environment variables.
+    pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
         let port = free_port();
         let log = std::env::temp_dir().join(format!("autoglm-test-{port}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_autoglm"))
-            .args([
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--kv-cache-tokens",
-                "16384",
-            ])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_autoglm"));
+        cmd.args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()]);
+        if !extra.contains(&"--kv-cache-tokens") {
+            cmd.args(["--kv-cache-tokens", "16384"]);
+        }
+        let child = cmd
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

@@ -45,6 +45,7 @@ pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Result<Res
         fields: req.fields,
         logprobs: req.logprobs,
         tag: crate::trace::tag(&parts.extensions),
+        ids: parts.extensions.get::<crate::trace::RequestIds>().cloned(),
     };
     Ok(generate(&st, &parts.headers, input, fmt).await?)
 }
