@@ -267,8 +267,12 @@ pub fn run(a: Args) -> Result<()> {
         Some(url) => {
             let mut c = server::TracingConfig::new(url.clone());
             c.sample_ratio = a.otlp_sample_ratio;
-            if let Ok(name) = std::env::var("OTEL_SERVICE_NAME") {
-                c.service_name = name;
+            let env = crate::settings::env();
+            if let Some(name) = &env.otel_service_name {
+                c.service_name = name.clone();
+            }
+            if let Some(q) = env.otel_queue {
+                c.queue_capacity = q;
             }
             let t = server::Tracing::start(&c).map_err(anyhow::Error::msg)?;
             tracing::info!(endpoint = %url, sample_ratio = c.sample_ratio, "exporting traces over OTLP/HTTP");

@@ -12,6 +12,11 @@ pub struct Env {
     pub threads: Option<usize>,
     /// `$AUTOGLM_ISA=scalar|avx2` (or `AUTOGLM_FORCE_SCALAR=1`): the highest kernel path.
     pub isa_cap: Isa,
+    /// `$OTEL_SERVICE_NAME`: the service the traces name.
+    pub otel_service_name: Option<String>,
+    /// `$OTEL_BSP_MAX_QUEUE_SIZE`: spans waiting for export before more are dropped.
+    /// (The SDK reads the other `OTEL_BSP_*` variables itself.)
+    pub otel_queue: Option<usize>,
 }
 
 pub fn env() -> &'static Env {
@@ -33,6 +38,10 @@ pub fn env() -> &'static Env {
                 .and_then(|v| v.parse().ok())
                 .filter(|&n| n > 0),
             isa_cap,
+            otel_service_name: var("OTEL_SERVICE_NAME").filter(|v| !v.is_empty()),
+            otel_queue: var("OTEL_BSP_MAX_QUEUE_SIZE")
+                .and_then(|v| v.parse().ok())
+                .filter(|&n| n > 0),
         }
     })
 }

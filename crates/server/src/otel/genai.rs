@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::{Instant, SystemTime};
 
 /// What the server knows of a request when it submits its choices.
-pub(crate) struct GenerationInfo<'a> {
+pub struct GenerationInfo<'a> {
     /// `chat` or `text_completion`.
     pub operation: &'static str,
     pub model: &'a str,
@@ -27,7 +27,7 @@ pub(crate) struct GenerationInfo<'a> {
 
 /// One choice's story, told when its run is dropped.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct ChoiceReport {
+pub struct ChoiceReport {
     pub scheduled: Option<Instant>,
     pub first_token: Option<Instant>,
     pub last_token: Option<Instant>,
@@ -40,7 +40,7 @@ pub(crate) struct ChoiceReport {
     pub error: Option<String>,
 }
 
-pub(crate) struct GenerationTrace {
+pub struct GenerationTrace {
     span: opentelemetry_sdk::trace::Span,
     start: Instant,
     start_wall: SystemTime,
@@ -210,6 +210,6 @@ impl Drop for GenerationTrace {
 
 /// Whether a request's spans are recorded (its engine requests then report their
 /// scheduling and preemptions as events).
-pub(crate) fn is_sampled(cx: &Context) -> bool {
+pub fn is_sampled(cx: &Context) -> bool {
     cx.span().span_context().is_sampled()
 }

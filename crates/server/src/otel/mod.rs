@@ -6,9 +6,9 @@
 //! slow collector costs dropped spans (counted), never a slower or failed request.
 
 mod export;
-pub(crate) mod genai;
+pub mod genai;
 mod ids;
-pub(crate) mod server_span;
+pub mod server_span;
 
 pub use export::{SPANS_DROPPED, SPANS_EXPORTED};
 
@@ -31,6 +31,8 @@ pub struct TracingConfig {
     pub service_name: String,
     /// How long one export may take before its spans count as dropped.
     pub export_timeout: Duration,
+    /// Spans waiting for export before more are dropped (and counted).
+    pub queue_capacity: usize,
 }
 
 impl TracingConfig {
@@ -40,6 +42,7 @@ impl TracingConfig {
             sample_ratio: 1.0,
             service_name: "autoglm".into(),
             export_timeout: Duration::from_secs(10),
+            queue_capacity: 2048,
         }
     }
 }
@@ -85,11 +88,7 @@ impl Tracing {
             .with_timeout(cfg.export_timeout)
             .build()
             .map_err(|e| format!("building the OTLP exporter: {e}"))?;
-        let capacity = std::env::var("OTEL_BSP_MAX_QUEUE_SIZE")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|&n: &usize| n > 0)
-            .unwrap_or(2048);
+        let capacity = cfg.queue_capacity.max(1);
         let pending = Arc::new(export::Pending::default());
         let processor = BatchSpanProcessor::builder(export::Counted {
             inner: exporter,

@@ -12,7 +12,7 @@ use opentelemetry::{Context, KeyValue};
 
 /// Starts the span with the ids `trace` already holds, and records the sampling
 /// decision in `trace.flags`, so the `traceparent` sent back says whether it is kept.
-pub(crate) fn start(
+pub fn start(
     t: &Tracing,
     trace: &mut TraceContext,
     method: &str,
@@ -59,7 +59,7 @@ pub(crate) fn start(
 }
 
 /// What the response said, set before the span ends.
-pub(crate) fn record_response(cx: &Context, status: u16, request_id: &str, cache: &str) {
+pub fn record_response(cx: &Context, status: u16, request_id: &str, cache: &str) {
     let span = cx.span();
     if !span.is_recording() {
         return;
@@ -79,7 +79,7 @@ pub(crate) fn record_response(cx: &Context, status: u16, request_id: &str, cache
     }
 }
 
-pub(crate) fn record_tokens(cx: &Context, prompt: u64, completion: u64) {
+pub fn record_tokens(cx: &Context, prompt: u64, completion: u64) {
     let span = cx.span();
     if span.is_recording() {
         span.set_attribute(KeyValue::new("gen_ai.usage.input_tokens", prompt as i64));
@@ -90,6 +90,6 @@ pub(crate) fn record_tokens(cx: &Context, prompt: u64, completion: u64) {
     }
 }
 
-pub(crate) fn end(cx: &Context) {
+pub fn end(cx: &Context) {
     cx.span().end();
 }
