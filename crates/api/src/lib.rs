@@ -4,6 +4,7 @@
 mod error;
 mod request;
 mod response;
+mod structured;
 mod unsupported;
 
 pub use error::{ApiError, ErrorBody, ErrorType};
@@ -12,4 +13,5 @@ pub use request::{
     StreamOptions, TextPart,
 };
 pub use response::*;
+pub use structured::Structured;
 pub use unsupported::UNSUPPORTED_FIELDS;

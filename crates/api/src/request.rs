@@ -74,6 +74,14 @@ pub struct SamplingFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(max_length = 256)]
     pub cache_salt: Option<String>,
+    /// What the output must match (`response_format`, `structured_outputs` or the
+    /// `guided_*` fields on input), enforced while decoding.
+    #[serde(
+        default,
+        rename = "structured_outputs",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub structured: Option<crate::Structured>,
 }
 
 fn is_default_stream_options(s: &StreamOptions) -> bool {
@@ -428,6 +436,7 @@ impl SamplingFields {
             logit_bias: parse_logit_bias(o)?,
             cache,
             cache_salt,
+            structured: crate::structured::parse(o)?,
         })
     }
 }
@@ -661,6 +670,114 @@ mod tests {
     }
 
     #[test]
+    fn output_constraints_are_read_from_every_spelling_and_one_at_a_time() {
+        use crate::Structured as S;
+        let base = || json!({"messages":[{"role":"user","content":"x"}]});
+        let schema = json!({"type":"object","properties":{"a":{"type":"integer"}}});
+        for (k, v, want) in [
+            (
+                "response_format",
+                json!({"type":"json_object"}),
+                Some(S::JsonObject),
+            ),
+            ("response_format", json!({"type":"text"}), None),
+            (
+                "response_format",
+                json!({"type":"json_schema","json_schema":{"name":"x","schema":schema,"strict":true}}),
+                Some(S::JsonSchema(schema.clone())),
+            ),
+            (
+                "structured_outputs",
+                json!({"json": schema}),
+                Some(S::JsonSchema(schema.clone())),
+            ),
+            (
+                "structured_outputs",
+                json!({"json": schema.to_string()}),
+                Some(S::JsonSchema(schema.clone())),
+            ),
+            (
+                "structured_outputs",
+                json!({"regex": "[0-9]+"}),
+                Some(S::Regex("[0-9]+".into())),
+            ),
+            (
+                "structured_outputs",
+                json!({"choice": ["a", "b"]}),
+                Some(S::Choice(vec!["a".into(), "b".into()])),
+            ),
+            (
+                "structured_outputs",
+                json!({"grammar": "start: \"x\""}),
+                Some(S::Grammar("start: \"x\"".into())),
+            ),
+            (
+                "structured_outputs",
+                json!({"json_object": true}),
+                Some(S::JsonObject),
+            ),
+            (
+                "guided_choice",
+                json!(["yes", "no"]),
+                Some(S::Choice(vec!["yes".into(), "no".into()])),
+            ),
+        ] {
+            let mut b = base();
+            b[k] = v;
+            let r = ChatRequest::from_json(&b).unwrap_or_else(|e| panic!("{k}: {e:?}"));
+            assert_eq!(r.fields.structured, want, "{k}");
+            // The wire shape reads back the same.
+            let back = ChatRequest::from_json(&serde_json::to_value(&r).unwrap()).unwrap();
+            assert_eq!(back.fields.structured, want, "{k}");
+        }
+        for (extra, param) in [
+            (
+                json!({"response_format": {"type": "xml"}}),
+                "response_format.type",
+            ),
+            (
+                json!({"response_format": {"type": "json_schema"}}),
+                "response_format.json_schema",
+            ),
+            (
+                json!({"response_format": {"type": "json_schema", "json_schema": {"schema": 3}}}),
+                "response_format.json_schema.schema",
+            ),
+            (
+                json!({"structured_outputs": {"regex": ""}}),
+                "structured_outputs.regex",
+            ),
+            (
+                json!({"structured_outputs": {"choice": []}}),
+                "structured_outputs.choice",
+            ),
+            (
+                json!({"structured_outputs": {"structural_tag": "x"}}),
+                "structured_outputs.structural_tag",
+            ),
+            (
+                json!({"structured_outputs": {"regex": "a", "choice": ["a"]}}),
+                "structured_outputs",
+            ),
+            (
+                json!({"response_format": {"type": "json_object"}, "guided_regex": "a"}),
+                "guided_regex",
+            ),
+        ] {
+            let mut b = base();
+            for (k, v) in extra.as_object().unwrap() {
+                b[k] = v.clone();
+            }
+            let e = ChatRequest::from_json(&b).unwrap_err();
+            assert_eq!(
+                (e.status, e.param.as_deref()),
+                (400, Some(param)),
+                "{extra}"
+            );
+        }
+    }
+
+    #[test]
     fn unimplemented_contracts_are_refused_by_name() {
         let base = || json!({"messages":[{"role":"user","content":"x"}]});
         for (k, v) in [
@@ -669,7 +786,6 @@ mod tests {
                 json!([{"type":"function","function":{"name":"f"}}]),
             ),
             ("tool_choice", json!("auto")),
-            ("response_format", json!({"type":"json_object"})),
             ("best_of", json!(2)),
             ("suffix", json!("tail")),
             ("echo", json!(true)),

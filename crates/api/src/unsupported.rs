@@ -6,20 +6,14 @@ use serde_json::{Map, Value};
 
 /// Fields of OpenAI's API (or vLLM's) whose contract autoglm does not implement yet:
 /// a request that uses one is refused with a 400 naming it, never answered as if the
-/// field were absent. A value that asks for nothing (`tools: []`, `best_of: 1`,
-/// `response_format: {"type": "text"}`, ...) is accepted.
+/// field were absent. A value that asks for nothing (`tools: []`, `best_of: 1`, ...) is
+/// accepted.
 pub const UNSUPPORTED_FIELDS: &[&str] = &[
     "tools",
     "tool_choice",
     "functions",
     "function_call",
     "parallel_tool_calls",
-    "response_format",
-    "structured_outputs",
-    "guided_json",
-    "guided_regex",
-    "guided_choice",
-    "guided_grammar",
     "best_of",
     "suffix",
     "echo",
@@ -52,9 +46,6 @@ fn harmless(field: &str, v: &Value) -> bool {
         ("tools" | "functions", Value::Array(a)) => a.is_empty(),
         ("tool_choice", Value::String(s)) => s == "none",
         ("parallel_tool_calls" | "echo", Value::Bool(false)) => true,
-        ("response_format", Value::Object(o)) => {
-            o.len() == 1 && o.get("type").and_then(Value::as_str) == Some("text")
-        }
         ("best_of", v) => v.as_u64() == Some(1),
         ("suffix", Value::String(s)) => s.is_empty(),
         ("modalities", Value::Array(a)) => a.iter().all(|m| m.as_str() == Some("text")),

@@ -216,6 +216,10 @@ pub fn run(a: Args) -> Result<()> {
             Matcher::Full(cache::metrics_names::HIT_SECONDS.into()),
             cache::metrics_names::HIT_BUCKETS,
         )?
+        .set_buckets_for_metric(
+            Matcher::Full(server::GRAMMAR_COMPILE_SECONDS.into()),
+            server::GRAMMAR_COMPILE_BUCKETS,
+        )?
         .install_recorder()
         .context("installing the metrics recorder")?;
     m::describe();

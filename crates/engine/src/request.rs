@@ -14,6 +14,8 @@ pub struct GenerationRequest {
     pub priority: i32,
     /// Who asked, for the engine thread's log lines about this request.
     pub tag: Option<std::sync::Arc<RequestTag>>,
+    /// A constraint on the output (a compiled grammar), run last in the sampler's chain.
+    pub constraint: Option<std::sync::Arc<dyn model::ProcessorFactory>>,
 }
 
 /// The ids of the HTTP request a generation serves.

@@ -33,7 +33,10 @@ impl Sequence {
         tx: UnboundedSender<Event>,
         arrival: Instant,
     ) -> Self {
-        let sampler = Sampler::new(req.sampling.clone(), &req.prompt);
+        let mut sampler = Sampler::new(req.sampling.clone(), &req.prompt);
+        if let Some(c) = &req.constraint {
+            sampler.push_processor(c.make());
+        }
         Self {
             id,
             tokens: req.prompt.clone(),

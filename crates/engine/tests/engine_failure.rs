@@ -33,6 +33,7 @@ fn req() -> GenerationRequest {
         logprobs: None,
         priority: 0,
         tag: None,
+        constraint: None,
     }
 }
 

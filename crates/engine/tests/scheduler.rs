@@ -120,6 +120,7 @@ fn request(prompt: Vec<u32>, max_tokens: usize, priority: i32) -> engine::Genera
         logprobs: None,
         priority,
         tag: None,
+        constraint: None,
     }
 }
 

@@ -32,6 +32,7 @@ fn greedy(prompt: Vec<u32>, max_tokens: usize, priority: i32) -> GenerationReque
         logprobs: None,
         priority,
         tag: None,
+        constraint: None,
     }
 }
 

@@ -15,7 +15,7 @@ pub use config::{Config, RopeScaling};
 pub use error::{Error, Result};
 pub use forward::{Logits, SeqInput, WantLogits};
 pub use kv_cache::KvCache;
-pub use logits_processors::LogitsProcessor;
+pub use logits_processors::{LogitsProcessor, ProcessorFactory};
 pub use sampling::{
     argmax as sampling_argmax, log_softmax_top, Sampler, SamplingParams, TokenLogprobs,
 };

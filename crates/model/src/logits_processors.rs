@@ -14,6 +14,12 @@ pub trait LogitsProcessor: Send {
     fn rollback(&mut self, n: usize);
 }
 
+/// Makes a fresh processor for each sequence that needs one (each of a request's `n`
+/// choices keeps its own state), e.g. a compiled grammar.
+pub trait ProcessorFactory: Send + Sync + std::fmt::Debug {
+    fn make(&self) -> Box<dyn LogitsProcessor>;
+}
+
 /// OpenAI's `logit_bias`: a fixed amount added to chosen tokens' logits every step.
 pub struct LogitBias {
     bias: Vec<(u32, f32)>,

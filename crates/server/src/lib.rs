@@ -27,6 +27,10 @@ pub mod trace;
 pub use cache_policy::CacheScope;
 pub use listener::{serve, serve_on};
 pub use otel::{Tracing, TracingConfig};
+
+/// Seconds to compile an output constraint, and the histogram's bucket edges.
+pub const GRAMMAR_COMPILE_SECONDS: &str = "autoglm_grammar_compile_seconds";
+pub const GRAMMAR_COMPILE_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0];
 pub use routes::openapi::ApiDoc;
 pub use state::{AppState, ConnLimits, Loaded, MetricNames, ServerConfig};
 

@@ -35,6 +35,11 @@ fn describe_http_metrics() {
         "Connections closed after --idle-timeout-s without a request."
     );
     metrics::describe_counter!(HTTP_REQUESTS, "HTTP responses, by route and status.");
+    metrics::describe_histogram!(
+        crate::GRAMMAR_COMPILE_SECONDS,
+        metrics::Unit::Seconds,
+        "Time to compile a request's output constraint (JSON schema, regex, choice or grammar)."
+    );
     metrics::gauge!(CONNECTIONS_OPEN).set(0.0);
     metrics::counter!(CONNECTIONS_REFUSED).increment(0);
     metrics::counter!(CONNECTIONS_IDLE_CLOSED).increment(0);

@@ -12,7 +12,7 @@ use crate::produce::{produce, Keep};
 use crate::reply::{reply, CacheOutcome, EndpointFormat, ReplyMeta};
 use crate::state::{AppState, Loaded};
 use crate::trace::RequestIds;
-use api::{ApiError, ErrorType, Message, SamplingFields};
+use api::{ApiError, ErrorType, Message, SamplingFields, Structured};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use cache::metrics_names as cm;
@@ -129,12 +129,65 @@ async fn tokenize(st: &Arc<AppState>, source: PromptSource) -> Result<Vec<Vec<u3
         .map_err(|e| ApiError::new(500, ErrorType::Server, format!("tokenizing failed: {e}")))?
 }
 
+/// How long compiling an output constraint may take before the request is refused
+/// (llguidance's own limits usually stop a pathological grammar much sooner).
+const COMPILE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Compiles the request's output constraint on the blocking pool, never on the engine
+/// thread: other sequences keep decoding meanwhile.
+async fn compile_constraint(
+    st: &Arc<AppState>,
+    f: &SamplingFields,
+) -> Result<Option<Arc<dyn model::ProcessorFactory>>, ApiError> {
+    let Some(spec) = &f.structured else {
+        return Ok(None);
+    };
+    if f.ignore_eos {
+        return Err(ApiError::invalid(
+            "ignore_eos",
+            "'ignore_eos' cannot be combined with an output constraint: the answer must end where the constraint is complete",
+        ));
+    }
+    let spec = match spec.clone() {
+        Structured::JsonObject => constrain::Spec::JsonObject,
+        Structured::JsonSchema(s) => constrain::Spec::JsonSchema(s),
+        Structured::Regex(r) => constrain::Spec::Regex(r),
+        Structured::Choice(c) => constrain::Spec::Choice(c),
+        Structured::Grammar(g) => constrain::Spec::Lark(g),
+    };
+    let tok = crate::routes::ready(st)?.tokenizer.clone();
+    let state = st.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let t = std::time::Instant::now();
+        let r = state.grammars(&tok).and_then(|g| g.compile(&spec));
+        metrics::histogram!(crate::GRAMMAR_COMPILE_SECONDS).record(t.elapsed().as_secs_f64());
+        r
+    });
+    let invalid = |msg: String| {
+        ApiError::invalid("structured_outputs", msg).with_code("invalid_output_constraint")
+    };
+    match tokio::time::timeout(COMPILE_LIMIT, task).await {
+        Err(_) => Err(invalid(format!(
+            "the output constraint took longer than {} s to compile; simplify it",
+            COMPILE_LIMIT.as_secs()
+        ))),
+        Ok(Err(e)) => Err(ApiError::new(
+            500,
+            ErrorType::Server,
+            format!("compiling the output constraint failed: {e}"),
+        )),
+        Ok(Ok(Err(e))) => Err(invalid(format!("the output constraint is invalid: {e}"))),
+        Ok(Ok(Ok(c))) => Ok(Some(c)),
+    }
+}
+
 fn engine_requests(
     st: &AppState,
     prompts: &[Vec<u32>],
     f: &SamplingFields,
     logprobs: Option<usize>,
     tag: &Option<Arc<engine::RequestTag>>,
+    constraint: &Option<Arc<dyn model::ProcessorFactory>>,
 ) -> Result<Vec<GenerationRequest>, ApiError> {
     let loaded = crate::routes::ready(st)?;
     let ctx = loaded.engine.context_length();
@@ -188,6 +241,7 @@ fn engine_requests(
                 logprobs,
                 priority: f.priority,
                 tag: tag.clone(),
+                constraint: constraint.clone(),
             };
             loaded.engine.validate(&req).map_err(submit_error)?;
             reqs.push(req);
@@ -289,7 +343,15 @@ pub async fn generate<F: EndpointFormat>(
         Plan::Bypass => {
             metrics::counter!(cm::BYPASSES).increment(1);
             let prompts = tokenize(st, input.source).await?;
-            let reqs = engine_requests(st, &prompts, &input.fields, input.logprobs, &input.tag)?;
+            let constraint = compile_constraint(st, &input.fields).await?;
+            let reqs = engine_requests(
+                st,
+                &prompts,
+                &input.fields,
+                input.logprobs,
+                &input.tag,
+                &constraint,
+            )?;
             let (producer, reader) = Flights::private();
             submit(st, loaded, reqs, &input.fields, producer, None, &obs)?;
             let m = meta_for(&input.fields, choices, CacheOutcome::Bypass, &obs);
@@ -318,7 +380,15 @@ pub async fn generate<F: EndpointFormat>(
     }
     // Invalid requests fail here, before they could lead a flight others attach to.
     let prompts = tokenize(st, input.source).await?;
-    let reqs = engine_requests(st, &prompts, &input.fields, input.logprobs, &input.tag)?;
+    let constraint = compile_constraint(st, &input.fields).await?;
+    let reqs = engine_requests(
+        st,
+        &prompts,
+        &input.fields,
+        input.logprobs,
+        &input.tag,
+        &constraint,
+    )?;
     let (producer, reader) = if control.no_cache {
         // Asked to run afresh: not shared, but it refreshes the entry.
         Flights::private()

@@ -108,6 +108,8 @@ pub struct AppState {
     /// The live dashboard's recent series and errors.
     pub(crate) recent: crate::dashboard::Recent,
     tracing: OnceLock<Arc<crate::otel::Tracing>>,
+    /// The grammar compiler for the loaded vocabulary, built on first use.
+    grammars: OnceLock<Result<Arc<constrain::Grammars>, String>>,
 }
 
 /// Held by a generation request until its response is complete; the drain waits for
@@ -155,6 +157,7 @@ impl AppState {
             key_digests,
             recent: Default::default(),
             tracing: OnceLock::new(),
+            grammars: OnceLock::new(),
         })
     }
 
@@ -177,6 +180,16 @@ impl AppState {
         if let Some(l) = self.loaded() {
             l.engine.begin_shutdown();
         }
+    }
+
+    /// The grammar compiler (blocking: the first call builds it from the vocabulary).
+    pub(crate) fn grammars(
+        &self,
+        tok: &Arc<Tokenizer>,
+    ) -> Result<Arc<constrain::Grammars>, String> {
+        self.grammars
+            .get_or_init(|| constrain::Grammars::new(tok.clone()).map(Arc::new))
+            .clone()
     }
 
     /// Turns on OpenTelemetry traces for the requests that arrive from now on (once).

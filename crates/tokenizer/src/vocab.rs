@@ -251,6 +251,11 @@ impl Tokenizer {
         &self.eog
     }
 
+    /// The end-of-sequence token, when the vocabulary names one.
+    pub fn eos(&self) -> Option<u32> {
+        self.eos
+    }
+
     pub fn chat_template(&self) -> Option<&str> {
         self.chat_template.as_deref()
     }

@@ -1,0 +1,118 @@
+//! Constrained decoding: what an answer must match (a JSON schema, any JSON object, a
+//! regex, one of fixed choices, or a Lark grammar) compiled by llguidance against our
+//! vocabulary into a logits processor that masks every token the grammar cannot take
+//! next. Compilation is the expensive part and runs where the caller puts it (the server
+//! does it on its blocking pool, never on the engine thread); the per-step mask is
+//! computed lazily by llguidance's Earley parser over a token trie.
+
+mod processor;
+mod vocab_env;
+
+use llguidance::api::TopLevelGrammar;
+use llguidance::ParserFactory;
+use std::sync::Arc;
+use tokenizer::Tokenizer;
+
+/// What the output must match.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Spec {
+    /// Any JSON object.
+    JsonObject,
+    /// JSON valid under this schema.
+    JsonSchema(serde_json::Value),
+    Regex(String),
+    /// Exactly one of these strings.
+    Choice(Vec<String>),
+    /// A grammar in llguidance's Lark dialect.
+    Lark(String),
+}
+
+/// JSON on one line, separators as Python's `json.dumps` writes them. llguidance would
+/// otherwise allow any whitespace between tokens, and a small model spends its tokens
+/// there ("\n\n,\n"). A schema's own `x-guidance` options win.
+fn layout(mut schema: serde_json::Value) -> serde_json::Value {
+    if let Some(o) = schema.as_object_mut() {
+        o.entry("x-guidance").or_insert_with(|| {
+            serde_json::json!({
+                "whitespace_flexible": false,
+                "item_separator": ", ",
+                "key_separator": ": ",
+            })
+        });
+    }
+    schema
+}
+
+impl Spec {
+    fn grammar(&self) -> TopLevelGrammar {
+        match self {
+            Spec::JsonObject => {
+                TopLevelGrammar::from_json_schema(layout(serde_json::json!({"type": "object"})))
+            }
+            Spec::JsonSchema(s) => TopLevelGrammar::from_json_schema(layout(s.clone())),
+            Spec::Regex(r) => TopLevelGrammar::from_regex(r),
+            Spec::Choice(c) => {
+                let alts: Vec<String> = c.iter().map(|s| regex_syntax::escape(s)).collect();
+                TopLevelGrammar::from_regex(&format!("(?:{})", alts.join("|")))
+            }
+            Spec::Lark(g) => TopLevelGrammar::from_lark(g.clone()),
+        }
+    }
+}
+
+/// The model's grammar compiler: built once per vocabulary (the token trie and its
+/// slices take a while), shared by every request.
+pub struct Grammars {
+    factory: ParserFactory,
+    eos: u32,
+}
+
+impl Grammars {
+    pub fn new(tok: Arc<Tokenizer>) -> Result<Self, String> {
+        let eos = vocab_env::eos_of(&tok)?;
+        let env = vocab_env::token_env(tok)?;
+        let mut factory = ParserFactory::new_simple(&env).map_err(|e| e.to_string())?;
+        // Errors go back to the caller; nothing on stderr.
+        factory.quiet();
+        Ok(Self { factory, eos })
+    }
+
+    /// Compiles `spec`; an invalid or unsupported one is an error naming the problem.
+    pub fn compile(&self, spec: &Spec) -> Result<Arc<Compiled>, String> {
+        if let Spec::Choice(c) = spec {
+            if c.is_empty() {
+                return Err("the choice list is empty".into());
+            }
+        }
+        let parser = self
+            .factory
+            .create_parser(spec.grammar())
+            .map_err(|e| e.to_string())?;
+        let matcher = llguidance::Matcher::new(Ok(parser));
+        if let Some(e) = matcher.get_error() {
+            return Err(e);
+        }
+        Ok(Arc::new(Compiled {
+            matcher,
+            eos: self.eos,
+        }))
+    }
+}
+
+/// A compiled constraint, ready to start any number of sequences.
+pub struct Compiled {
+    matcher: llguidance::Matcher,
+    eos: u32,
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Compiled grammar")
+    }
+}
+
+impl model::ProcessorFactory for Compiled {
+    fn make(&self) -> Box<dyn model::LogitsProcessor> {
+        Box::new(processor::Guided::new(self.matcher.deep_clone(), self.eos))
+    }
+}
