@@ -220,6 +220,10 @@ pub fn run(a: Args) -> Result<()> {
             Matcher::Full(server::GRAMMAR_COMPILE_SECONDS.into()),
             server::GRAMMAR_COMPILE_BUCKETS,
         )?
+        .set_buckets_for_metric(
+            Matcher::Full(constrain::MASK_SECONDS.into()),
+            constrain::MASK_BUCKETS,
+        )?
         .install_recorder()
         .context("installing the metrics recorder")?;
     m::describe();

@@ -13,6 +13,13 @@ use llguidance::ParserFactory;
 use std::sync::Arc;
 use tokenizer::Tokenizer;
 
+/// Seconds to compute one step's token mask for one sequence, and the histogram's
+/// bucket edges (10 µs to 0.1 s).
+pub const MASK_SECONDS: &str = "autoglm_grammar_mask_seconds";
+pub const MASK_BUCKETS: &[f64] = &[
+    1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 1e-1,
+];
+
 /// What the output must match.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Spec {

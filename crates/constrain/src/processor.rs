@@ -16,7 +16,10 @@ impl Guided {
 
 impl model::LogitsProcessor for Guided {
     fn process(&mut self, logits: &mut [f32]) {
-        match self.matcher.compute_mask_or_eos() {
+        let t = std::time::Instant::now();
+        let mask = self.matcher.compute_mask_or_eos();
+        metrics::histogram!(crate::MASK_SECONDS).record(t.elapsed().as_secs_f64());
+        match mask {
             Ok(mask) => {
                 let n = mask.len().min(logits.len());
                 mask.iter_unset_entries(|i| {

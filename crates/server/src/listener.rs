@@ -40,6 +40,11 @@ fn describe_http_metrics() {
         metrics::Unit::Seconds,
         "Time to compile a request's output constraint (JSON schema, regex, choice or grammar)."
     );
+    metrics::describe_histogram!(
+        constrain::MASK_SECONDS,
+        metrics::Unit::Seconds,
+        "Time to compute one decoding step's token mask for one constrained sequence."
+    );
     metrics::gauge!(CONNECTIONS_OPEN).set(0.0);
     metrics::counter!(CONNECTIONS_REFUSED).increment(0);
     metrics::counter!(CONNECTIONS_IDLE_CLOSED).increment(0);
