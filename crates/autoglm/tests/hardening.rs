@@ -144,8 +144,8 @@ fn contracts_and_protocol_details() {
             "tools",
             json!([{"type": "function", "function": {"name": "f", "parameters": {}}}]),
         ),
-        ("response_format", json!({"type": "json_object"})),
         ("tool_choice", json!("required")),
+        ("best_of", json!(3)),
     ] {
         let mut b = json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2});
         b[field] = value;

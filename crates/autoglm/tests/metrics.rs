@@ -94,6 +94,7 @@ fn the_serving_metrics_exist_from_the_start_and_move_with_the_requests() {
         "autoglm_engine_step_decode_tokens_total",
         "autoglm_engine_step_prefill_tokens_total",
         "autoglm_kv_cache_blocks",
+        "autoglm_thread_pool_seconds_total",
         "autoglm_http_requests_total",
         "autoglm_http_connections_open",
         "process_resident_memory_bytes",
@@ -210,6 +211,29 @@ fn the_serving_metrics_exist_from_the_start_and_move_with_the_requests() {
     assert_eq!(
         value(&after, "autoglm_prefix_cache_queries_total", ""),
         value(&after, "autoglm_prompt_tokens_total", "")
+    );
+    // The compute threads' time by state: a counter of seconds; the requests kept them
+    // busy, and no state has run backwards since the first scrape.
+    assert_eq!(
+        types(&after)
+            .get("autoglm_thread_pool_seconds_total")
+            .map(String::as_str),
+        Some("counter")
+    );
+    for state in ["busy", "spin", "parked"] {
+        let l = format!("state=\"{state}\"");
+        assert!(
+            value(&after, "autoglm_thread_pool_seconds_total", &l)
+                >= value(&before, "autoglm_thread_pool_seconds_total", &l),
+            "{state}"
+        );
+    }
+    assert!(
+        value(
+            &after,
+            "autoglm_thread_pool_seconds_total",
+            "state=\"busy\""
+        ) > 0.0
     );
     // The TPOT of the 6-token request: its decode over 5 gaps, so within the ITL range.
     assert!(value(&after, "autoglm_time_per_output_token_seconds_count", "") >= 3.0);

@@ -1,5 +1,7 @@
 //! The constraint as a logits processor: every token the grammar cannot take next gets
-//! −∞ before sampling; each chosen token advances the parser; a rollback rewinds it.
+//! −∞ before sampling (a forced token, when the grammar allows one continuation only,
+//! is found without the full mask); each chosen token advances the parser; a rollback
+//! rewinds it.
 
 use llguidance::Matcher;
 
@@ -17,6 +19,16 @@ impl Guided {
 impl model::LogitsProcessor for Guided {
     fn process(&mut self, logits: &mut [f32]) {
         let t = std::time::Instant::now();
+        // Where the grammar allows one continuation only, its token is known without
+        // walking the vocabulary: keep that one.
+        if let Some(&forced) = self.matcher.compute_ff_tokens().first() {
+            if let Some(&l) = logits.get(forced as usize) {
+                logits.fill(f32::NEG_INFINITY);
+                logits[forced as usize] = l;
+                metrics::histogram!(crate::MASK_SECONDS).record(t.elapsed().as_secs_f64());
+                return;
+            }
+        }
         let mask = self.matcher.compute_mask_or_eos();
         metrics::histogram!(crate::MASK_SECONDS).record(t.elapsed().as_secs_f64());
         match mask {

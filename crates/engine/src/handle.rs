@@ -76,6 +76,8 @@ pub struct EngineHandle {
     vocab: usize,
     context: usize,
     n_blocks: usize,
+    /// The model's compute threads, for their time shares on /metrics.
+    pool: Option<Arc<kernels::ThreadPool>>,
 }
 
 /// The events of one request. Dropping it cancels the request.
@@ -107,8 +109,16 @@ impl EngineHandle {
             .max_context
             .unwrap_or(model.config.context_length)
             .min(model.config.context_length);
+        let pool = model.pool.clone();
         let exec = ModelExecutor::new(model, cfg.kv_cache_tokens, cfg.block_size, context);
-        Self::start_with(exec, cfg)
+        let mut h = Self::start_with(exec, cfg);
+        h.pool = Some(pool);
+        h
+    }
+
+    /// Where the compute threads spent their time (none for a test executor).
+    pub fn pool_times(&self) -> Option<kernels::PoolTimes> {
+        self.pool.as_ref().map(|p| p.times())
     }
 
     /// Starts the engine thread on any executor (a test double, a model).
@@ -144,6 +154,7 @@ impl EngineHandle {
             vocab: vocab_size,
             context: context_length,
             n_blocks,
+            pool: None,
         }
     }
 

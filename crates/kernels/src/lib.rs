@@ -13,7 +13,7 @@ pub mod quant;
 
 pub use error::{Error, Result};
 pub use matmul::{matmul, PackedMatrix};
-pub use pool::ThreadPool;
+pub use pool::{PoolTimes, ThreadPool};
 pub use quant::QuantFormat;
 
 /// Which instruction set the dispatching kernels use on this machine.

@@ -26,6 +26,23 @@ struct Shared {
     sleepers: Mutex<Vec<Thread>>,
     /// The first panic of the current region, re-raised on the caller.
     panic: Mutex<Option<Box<dyn Any + Send>>>,
+    /// Nanoseconds every thread of the pool spent running tasks, spinning for the next
+    /// region (or for the others to finish one), and parked.
+    busy_ns: AtomicU64,
+    spin_ns: AtomicU64,
+    parked_ns: AtomicU64,
+}
+
+/// Where the pool's threads spent their time, summed over the threads, since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PoolTimes {
+    pub busy: Duration,
+    pub spin: Duration,
+    pub parked: Duration,
+}
+
+fn add(a: &AtomicU64, d: Duration) {
+    a.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
 }
 
 pub struct ThreadPool {
@@ -37,6 +54,19 @@ pub struct ThreadPool {
 
 /// How long a worker spins for the next region before parking.
 const SPIN: Duration = Duration::from_micros(2000);
+
+impl ThreadPool {
+    /// Where the pool's threads spent their time so far (a worker's spin is counted when
+    /// it ends, its parked time as it goes).
+    pub fn times(&self) -> PoolTimes {
+        let d = |a: &AtomicU64| Duration::from_nanos(a.load(Ordering::Relaxed));
+        PoolTimes {
+            busy: d(&self.shared.busy_ns),
+            spin: d(&self.shared.spin_ns),
+            parked: d(&self.shared.parked_ns),
+        }
+    }
+}
 
 /// `f(row index, row of a, row of b)`.
 pub type RowPairFn<'a> = dyn Fn(usize, &mut [f32], &mut [f32]) + Sync + 'a;
@@ -54,6 +84,9 @@ impl ThreadPool {
             shutdown: AtomicBool::new(false),
             sleepers: Mutex::new(Vec::new()),
             panic: Mutex::new(None),
+            busy_ns: AtomicU64::new(0),
+            spin_ns: AtomicU64::new(0),
+            parked_ns: AtomicU64::new(0),
         });
         let handles = (1..n_threads)
             .map(|i| {
@@ -138,7 +171,9 @@ impl ThreadPool {
             return;
         }
         if self.n_threads == 1 || n_tasks == 1 {
+            let t = Instant::now();
             (0..n_tasks).for_each(f);
+            add(&self.shared.busy_ns, t.elapsed());
             return;
         }
         let _guard = self.busy.lock().unwrap_or_else(|e| e.into_inner());
@@ -160,7 +195,10 @@ impl ThreadPool {
         {
             t.unpark();
         }
+        let t = Instant::now();
         run_tasks(s, f);
+        let ran = Instant::now();
+        add(&s.busy_ns, ran - t);
         let workers = self.n_threads - 1;
         let mut spins = 0u32;
         while s.workers_done.load(Ordering::Acquire) < workers {
@@ -173,6 +211,7 @@ impl ThreadPool {
                 std::hint::spin_loop();
             }
         }
+        add(&s.spin_ns, ran.elapsed());
         *s.job.lock().unwrap_or_else(|e| e.into_inner()) = None;
         // Every worker is done with `f`: only now may a task's panic unwind the caller.
         let panicked = s.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -205,6 +244,7 @@ fn worker(s: Arc<Shared>) {
     let mut seen = 0u64;
     loop {
         let start = Instant::now();
+        let mut parked = Duration::ZERO;
         let mut spins = 0u32;
         let mut registered = false;
         let gen = loop {
@@ -226,7 +266,11 @@ fn worker(s: Arc<Shared>) {
                 if s.generation.load(Ordering::Acquire) == seen
                     && !s.shutdown.load(Ordering::Acquire)
                 {
+                    let p = Instant::now();
                     thread::park_timeout(Duration::from_millis(100));
+                    let e = p.elapsed();
+                    parked += e;
+                    add(&s.parked_ns, e);
                 }
             } else {
                 std::hint::spin_loop();
@@ -236,10 +280,13 @@ fn worker(s: Arc<Shared>) {
             return;
         }
         seen = gen;
+        let woke = Instant::now();
+        add(&s.spin_ns, (woke - start).saturating_sub(parked));
         let job = *s.job.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(f) = job {
             run_tasks(&s, f);
         }
+        add(&s.busy_ns, woke.elapsed());
         s.workers_done.fetch_add(1, Ordering::Release);
     }
 }
