@@ -23,14 +23,14 @@ fi
 command -v chromium >/dev/null || apt_install chromium
 # Chart text in `autoglm bench` needs a font.
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || apt_install fonts-dejavu-core
-# The tests' Python tools (the official openai SDK, schemathesis) live in a virtual
-# environment: a stock Debian Python refuses global pip installs.
+# The tests' Python tools (the official openai SDK, schemathesis, LangChain's OpenAI
+# client) live in a virtual environment: a stock Debian Python refuses global pip installs.
 venv="${AUTOGLM_TEST_VENV:-$PWD/target/test-venv}"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$venv"; }
 fi
-"$venv/bin/python" -c "import openai, schemathesis" 2>/dev/null \
-  || "$venv/bin/python" -m pip install --quiet "openai>=1.40" "schemathesis>=4,<5"
+"$venv/bin/python" -c "import openai, schemathesis, langchain_openai" 2>/dev/null \
+  || "$venv/bin/python" -m pip install --quiet "openai>=1.40" "schemathesis>=4,<5" "langchain-openai>=0.3,<2"
 export PATH="$venv/bin:$PATH"
 { cargo fmt --version && cargo clippy --version; } >/dev/null 2>&1 || rustup component add rustfmt clippy
 cargo fmt --all -- --check

@@ -5,6 +5,7 @@ mod error;
 mod request;
 mod response;
 mod structured;
+mod tools;
 mod unsupported;
 
 pub use error::{ApiError, ErrorBody, ErrorType};
@@ -14,4 +15,5 @@ pub use request::{
 };
 pub use response::*;
 pub use structured::Structured;
-pub use unsupported::UNSUPPORTED_FIELDS;
+pub use tools::{FunctionCall, FunctionDef, Tool, ToolCall, ToolChoice, ToolFields};
+pub use unsupported::{CHAT_ONLY_FIELDS, UNSUPPORTED_FIELDS};

@@ -6,7 +6,8 @@
 //! [`crate::UNSUPPORTED_FIELDS`]).
 
 use crate::error::ApiError;
-use crate::unsupported::refuse_unsupported;
+use crate::unsupported::{refuse_chat_only, refuse_unsupported};
+use crate::{ToolCall, ToolFields};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -141,6 +142,23 @@ pub struct Message {
     /// Text parts are joined; `null` only on an assistant message.
     #[schema(value_type = MessageContent)]
     pub content: String,
+    /// The calls an assistant message made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// The call a `tool` message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl Message {
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
@@ -149,6 +167,8 @@ pub struct ChatRequest {
     pub fields: SamplingFields,
     #[schema(min_items = 1)]
     pub messages: Vec<Message>,
+    #[serde(flatten)]
+    pub tools: ToolFields,
     pub logprobs: bool,
     #[schema(minimum = 0, maximum = 20)]
     pub top_logprobs: usize,
@@ -517,20 +537,53 @@ impl ChatRequest {
                     ))
                 }
             };
-            for f in ["tool_calls", "function_call"] {
-                if mo.get(f).is_some_and(|v| !v.is_null()) {
-                    return Err(ApiError::invalid(
-                        &format!("{at}.{f}"),
-                        format!("'{at}.{f}': tool calls are not supported by this server yet"),
-                    )
-                    .with_code("unsupported_parameter"));
-                }
+            if mo.get("function_call").is_some_and(|v| !v.is_null()) {
+                return Err(ApiError::invalid(
+                    &format!("{at}.function_call"),
+                    format!("'{at}.function_call' is the deprecated form; send 'tool_calls'"),
+                )
+                .with_code("unsupported_parameter"));
             }
+            let tool_calls = match field(mo, "tool_calls") {
+                None => Vec::new(),
+                Some(v) if role == Role::Assistant => crate::tools::parse_calls(&at, v)?,
+                Some(_) => {
+                    return Err(ApiError::invalid(
+                        &format!("{at}.tool_calls"),
+                        format!("'{at}.tool_calls' is only for assistant messages"),
+                    ))
+                }
+            };
+            let tool_call_id = match (role, field(mo, "tool_call_id")) {
+                (Role::Tool, Some(Value::String(id))) => {
+                    // A tool message answers a call made earlier in the conversation.
+                    let asked = messages
+                        .iter()
+                        .any(|m: &Message| m.tool_calls.iter().any(|c| &c.id == id));
+                    if !asked {
+                        return Err(ApiError::invalid(
+                            &format!("{at}.tool_call_id"),
+                            format!("'{at}.tool_call_id' is '{id}', but no earlier assistant message made a call with that id"),
+                        ));
+                    }
+                    Some(id.clone())
+                }
+                (Role::Tool, _) => {
+                    return Err(ApiError::invalid(
+                        &format!("{at}.tool_call_id"),
+                        format!("'{at}.tool_call_id' (a string) is required on a tool message"),
+                    ))
+                }
+                _ => None,
+            };
             messages.push(Message {
                 role,
                 content: content_text(mo.get("content"), &at, role)?,
+                tool_calls,
+                tool_call_id,
             });
         }
+        let tools = crate::tools::parse(o)?;
         let logprobs = get_bool(o, "logprobs")?;
         let top_logprobs =
             get_uint(o, "top_logprobs", 0, MAX_TOP_LOGPROBS as u64)?.unwrap_or(0) as usize;
@@ -543,6 +596,7 @@ impl ChatRequest {
         Ok(Self {
             fields,
             messages,
+            tools,
             logprobs,
             top_logprobs,
         })
@@ -561,6 +615,7 @@ fn token_id(v: &Value) -> u32 {
 impl CompletionRequest {
     pub fn from_json(body: &Value) -> Result<Self, ApiError> {
         let o = object(body)?;
+        refuse_chat_only(o)?;
         let fields = SamplingFields::parse(o)?;
         let bad = || {
             ApiError::invalid("prompt", "'prompt' must be a string, an array of strings, an array of token ids, or an array of token-id arrays")
@@ -781,11 +836,7 @@ mod tests {
     fn unimplemented_contracts_are_refused_by_name() {
         let base = || json!({"messages":[{"role":"user","content":"x"}]});
         for (k, v) in [
-            (
-                "tools",
-                json!([{"type":"function","function":{"name":"f"}}]),
-            ),
-            ("tool_choice", json!("auto")),
+            ("functions", json!([{"name":"f"}])),
             ("best_of", json!(2)),
             ("suffix", json!("tail")),
             ("echo", json!(true)),
@@ -831,6 +882,31 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("logit_bias"));
+    }
+
+    #[test]
+    fn tools_are_for_chat_only() {
+        let tools = json!([{"type":"function","function":{"name":"f"}}]);
+        let e = CompletionRequest::from_json(&json!({"prompt": "x", "tools": tools})).unwrap_err();
+        assert_eq!((e.status, e.param.as_deref()), (400, Some("tools")));
+        assert!(e.message.contains("/v1/chat/completions"), "{}", e.message);
+        let r = ChatRequest::from_json(
+            &json!({"messages":[{"role":"user","content":"x"}], "tools": tools}),
+        )
+        .unwrap();
+        assert!(r.tools.active());
+        // A tool message must answer a call made earlier.
+        let e = ChatRequest::from_json(&json!({"messages":[{"role":"user","content":"x"},
+            {"role":"tool","tool_call_id":"nope","content":"1"}]}))
+        .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[1].tool_call_id"));
+        let ok = ChatRequest::from_json(&json!({"messages":[{"role":"user","content":"x"},
+            {"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},
+            {"role":"tool","tool_call_id":"c","content":"1"}]}))
+        .unwrap();
+        assert_eq!(ok.messages[1].tool_calls[0].id, "c");
+        let wire = serde_json::to_value(&ok).unwrap();
+        assert_eq!(ChatRequest::from_json(&wire).unwrap(), ok);
     }
 
     #[test]

@@ -9,11 +9,8 @@ use serde_json::{Map, Value};
 /// field were absent. A value that asks for nothing (`tools: []`, `best_of: 1`, ...) is
 /// accepted.
 pub const UNSUPPORTED_FIELDS: &[&str] = &[
-    "tools",
-    "tool_choice",
     "functions",
     "function_call",
-    "parallel_tool_calls",
     "best_of",
     "suffix",
     "echo",
@@ -62,15 +59,26 @@ fn harmless(field: &str, v: &Value) -> bool {
     }
 }
 
+/// Chat's tool fields, which a completions request cannot honour.
+pub const CHAT_ONLY_FIELDS: &[&str] = &["tools", "tool_choice", "parallel_tool_calls"];
+
 pub(crate) fn refuse_unsupported(o: &Map<String, Value>) -> Result<(), ApiError> {
-    for &f in UNSUPPORTED_FIELDS {
+    refuse(o, UNSUPPORTED_FIELDS, "is not supported by this server yet")
+}
+
+/// On /v1/completions: tools need a chat template to be offered to the model.
+pub(crate) fn refuse_chat_only(o: &Map<String, Value>) -> Result<(), ApiError> {
+    refuse(o, CHAT_ONLY_FIELDS, "works on /v1/chat/completions only")
+}
+
+fn refuse(o: &Map<String, Value>, fields: &[&str], why: &str) -> Result<(), ApiError> {
+    for &f in fields {
         if let Some(v) = o.get(f) {
             if !harmless(f, v) {
-                return Err(ApiError::invalid(
-                    f,
-                    format!("'{f}' is not supported by this server yet; the request was not run"),
-                )
-                .with_code("unsupported_parameter"));
+                return Err(
+                    ApiError::invalid(f, format!("'{f}' {why}; the request was not run"))
+                        .with_code("unsupported_parameter"),
+                );
             }
         }
     }

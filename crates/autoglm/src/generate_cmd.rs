@@ -99,10 +99,10 @@ fn read_messages(path: &PathBuf) -> Result<Vec<ChatMessage>> {
                 .get("role")
                 .and_then(|r| r.as_str())
                 .context("message without a role")?;
-            Ok(ChatMessage {
-                role: role.to_string(),
-                content: content_text(m.get("content").unwrap_or(&Value::Null))?,
-            })
+            Ok(ChatMessage::new(
+                role,
+                &content_text(m.get("content").unwrap_or(&Value::Null))?,
+            ))
         })
         .collect()
 }

@@ -92,6 +92,12 @@ pub struct Args {
     /// Log format: json or text.
     #[arg(long, default_value = "json")]
     log_format: String,
+    /// Return the thinking of models that think in `<think>...</think>` as
+    /// `reasoning_content`, apart from the answer: `deepseek_r1` (the prompt opens the
+    /// block), `qwen3` or `glm45` (the model opens it). Output constraints then hold the
+    /// answer only.
+    #[arg(long, value_parser = ["deepseek_r1", "qwen3", "glm45"])]
+    reasoning_parser: Option<String>,
 }
 
 /// The response cache (see README, "Response cache").
@@ -256,6 +262,10 @@ pub fn run(a: Args) -> Result<()> {
             MetricNamesArg::Autoglm => server::MetricNames::Autoglm,
             MetricNamesArg::Vllm => server::MetricNames::Vllm,
         },
+        reasoning_parser: a
+            .reasoning_parser
+            .as_deref()
+            .and_then(server::reasoning::ReasoningParser::from_name),
     };
     let cache_cfg = a.cache.config();
     let addr: SocketAddr = format!("{}:{}", a.host, a.port)
@@ -321,6 +331,12 @@ pub fn run(a: Args) -> Result<()> {
                 )?)),
                 None => None,
             };
+            if let Some(t) = &template {
+                tracing::info!(
+                    tool_call_syntax = server::tools::ToolSyntax::detect(t.source()).name(),
+                    "chat template read"
+                );
+            }
             let ctx = l.model.config.context_length;
             let engine = EngineHandle::start(Arc::new(l.model), engine_cfg);
             tracing::info!(

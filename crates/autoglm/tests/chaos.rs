@@ -47,7 +47,11 @@ fn injected_statuses_and_resets_are_retried_per_the_table() {
         let c = p.client(fast(10), Timeouts::default(), false);
         for i in 0..4 {
             let r = c.chat(&req(&format!("Say {i}."), 4, false)).await.unwrap();
-            assert!(!r.choices[0].message.content.is_empty());
+            assert!(r.choices[0]
+                .message
+                .content
+                .as_deref()
+                .is_some_and(|t| !t.is_empty()));
         }
         let (requests, injected) = (p.events("request"), p.events("inject"));
         assert_eq!(

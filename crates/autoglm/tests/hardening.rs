@@ -140,11 +140,8 @@ fn contracts_and_protocol_details() {
     };
     // Fields whose contract is not implemented are refused by name, never ignored.
     for (field, value) in [
-        (
-            "tools",
-            json!([{"type": "function", "function": {"name": "f", "parameters": {}}}]),
-        ),
-        ("tool_choice", json!("required")),
+        ("functions", json!([{"name": "f", "parameters": {}}])),
+        ("function_call", json!("auto")),
         ("best_of", json!(3)),
     ] {
         let mut b = json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2});

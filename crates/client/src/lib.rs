@@ -15,7 +15,7 @@
 //!     "max_tokens": 16,
 //! })).expect("a valid request");
 //! let answer = client.chat(&req).await?;
-//! println!("{}", answer.choices[0].message.content);
+//! println!("{}", answer.choices[0].message.content.as_deref().unwrap_or_default());
 //! let mut chunks = client.chat_stream(&req).await?;
 //! while let Some(chunk) = chunks.next().await {
 //!     if let Some(text) = chunk?.choices.first().and_then(|c| c.delta.content.clone()) {

@@ -32,12 +32,33 @@ pub enum Spec {
     Choice(Vec<String>),
     /// A grammar in llguidance's Lark dialect.
     Lark(String),
+    /// `answer` after a `<think>...</think>` block that is left free: the constraint
+    /// holds the answer, not the thinking. `starts_inside`: the prompt opened the block
+    /// already (DeepSeek-R1), so the thinking is not optional.
+    AfterThinking {
+        starts_inside: bool,
+        answer: Box<Spec>,
+    },
+}
+
+/// The free thinking block, then the answer (another grammar, `@answer`). The block ends
+/// at the first `</think>` (a lazy match); space before the answer is allowed, since
+/// models put a blank line there.
+fn after_thinking(starts_inside: bool) -> String {
+    let block = if starts_inside {
+        "\"<think>\"? think"
+    } else {
+        "(\"<think>\" think)?"
+    };
+    format!(
+        "start: {block} SPACE? @answer\nthink[lazy]: /(.|\\n)*<\\/think>/\nSPACE: /[ \\t\\r\\n]+/\n"
+    )
 }
 
 /// JSON on one line, separators as Python's `json.dumps` writes them. llguidance would
 /// otherwise allow any whitespace between tokens, and a small model spends its tokens
 /// there ("\n\n,\n"). A schema's own `x-guidance` options win.
-fn layout(mut schema: serde_json::Value) -> serde_json::Value {
+pub fn one_line(mut schema: serde_json::Value) -> serde_json::Value {
     if let Some(o) = schema.as_object_mut() {
         o.entry("x-guidance").or_insert_with(|| {
             serde_json::json!({
@@ -54,15 +75,27 @@ impl Spec {
     fn grammar(&self) -> TopLevelGrammar {
         match self {
             Spec::JsonObject => {
-                TopLevelGrammar::from_json_schema(layout(serde_json::json!({"type": "object"})))
+                TopLevelGrammar::from_json_schema(one_line(serde_json::json!({"type": "object"})))
             }
-            Spec::JsonSchema(s) => TopLevelGrammar::from_json_schema(layout(s.clone())),
+            Spec::JsonSchema(s) => TopLevelGrammar::from_json_schema(one_line(s.clone())),
             Spec::Regex(r) => TopLevelGrammar::from_regex(r),
             Spec::Choice(c) => {
                 let alts: Vec<String> = c.iter().map(|s| regex_syntax::escape(s)).collect();
                 TopLevelGrammar::from_regex(&format!("(?:{})", alts.join("|")))
             }
             Spec::Lark(g) => TopLevelGrammar::from_lark(g.clone()),
+            Spec::AfterThinking {
+                starts_inside,
+                answer,
+            } => {
+                let mut inner = answer.grammar();
+                if let Some(first) = inner.grammars.first_mut() {
+                    first.name = Some("answer".into());
+                }
+                let mut top = TopLevelGrammar::from_lark(after_thinking(*starts_inside));
+                top.grammars.extend(inner.grammars);
+                top
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 //! generation service shared by chat and completions, the middleware, and an accept loop
 //! that bounds what slow or idle clients can hold.
 
+mod answer;
 mod body;
 mod body_end;
 mod cache_policy;
@@ -16,12 +17,14 @@ mod listener;
 mod middleware;
 pub mod otel;
 mod produce;
+pub mod reasoning;
 mod reply;
 mod routes;
 mod service;
 mod sse;
 mod state;
 mod stop;
+pub mod tools;
 pub mod trace;
 
 pub use cache_policy::CacheScope;

@@ -11,8 +11,9 @@ use crate::otel::genai::{GenerationInfo, GenerationTrace};
 use crate::produce::{produce, Keep};
 use crate::reply::{reply, CacheOutcome, EndpointFormat, ReplyMeta};
 use crate::state::{AppState, Loaded};
+use crate::tools::ToolSyntax;
 use crate::trace::RequestIds;
-use api::{ApiError, ErrorType, Message, SamplingFields, Structured};
+use api::{ApiError, ErrorType, Message, SamplingFields, Structured, ToolFields};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use cache::metrics_names as cm;
@@ -22,13 +23,15 @@ use model::SamplingParams;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
-use tokenizer::ChatMessage;
 
 /// Where the prompt tokens come from.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub enum PromptSource {
-    /// Rendered with the model's chat template.
-    Chat(Vec<Message>),
+    /// Rendered with the model's chat template, with the tools offered.
+    Chat {
+        messages: Vec<Message>,
+        tools: ToolFields,
+    },
     Texts(Vec<String>),
     Tokens(Vec<Vec<u32>>),
 }
@@ -91,7 +94,8 @@ impl Observed {
 
 /// Renders and tokenizes on the blocking pool: a long prompt must not stall the async
 /// workers that serve every other connection.
-async fn tokenize(st: &Arc<AppState>, source: PromptSource) -> Result<Vec<Vec<u32>>, ApiError> {
+async fn tokenize(st: &Arc<AppState>, source: &PromptSource) -> Result<Vec<Vec<u32>>, ApiError> {
+    let source = source.clone();
     let loaded = crate::routes::ready(st)?;
     let tokenizer = loaded.tokenizer.clone();
     let template = loaded.template.clone();
@@ -103,19 +107,14 @@ async fn tokenize(st: &Arc<AppState>, source: PromptSource) -> Result<Vec<Vec<u3
                 .iter()
                 .map(|t| tokenizer.encode(t, true, true).map_err(server))
                 .collect(),
-            PromptSource::Chat(messages) => {
+            PromptSource::Chat { messages, tools } => {
                 let template = template.ok_or_else(|| {
                     ApiError::bad_request("this model has no chat template; use /v1/completions")
                 })?;
-                let msgs: Vec<ChatMessage> = messages
-                    .into_iter()
-                    .map(|m| ChatMessage {
-                        role: m.role.as_str().to_string(),
-                        content: m.content,
-                    })
-                    .collect();
+                let syntax = ToolSyntax::detect(template.source());
+                let (msgs, tools) = crate::tools::prompt::template_input(syntax, &messages, &tools);
                 let text = template
-                    .render(&msgs, true)
+                    .render_with_tools(&msgs, tools.as_ref(), true)
                     .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
                 // The template's own special tokens must be parsed; text inside messages
                 // is user data, but llama.cpp and vLLM parse it the same way, and agents
@@ -133,27 +132,67 @@ async fn tokenize(st: &Arc<AppState>, source: PromptSource) -> Result<Vec<Vec<u3
 /// (llguidance's own limits usually stop a pathological grammar much sooner).
 const COMPILE_LIMIT: Duration = Duration::from_secs(10);
 
-/// Compiles the request's output constraint on the blocking pool, never on the engine
-/// thread: other sequences keep decoding meanwhile.
-async fn compile_constraint(
-    st: &Arc<AppState>,
-    f: &SamplingFields,
-) -> Result<Option<Arc<dyn model::ProcessorFactory>>, ApiError> {
-    let Some(spec) = &f.structured else {
-        return Ok(None);
+/// What the answer must match: the request's structured output, or its tools' call
+/// syntax; after the thinking, when the model thinks.
+fn output_spec(
+    st: &AppState,
+    input: &GenerationInput,
+) -> Result<Option<constrain::Spec>, ApiError> {
+    let f = &input.fields;
+    let tools = match &input.source {
+        PromptSource::Chat { tools, .. } if tools.active() => Some(tools),
+        _ => None,
+    };
+    let spec = match (&f.structured, tools) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "tool_choice",
+                "an output constraint (response_format, structured_outputs) cannot be combined with tools; send 'tool_choice': 'none' or drop the constraint",
+            ))
+        }
+        (Some(s), None) => match s.clone() {
+            Structured::JsonObject => constrain::Spec::JsonObject,
+            Structured::JsonSchema(s) => constrain::Spec::JsonSchema(s),
+            Structured::Regex(r) => constrain::Spec::Regex(r),
+            Structured::Choice(c) => constrain::Spec::Choice(c),
+            Structured::Grammar(g) => constrain::Spec::Lark(g),
+        },
+        (None, Some(t)) => {
+            let syntax = crate::routes::ready(st)?
+                .template
+                .as_ref()
+                .map(|t| ToolSyntax::detect(t.source()))
+                .unwrap_or(ToolSyntax::Json);
+            match crate::tools::grammar::lark(syntax, t) {
+                Some(g) => constrain::Spec::Lark(g),
+                None => return Ok(None),
+            }
+        }
+        (None, None) => return Ok(None),
     };
     if f.ignore_eos {
         return Err(ApiError::invalid(
             "ignore_eos",
-            "'ignore_eos' cannot be combined with an output constraint: the answer must end where the constraint is complete",
+            "'ignore_eos' cannot be combined with an output constraint or tools: the answer must end where the constraint is complete",
         ));
     }
-    let spec = match spec.clone() {
-        Structured::JsonObject => constrain::Spec::JsonObject,
-        Structured::JsonSchema(s) => constrain::Spec::JsonSchema(s),
-        Structured::Regex(r) => constrain::Spec::Regex(r),
-        Structured::Choice(c) => constrain::Spec::Choice(c),
-        Structured::Grammar(g) => constrain::Spec::Lark(g),
+    Ok(Some(match st.config.reasoning_parser {
+        Some(p) => constrain::Spec::AfterThinking {
+            starts_inside: p.starts_thinking(),
+            answer: Box::new(spec),
+        },
+        None => spec,
+    }))
+}
+
+/// Compiles the request's output constraint on the blocking pool, never on the engine
+/// thread: other sequences keep decoding meanwhile.
+async fn compile_constraint(
+    st: &Arc<AppState>,
+    input: &GenerationInput,
+) -> Result<Option<Arc<dyn model::ProcessorFactory>>, ApiError> {
+    let Some(spec) = output_spec(st, input)? else {
+        return Ok(None);
     };
     let tok = crate::routes::ready(st)?.tokenizer.clone();
     let state = st.clone();
@@ -179,6 +218,24 @@ async fn compile_constraint(
         Ok(Ok(Err(e))) => Err(invalid(format!("the output constraint is invalid: {e}"))),
         Ok(Ok(Ok(c))) => Ok(Some(c)),
     }
+}
+
+/// Everything that can refuse a request before it runs: rendering and tokenizing the
+/// prompt, compiling its constraint, and checking each choice against the engine.
+async fn prepare(
+    st: &Arc<AppState>,
+    input: &GenerationInput,
+) -> Result<Vec<GenerationRequest>, ApiError> {
+    let constraint = compile_constraint(st, input).await?;
+    let prompts = tokenize(st, &input.source).await?;
+    engine_requests(
+        st,
+        &prompts,
+        &input.fields,
+        input.logprobs,
+        &input.tag,
+        &constraint,
+    )
 }
 
 fn engine_requests(
@@ -330,7 +387,7 @@ pub async fn generate<F: EndpointFormat>(
     crate::routes::check_model(st, &input.fields.model)?;
     let choices = input.fields.n
         * match &input.source {
-            PromptSource::Chat(_) => 1,
+            PromptSource::Chat { .. } => 1,
             PromptSource::Texts(t) => t.len(),
             PromptSource::Tokens(t) => t.len(),
         };
@@ -342,16 +399,7 @@ pub async fn generate<F: EndpointFormat>(
     let (key, control, lane, linger) = match plan {
         Plan::Bypass => {
             metrics::counter!(cm::BYPASSES).increment(1);
-            let prompts = tokenize(st, input.source).await?;
-            let constraint = compile_constraint(st, &input.fields).await?;
-            let reqs = engine_requests(
-                st,
-                &prompts,
-                &input.fields,
-                input.logprobs,
-                &input.tag,
-                &constraint,
-            )?;
+            let reqs = prepare(st, &input).await?;
             let (producer, reader) = Flights::private();
             submit(st, loaded, reqs, &input.fields, producer, None, &obs)?;
             let m = meta_for(&input.fields, choices, CacheOutcome::Bypass, &obs);
@@ -379,16 +427,7 @@ pub async fn generate<F: EndpointFormat>(
         }
     }
     // Invalid requests fail here, before they could lead a flight others attach to.
-    let prompts = tokenize(st, input.source).await?;
-    let constraint = compile_constraint(st, &input.fields).await?;
-    let reqs = engine_requests(
-        st,
-        &prompts,
-        &input.fields,
-        input.logprobs,
-        &input.tag,
-        &constraint,
-    )?;
+    let reqs = prepare(st, &input).await?;
     let (producer, reader) = if control.no_cache {
         // Asked to run afresh: not shared, but it refreshes the entry.
         Flights::private()

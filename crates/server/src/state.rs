@@ -51,6 +51,8 @@ pub struct ServerConfig {
     /// its client left, so that the client's retry attaches to it.
     pub idempotency_linger: Duration,
     pub metric_names: MetricNames,
+    /// Splits `<think>` blocks out of chat answers into `reasoning_content`.
+    pub reasoning_parser: Option<crate::reasoning::ReasoningParser>,
 }
 
 /// The names the serving metrics are rendered under.
@@ -75,6 +77,7 @@ impl Default for ServerConfig {
             cache_scope: CacheScope::default(),
             idempotency_linger: Duration::from_secs(10),
             metric_names: MetricNames::default(),
+            reasoning_parser: None,
         }
     }
 }

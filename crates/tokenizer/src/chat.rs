@@ -4,14 +4,31 @@ use crate::{Error, Result};
 use minijinja::{Environment, ErrorKind, Value};
 use serde::Serialize;
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+/// A message as transformers hands it to a template: an assistant's `tool_calls` carry
+/// their arguments as objects (not JSON text), as vLLM passes them too.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct ChatMessage {
     pub role: String,
     pub content: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl ChatMessage {
+    pub fn new(role: &str, content: &str) -> Self {
+        Self {
+            role: role.to_string(),
+            content: content.to_string(),
+            ..Self::default()
+        }
+    }
 }
 
 pub struct ChatTemplate {
     env: Environment<'static>,
+    source: String,
     bos: String,
     eos: String,
 }
@@ -78,18 +95,36 @@ impl ChatTemplate {
             .map_err(|e| Error::Template(e.to_string()))?;
         Ok(Self {
             env,
+            source: source.to_string(),
             bos: bos.to_string(),
             eos: eos.to_string(),
         })
     }
 
+    /// The template's Jinja source, for what it reveals about the model's conventions.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+        self.render_with_tools(messages, None, add_generation_prompt)
+    }
+
+    /// `tools` is the request's list of `{"type": "function", "function": ...}`, passed
+    /// as transformers passes it (`none` when there are none).
+    pub fn render_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+    ) -> Result<String> {
         let tmpl = self
             .env
             .get_template("chat")
             .map_err(|e| Error::Template(e.to_string()))?;
         tmpl.render(minijinja::context! {
             messages => Value::from(minijinja::value::Serde(messages)),
+            tools => tools.map(|t| Value::from(minijinja::value::Serde(t))),
             add_generation_prompt => add_generation_prompt,
             bos_token => self.bos.as_str(),
             eos_token => self.eos.as_str(),

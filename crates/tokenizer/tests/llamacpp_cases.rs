@@ -74,10 +74,7 @@ fn completion_and_chat_prompts_match_llamacpp() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| ChatMessage {
-            role: m["role"].as_str().unwrap().into(),
-            content: m["content"].as_str().unwrap().into(),
-        })
+        .map(|m| ChatMessage::new(m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
         .collect();
     let t = tok();
     let tmpl = ChatTemplate::new(t.chat_template().unwrap(), t.bos_text(), t.eos_text()).unwrap();
@@ -98,22 +95,10 @@ fn explicit_system_message_replaces_the_default() {
     let t = tok();
     let tmpl = ChatTemplate::new(t.chat_template().unwrap(), t.bos_text(), t.eos_text()).unwrap();
     let msgs = vec![
-        ChatMessage {
-            role: "system".into(),
-            content: "Be brief.".into(),
-        },
-        ChatMessage {
-            role: "user".into(),
-            content: "Hi".into(),
-        },
-        ChatMessage {
-            role: "assistant".into(),
-            content: "Hello!".into(),
-        },
-        ChatMessage {
-            role: "user".into(),
-            content: "Bye".into(),
-        },
+        ChatMessage::new("system", "Be brief."),
+        ChatMessage::new("user", "Hi"),
+        ChatMessage::new("assistant", "Hello!"),
+        ChatMessage::new("user", "Bye"),
     ];
     let s = tmpl.render(&msgs, true).unwrap();
     assert_eq!(

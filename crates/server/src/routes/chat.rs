@@ -1,3 +1,4 @@
+use crate::answer::{AnswerReader, AnswerShape, Said};
 use crate::choice::{ChoiceCtx, Collected};
 use crate::error::HttpError;
 use crate::ids::{new_id, unix_now};
@@ -5,6 +6,7 @@ use crate::reply::EndpointFormat;
 use crate::service::{generate, GenerationInput, PromptSource};
 use crate::sse::{json_data, Chunk, ChunkFormat};
 use crate::state::AppState;
+use crate::tools::ToolSyntax;
 use api::{
     ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatDelta, ChatMessageOut,
     ChatRequest, FinishReason, Role, Usage,
@@ -30,15 +32,28 @@ pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Result<Res
     let body = crate::body::read_json(body, st.config.max_body_bytes).await?;
     let req = ChatRequest::from_json(&body)?;
     let logprobs = req.logprobs.then_some(req.top_logprobs);
+    let tools = req
+        .tools
+        .active()
+        .then(|| crate::routes::ready(&st).ok()?.template.as_ref())
+        .flatten()
+        .map(|t| ToolSyntax::detect(t.source()));
     let fmt = ChatFormat {
         id: format!("chatcmpl-{}", new_id()),
         model: st.config.model_id.clone(),
         created: unix_now(),
         logprobs: req.logprobs,
+        shape: AnswerShape {
+            reasoning: st.config.reasoning_parser,
+            tools,
+        },
     };
     let input = GenerationInput {
         endpoint: "chat",
-        source: PromptSource::Chat(req.messages),
+        source: PromptSource::Chat {
+            messages: req.messages,
+            tools: req.tools,
+        },
         fields: req.fields,
         logprobs,
         tag: crate::trace::tag(&parts.extensions),
@@ -53,6 +68,14 @@ struct ChatFormat {
     model: String,
     created: u64,
     logprobs: bool,
+    shape: AnswerShape,
+}
+
+/// Per choice: whether the role was announced, and the reader of its answer.
+#[derive(Default)]
+struct ChoiceState {
+    announced: bool,
+    reader: AnswerReader,
 }
 
 impl ChatFormat {
@@ -72,16 +95,25 @@ impl ChatFormat {
     fn role(announced: &mut bool) -> Option<Role> {
         (!std::mem::replace(announced, true)).then_some(Role::Assistant)
     }
+
+    fn delta(st: &mut ChoiceState, said: Said) -> ChatDelta {
+        let some = |s: String| (!s.is_empty()).then_some(s);
+        ChatDelta {
+            role: Self::role(&mut st.announced),
+            content: some(said.content),
+            reasoning_content: some(said.reasoning),
+            tool_calls: said.calls,
+        }
+    }
 }
 
 impl ChunkFormat for ChatFormat {
-    /// Whether the role was sent yet.
-    type State = bool;
+    type State = ChoiceState;
 
     fn text(
         &self,
         run: &ChoiceCtx,
-        announced: &mut bool,
+        st: &mut ChoiceState,
         text: String,
         tokens: &[TokenRecord],
     ) -> Option<Chunk> {
@@ -90,17 +122,19 @@ impl ChunkFormat for ChatFormat {
         } else {
             None
         };
-        if text.is_empty() && lp.is_none() {
-            // Nothing to say yet (a held-back partial character or stop string).
+        let said = st.reader.read(self.shape, &text, false);
+        if said.content.is_empty()
+            && said.reasoning.is_empty()
+            && said.calls.is_empty()
+            && lp.is_none()
+        {
+            // Nothing to say yet (a held-back partial character, stop string or tag).
             return None;
         }
         Some(self.chunk(
             vec![ChatChunkChoice {
                 index: run.index,
-                delta: ChatDelta {
-                    role: Self::role(announced),
-                    content: Some(text),
-                },
+                delta: Self::delta(st, said),
                 logprobs: lp,
                 finish_reason: None,
             }],
@@ -108,15 +142,21 @@ impl ChunkFormat for ChatFormat {
         ))
     }
 
-    fn finish(&self, run: &ChoiceCtx, announced: &mut bool, reason: FinishReason) -> Chunk {
-        let role = Self::role(announced);
+    fn finish(&self, run: &ChoiceCtx, st: &mut ChoiceState, reason: FinishReason) -> Chunk {
+        let said = st.reader.read(self.shape, "", true);
+        let announce = !st.announced;
+        let mut delta = Self::delta(st, said);
+        if announce && delta.content.is_none() {
+            delta.content = Some(String::new());
+        }
+        let reason = match reason {
+            FinishReason::Stop if st.reader.called() => FinishReason::ToolCalls,
+            r => r,
+        };
         self.chunk(
             vec![ChatChunkChoice {
                 index: run.index,
-                delta: ChatDelta {
-                    content: role.map(|_| String::new()),
-                    role,
-                },
+                delta,
                 logprobs: None,
                 finish_reason: Some(reason),
             }],
@@ -133,19 +173,37 @@ impl EndpointFormat for ChatFormat {
     fn complete(&self, choices: Vec<(ChoiceCtx, Collected)>, usage: Usage) -> Response {
         let choices = choices
             .into_iter()
-            .map(|(run, c)| ChatChoice {
-                index: run.index,
-                message: ChatMessageOut {
-                    role: Role::Assistant,
-                    content: c.text,
-                    refusal: None,
-                },
-                logprobs: if self.logprobs {
-                    run.chat_logprobs(&c.tokens)
-                } else {
+            .map(|(run, c)| {
+                let mut reader = AnswerReader::default();
+                let said = reader.read(self.shape, &c.text, true);
+                let tool_calls = reader.tool_calls();
+                // `null` beside calls or thinking when there is no answer text.
+                let others = !tool_calls.is_empty() || !said.reasoning.is_empty();
+                let content = if others && said.content.trim().is_empty() {
                     None
-                },
-                finish_reason: c.finish,
+                } else {
+                    Some(said.content)
+                };
+                let finish = match c.finish {
+                    FinishReason::Stop if reader.called() => FinishReason::ToolCalls,
+                    r => r,
+                };
+                ChatChoice {
+                    index: run.index,
+                    message: ChatMessageOut {
+                        role: Role::Assistant,
+                        content,
+                        refusal: None,
+                        tool_calls,
+                        reasoning_content: (!said.reasoning.is_empty()).then_some(said.reasoning),
+                    },
+                    logprobs: if self.logprobs {
+                        run.chat_logprobs(&c.tokens)
+                    } else {
+                        None
+                    },
+                    finish_reason: finish,
+                }
             })
             .collect();
         Json(ChatCompletion {
