@@ -6,7 +6,9 @@ the servers). Unconstrained runs decode as many tokens as the constrained ones d
 per token (p50, p99) and the schema compile times.
 
 Usage: python3 structured_outputs.py AUTOGLM_URL [LLAMA_URL] > table.md
+Env: MODEL_NAME, the model's description in the table's header line.
 """
+import os
 import datetime
 import json
 import statistics
@@ -162,7 +164,7 @@ def main():
     small, large = compile_seconds(autoglm, SCHEMA), compile_seconds(autoglm, LARGE)
     cpu = subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | sed 's/.*: *//'"],
                          capture_output=True, text=True).stdout.strip()
-    print(f"Measured {datetime.date.today()} on {cpu}; the default model, greedy, streamed chat; "
+    print(f"Measured {datetime.date.today()} on {cpu}; {os.environ.get('MODEL_NAME', 'the default model')}, greedy, streamed chat; "
           f"an 8-item JSON array schema; unconstrained runs decode the constrained lengths with ignore_eos. "
           f"autoglm's mask time per token p50 {quantile(buckets, 0.5) * 1e6:.0f} µs, p99 {quantile(buckets, 0.99) * 1e6:.0f} µs "
           f"over {count:.0f} masks; compile {small * 1e3:.1f} ms for this schema, {large * 1e3:.1f} ms for a 60-property one.\n")

@@ -2,9 +2,11 @@
 //! chunks as it writes them, and the error envelope.
 
 mod error;
+mod messages;
 mod request;
 mod response;
 mod structured;
+mod tokenize;
 mod tools;
 mod unsupported;
 
@@ -15,5 +17,9 @@ pub use request::{
 };
 pub use response::*;
 pub use structured::Structured;
+pub use tokenize::{
+    apply_template_input, DetokenizeRequest, PromptResponse, TokenizeInput, TokenizeRequest,
+    TokenizeResponse,
+};
 pub use tools::{FunctionCall, FunctionDef, Tool, ToolCall, ToolChoice, ToolFields};
 pub use unsupported::{CHAT_ONLY_FIELDS, UNSUPPORTED_FIELDS};

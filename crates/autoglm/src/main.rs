@@ -12,6 +12,7 @@ mod pull;
 mod serve;
 mod settings;
 mod synth;
+mod tokenize_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -46,6 +47,8 @@ enum Cmd {
     Chat(chat_cmd::Args),
     /// A TCP proxy that injects faults (latency, resets, error statuses) for tests and demos.
     ChaosProxy(chaos::Args),
+    /// Print a text's token ids and pieces (any GGUF, vocab-only ones included).
+    Tokenize(tokenize_cmd::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -65,5 +68,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Bench(a) => bench_cmd::run(*a),
         Cmd::ChaosProxy(a) => chaos::run(a),
         Cmd::Chat(a) => chat_cmd::run(a),
+        Cmd::Tokenize(a) => tokenize_cmd::run(a),
     }
 }

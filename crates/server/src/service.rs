@@ -92,6 +92,23 @@ impl Observed {
     }
 }
 
+/// The conversation as the model's chat template renders it, tools included.
+pub(crate) fn render_chat(
+    template: Option<&tokenizer::ChatTemplate>,
+    messages: &[Message],
+    tools: &ToolFields,
+    add_generation_prompt: bool,
+) -> Result<String, ApiError> {
+    let template = template.ok_or_else(|| {
+        ApiError::bad_request("this model has no chat template; use /v1/completions")
+    })?;
+    let syntax = ToolSyntax::detect(template.source());
+    let (msgs, tools) = crate::tools::prompt::template_input(syntax, messages, tools);
+    template
+        .render_with_tools(&msgs, tools.as_ref(), add_generation_prompt)
+        .map_err(|e| ApiError::invalid("messages", e.to_string()))
+}
+
 /// Renders and tokenizes on the blocking pool: a long prompt must not stall the async
 /// workers that serve every other connection.
 async fn tokenize(st: &Arc<AppState>, source: &PromptSource) -> Result<Vec<Vec<u32>>, ApiError> {
@@ -108,14 +125,7 @@ async fn tokenize(st: &Arc<AppState>, source: &PromptSource) -> Result<Vec<Vec<u
                 .map(|t| tokenizer.encode(t, true, true).map_err(server))
                 .collect(),
             PromptSource::Chat { messages, tools } => {
-                let template = template.ok_or_else(|| {
-                    ApiError::bad_request("this model has no chat template; use /v1/completions")
-                })?;
-                let syntax = ToolSyntax::detect(template.source());
-                let (msgs, tools) = crate::tools::prompt::template_input(syntax, &messages, &tools);
-                let text = template
-                    .render_with_tools(&msgs, tools.as_ref(), true)
-                    .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
+                let text = render_chat(template.as_deref(), &messages, &tools, true)?;
                 // The template's own special tokens must be parsed; text inside messages
                 // is user data, but llama.cpp and vLLM parse it the same way, and agents
                 // rely on it.

@@ -4,6 +4,7 @@ pub mod health;
 pub mod metrics;
 pub mod models;
 pub mod openapi;
+pub mod tokenize;
 
 use crate::error::HttpError;
 use crate::state::{AppState, Loaded};

@@ -106,6 +106,173 @@ mod tests {
         }
     }
 
+    /// Whether the grammar lets every token of `text` through, over the default model's
+    /// real vocabulary.
+    fn lets_through(
+        g: &constrain::Grammars,
+        tok: &tokenizer::Tokenizer,
+        lark: &str,
+        text: &str,
+    ) -> bool {
+        use model::ProcessorFactory;
+        let mut p = g
+            .compile(&constrain::Spec::Lark(lark.to_string()))
+            .unwrap_or_else(|e| panic!("{e}\n{lark}"))
+            .make();
+        for t in tok.encode(text, false, false).unwrap() {
+            let mut logits = vec![0.0f32; tok.vocab_size()];
+            p.process(&mut logits);
+            if !logits[t as usize].is_finite() {
+                return false;
+            }
+            p.accept(t);
+        }
+        true
+    }
+
+    #[test]
+    fn every_syntax_compiles_and_holds_the_calls_it_parses() {
+        let path = model::paths::test_model_path(&|k| std::env::var_os(k));
+        let tok = std::sync::Arc::new(
+            tokenizer::Tokenizer::from_gguf(&gguf::GgufFile::open(path).unwrap()).unwrap(),
+        );
+        let g = constrain::Grammars::new(tok.clone()).unwrap();
+        let w = r#"{"name": "get_weather", "arguments": {"city": "Paris"}}"#;
+        let t = r#"{"name": "get_time", "arguments": {"city": "Rome"}}"#;
+        let extra = r#"{"name": "get_time", "arguments": {"city": "Rome", "tz": "x"}}"#;
+        let hermes = |c: &str| format!("<tool_call>\n{c}\n</tool_call>");
+        let cases: Vec<(ToolSyntax, ToolChoice, bool, String, bool)> = vec![
+            (
+                ToolSyntax::Hermes,
+                ToolChoice::Required,
+                true,
+                hermes(w),
+                true,
+            ),
+            (
+                ToolSyntax::Hermes,
+                ToolChoice::Required,
+                true,
+                format!("{}\n{}", hermes(w), hermes(t)),
+                true,
+            ),
+            (
+                ToolSyntax::Hermes,
+                ToolChoice::Required,
+                false,
+                format!("{}\n{}", hermes(w), hermes(t)),
+                false,
+            ),
+            (
+                ToolSyntax::Hermes,
+                ToolChoice::Required,
+                true,
+                "Sure.".into(),
+                false,
+            ),
+            (
+                ToolSyntax::Hermes,
+                ToolChoice::Required,
+                true,
+                hermes(extra),
+                false,
+            ),
+            (
+                ToolSyntax::Hermes,
+                ToolChoice::Auto,
+                true,
+                "Paris is sunny, I think.".into(),
+                true,
+            ),
+            (
+                ToolSyntax::Hermes,
+                ToolChoice::Auto,
+                true,
+                format!("Let me look.\n{}", hermes(w)),
+                true,
+            ),
+            (
+                ToolSyntax::Hermes,
+                ToolChoice::Auto,
+                true,
+                "Let me look.\n<tool_call>\n{\"name\": \"nope\"".into(),
+                false,
+            ),
+            (
+                ToolSyntax::Hermes,
+                ToolChoice::Function("get_time".into()),
+                true,
+                hermes(w),
+                false,
+            ),
+            (
+                ToolSyntax::Hermes,
+                ToolChoice::Function("get_time".into()),
+                true,
+                hermes(t),
+                true,
+            ),
+            (
+                ToolSyntax::Llama3,
+                ToolChoice::Required,
+                true,
+                r#"{"name": "get_time", "parameters": {"city": "Rome"}}"#.into(),
+                true,
+            ),
+            (
+                ToolSyntax::Llama3,
+                ToolChoice::Required,
+                true,
+                t.into(),
+                false,
+            ),
+            (
+                ToolSyntax::Llama3,
+                ToolChoice::Auto,
+                true,
+                "It is sunny.".into(),
+                true,
+            ),
+            (
+                ToolSyntax::Llama3,
+                ToolChoice::Auto,
+                true,
+                r#"{"name": "get_time", "parameters": {"city": 3}}"#.into(),
+                false,
+            ),
+            (
+                ToolSyntax::Json,
+                ToolChoice::Required,
+                true,
+                format!("<tool_call>[{w}, {t}]</tool_call>"),
+                true,
+            ),
+            (
+                ToolSyntax::Json,
+                ToolChoice::Auto,
+                true,
+                format!("Checking. <tool_call>[{t}]</tool_call>"),
+                true,
+            ),
+            (
+                ToolSyntax::Json,
+                ToolChoice::Auto,
+                true,
+                "No call needed.".into(),
+                true,
+            ),
+        ];
+        for (syntax, choice, parallel, text, want) in cases {
+            let f = fields(choice.clone(), parallel);
+            let lark = lark(syntax, &f).unwrap();
+            assert_eq!(
+                lets_through(&g, &tok, &lark, &text),
+                want,
+                "{syntax:?} {choice:?} parallel={parallel}: {text:?}"
+            );
+        }
+    }
+
     #[test]
     fn grammars_follow_the_choice() {
         assert_eq!(
