@@ -37,4 +37,6 @@ cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
 cargo build --release --workspace --all-targets
 ./target/release/autoglm pull
+# llama.cpp's tokenizer test vectors and chat templates (from the llama-cpp-python sdist).
+bash scripts/fetch_llamacpp_models.sh >/dev/null
 cargo test --release --workspace

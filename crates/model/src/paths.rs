@@ -43,3 +43,21 @@ pub fn test_model_path(var: Lookup) -> PathBuf {
 pub fn testdata_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata")
 }
+
+/// The llama.cpp release whose vocab test vectors and chat templates the tests use.
+pub const LLAMACPP_VECTORS: &str = "llama-cpp-python-0.3.36";
+
+/// For tests: llama.cpp's `models/` directory (`ggml-vocab-*.gguf` with their `.inp`/`.out`
+/// test vectors, `templates/*.jinja`), as `scripts/fetch_llamacpp_models.sh` unpacks it
+/// from the llama-cpp-python sdist: `$AUTOGLM_LLAMACPP_MODELS`, else under `home`.
+pub fn llamacpp_models_dir(var: Lookup) -> PathBuf {
+    let p = var("AUTOGLM_LLAMACPP_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home(var).join(LLAMACPP_VECTORS).join("models"));
+    assert!(
+        p.join("ggml-vocab-llama-bpe.gguf").exists(),
+        "llama.cpp's models/ not found at {}: run scripts/fetch_llamacpp_models.sh (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}

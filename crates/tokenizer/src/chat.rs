@@ -37,13 +37,16 @@ fn raise_exception(msg: String) -> std::result::Result<Value, minijinja::Error> 
     Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
 }
 
-fn strftime_now(fmt: String) -> String {
-    // Templates use it for a "today" line; a fixed UTC rendering keeps prompts cacheable
-    // within a day. Only the common specifiers are supported.
-    let secs = std::time::SystemTime::now()
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+fn strftime_at(secs: u64, fmt: &str) -> String {
+    // Templates use it for a "today" line; a UTC date keeps prompts cacheable within a
+    // day. Only the common specifiers are supported.
     let days = (secs / 86400) as i64;
     let (y, m, d) = civil_from_days(days);
     const MONTHS: [&str; 12] = [
@@ -81,6 +84,12 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 impl ChatTemplate {
     pub fn new(source: &str, bos: &str, eos: &str) -> Result<Self> {
+        Self::with_clock(source, bos, eos, now_secs)
+    }
+
+    /// `clock` is what `strftime_now` reads (Unix seconds): a fixed one makes renderings
+    /// comparable across days (the golden tests).
+    pub fn with_clock(source: &str, bos: &str, eos: &str, clock: fn() -> u64) -> Result<Self> {
         let mut env = Environment::new();
         let syntax = minijinja::syntax::SyntaxConfig::builder()
             .trim_blocks(true)
@@ -89,8 +98,11 @@ impl ChatTemplate {
             .map_err(|e| Error::Template(e.to_string()))?;
         env.set_syntax(syntax);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_filter("tojson", crate::pyjson::tojson);
         env.add_function("raise_exception", raise_exception);
-        env.add_function("strftime_now", strftime_now);
+        env.add_function("strftime_now", move |fmt: String| {
+            strftime_at(clock(), &fmt)
+        });
         env.add_template_owned("chat", source.to_string())
             .map_err(|e| Error::Template(e.to_string()))?;
         Ok(Self {

@@ -4,7 +4,7 @@ pub enum Error {
     Gguf(#[from] gguf::Error),
     #[error("unsupported tokenizer model {0:?} (supported: gpt2, i.e. byte-level BPE)")]
     UnsupportedModel(String),
-    #[error("unknown pre-tokenizer {0:?} in tokenizer.ggml.pre (supported: smollm, gpt-2, llama-bpe, qwen2, default)")]
+    #[error("unknown pre-tokenizer {0:?} in tokenizer.ggml.pre (supported: {known})", known = crate::pretok::KNOWN.join(", "))]
     UnknownPre(String),
     #[error("tokenizer metadata: {0}")]
     Metadata(String),

@@ -6,6 +6,7 @@ mod chat;
 mod detok;
 mod error;
 mod pretok;
+mod pyjson;
 mod vocab;
 
 pub use chat::{ChatMessage, ChatTemplate};

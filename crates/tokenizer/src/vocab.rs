@@ -118,6 +118,7 @@ impl Tokenizer {
         let bpe = Arc::new(
             BPE::builder()
                 .vocab_and_merges(vocab, merges)
+                .ignore_merges(pretok::ignores_merges(pre))
                 .build()
                 .map_err(|e| Error::Backend(e.to_string()))?,
         );
