@@ -5,13 +5,14 @@ methods) and `.bind_tools([...])`, greedy on the real model.
 Usage: python3 langchain_check.py BASE_URL
 Prints one line per case and "N passed, 0 failed"; exits non-zero on any failure.
 """
-import json
 import sys
 from typing import Literal
 
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, Field
+
+from check_runner import run
 
 llm = ChatOpenAI(base_url=sys.argv[1], api_key="none", model="", temperature=0,
                  max_tokens=80, max_retries=0, timeout=120)
@@ -73,14 +74,4 @@ def case_bind_tools_required_then_result():
 
 CASES = [case_structured_json_schema, case_structured_function_calling,
          case_bind_tools_named, case_bind_tools_required_then_result]
-passed = failed = 0
-for case in CASES:
-    try:
-        case()
-        print(f"ok   {case.__name__}")
-        passed += 1
-    except Exception as e:  # report every case, then fail
-        print(f"FAIL {case.__name__}: {type(e).__name__}: {json.dumps(str(e))[:400]}")
-        failed += 1
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+run(CASES)

@@ -19,18 +19,7 @@ fn ids(v: &Value) -> Vec<u64> {
 }
 
 fn run_sdk_checks(base_url: &str) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai_sdk_check.py");
-    let out = Command::new("python3")
-        .args([script, base_url, "sk-test"])
-        .output()
-        .expect("python3");
-    let (so, se) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "SDK checks failed:\n{so}\n{se}");
-    assert!(so.contains("0 failed"), "{so}");
-    so.into_owned()
+    common::python_check("openai_sdk_check.py", &[base_url, "sk-test"], "0 failed")
 }
 
 #[test]

@@ -7,7 +7,6 @@ mod common;
 
 use common::Server;
 use serde_json::{json, Value};
-use std::process::Command;
 
 const NO_STORE: (&str, &str) = ("Cache-Control", "no-store");
 
@@ -28,21 +27,11 @@ fn chat_text(v: &Value) -> (String, String) {
 #[test]
 fn the_openai_sdk_parses_every_schema_into_its_pydantic_model() {
     let s = Server::start(&[]);
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/structured_outputs_check.py"
+    common::python_check(
+        "structured_outputs_check.py",
+        &[&s.url()],
+        "26 passed, 0 failed",
     );
-    let out = Command::new("python3")
-        .args([script, &s.url()])
-        .output()
-        .expect("python3");
-    let so = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{so}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(so.contains("26 passed, 0 failed"), "{so}");
 }
 
 #[test]

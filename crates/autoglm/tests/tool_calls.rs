@@ -7,34 +7,18 @@ mod common;
 
 use common::Server;
 use serde_json::{json, Value};
-use std::process::Command;
-
-fn run_check(script: &str, s: &Server, want: &str) {
-    let path = format!("{}/tests/{script}", env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("python3")
-        .args([path, s.url()])
-        .output()
-        .expect("python3");
-    let so = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{so}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(so.contains(want), "{so}");
-}
 
 #[test]
 fn every_tool_choice_works_through_the_openai_sdk() {
     // No response cache: every streamed case is a live stream, not a replay.
     let s = Server::start(&["--no-cache"]);
-    run_check("tool_calls_check.py", &s, "8 passed, 0 failed");
+    common::python_check("tool_calls_check.py", &[&s.url()], "8 passed, 0 failed");
 }
 
 #[test]
 fn langchain_structured_output_and_bound_tools_work() {
     let s = Server::start(&[]);
-    run_check("langchain_check.py", &s, "4 passed, 0 failed");
+    common::python_check("langchain_check.py", &[&s.url()], "4 passed, 0 failed");
 }
 
 fn weather_tools() -> Value {

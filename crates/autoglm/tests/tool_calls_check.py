@@ -11,6 +11,8 @@ import sys
 
 from openai import OpenAI
 
+from check_runner import run
+
 client = OpenAI(base_url=sys.argv[1], api_key="none", max_retries=0, timeout=120)
 model = client.models.list().data[0].id
 
@@ -165,14 +167,4 @@ def case_results_fed_back():
 
 CASES = [case_required, case_named, case_auto_calls, case_auto_answers, case_none,
          case_streamed_matches_whole, case_parallel, case_results_fed_back]
-passed = failed = 0
-for case in CASES:
-    try:
-        case()
-        print(f"ok   {case.__name__}")
-        passed += 1
-    except Exception as e:  # report every case, then fail
-        print(f"FAIL {case.__name__}: {type(e).__name__}: {e}")
-        failed += 1
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+run(CASES)

@@ -247,3 +247,21 @@ pub fn reference(name: &str) -> Value {
         .join(name);
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
+
+/// Runs one of the Python client checks in tests/ (`python3 SCRIPT ARGS...`, the venv's
+/// python on PATH) and asserts it succeeded and printed `want`; returns its stdout.
+pub fn python_check(script: &str, args: &[&str], want: &str) -> String {
+    let path = format!("{}/tests/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("python3");
+    let (so, se) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{script} failed:\n{so}\n{se}");
+    assert!(so.contains(want), "{so}");
+    so.into_owned()
+}
