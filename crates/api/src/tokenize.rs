@@ -76,6 +76,7 @@ fn flag(o: &Map<String, Value>, k: &str, default: bool) -> Result<bool, ApiError
 
 /// A conversation's messages and tools, as chat reads them.
 fn chat(o: &Map<String, Value>) -> Result<(Vec<Message>, ToolFields), ApiError> {
+    crate::unsupported::refuse_template_fields(o)?;
     let msgs = match field(o, "messages") {
         Some(Value::Array(a)) if !a.is_empty() => a,
         Some(Value::Array(_)) => {
@@ -186,6 +187,14 @@ mod tests {
             (
                 json!({"prompt": "a", "return_token_strs": "yes"}),
                 "return_token_strs",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": "x"}], "chat_template": "{{x}}"}),
+                "chat_template",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": "x"}], "continue_final_message": true}),
+                "continue_final_message",
             ),
         ] {
             let e = TokenizeRequest::from_json(&body).unwrap_err();

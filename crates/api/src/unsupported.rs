@@ -66,6 +66,17 @@ pub(crate) fn refuse_unsupported(o: &Map<String, Value>) -> Result<(), ApiError>
     refuse(o, UNSUPPORTED_FIELDS, "is not supported by this server yet")
 }
 
+/// Template controls the tokenizer endpoints do not implement either.
+const TEMPLATE_FIELDS: &[&str] = &[
+    "chat_template",
+    "chat_template_kwargs",
+    "continue_final_message",
+];
+
+pub(crate) fn refuse_template_fields(o: &Map<String, Value>) -> Result<(), ApiError> {
+    refuse(o, TEMPLATE_FIELDS, "is not supported by this server yet")
+}
+
 /// On /v1/completions: tools need a chat template to be offered to the model.
 pub(crate) fn refuse_chat_only(o: &Map<String, Value>) -> Result<(), ApiError> {
     refuse(o, CHAT_ONLY_FIELDS, "works on /v1/chat/completions only")
