@@ -6,7 +6,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 dest="$here/llama.cpp"
 bin="$dest/build/bin"
-if [ -x "$bin/llama-bench" ] && [ -x "$bin/llama-batched-bench" ] && [ -x "$bin/llama-server" ]; then
+if [ -x "$bin/llama-bench" ] && [ -x "$bin/llama-batched-bench" ] && [ -x "$bin/llama-server" ] && [ -x "$bin/llama-quantize" ]; then
   echo "$bin"; exit 0
 fi
 command -v cmake >/dev/null || { apt-get update -qq && apt-get install -y -qq cmake; }
@@ -18,5 +18,5 @@ rm -rf "$dest/src"; mv "$tmp/llama_cpp_python-0.3.36/vendor/llama.cpp" "$dest/sr
 rm -rf "$tmp"
 cmake -S "$dest/src" -B "$dest/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_SERVER=ON >&2
-cmake --build "$dest/build" -j "$(nproc)" --target llama-bench llama-batched-bench llama-perplexity llama-server >&2
+cmake --build "$dest/build" -j "$(nproc)" --target llama-bench llama-batched-bench llama-perplexity llama-server llama-quantize llama-tokenize >&2
 echo "$bin"

@@ -2,7 +2,7 @@
 pub enum Error {
     #[error("GGUF: {0}")]
     Gguf(#[from] gguf::Error),
-    #[error("unsupported tokenizer model {0:?} (supported: gpt2, i.e. byte-level BPE)")]
+    #[error("unsupported tokenizer model {0:?} (supported: gpt2 = byte-level BPE, llama = SentencePiece)")]
     UnsupportedModel(String),
     #[error("unknown pre-tokenizer {0:?} in tokenizer.ggml.pre (supported: {known})", known = crate::pretok::KNOWN.join(", "))]
     UnknownPre(String),

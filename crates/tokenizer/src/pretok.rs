@@ -30,7 +30,7 @@ fn split(pattern: &str) -> Result<PreTokenizerWrapper> {
 /// tokenizer does this; llama.cpp sets `ignore_merges` for the same pre-tokenizers). It
 /// differs from merging where the merges would not reach the word ("Việt").
 pub fn ignores_merges(pre: &str) -> bool {
-    matches!(pre, "llama-bpe" | "llama3")
+    matches!(pre, "llama-bpe" | "llama3" | "llama-v3" | "glm4")
 }
 
 /// The `tokenizer.ggml.pre` values [`for_pre`] knows.
@@ -41,6 +41,9 @@ pub const KNOWN: &[&str] = &[
     "default",
     "llama-bpe",
     "llama3",
+    "llama-v3",
+    "chatglm-bpe",
+    "glm4",
     "qwen2",
     "qwen35",
     "starcoder",
@@ -49,6 +52,7 @@ pub const KNOWN: &[&str] = &[
     "mpt",
     "falcon",
     "deepseek-coder",
+    "deepseek-llm",
 ];
 
 pub fn for_pre(pre: &str) -> Result<PreTokenizerWrapper> {
@@ -58,7 +62,10 @@ pub fn for_pre(pre: &str) -> Result<PreTokenizerWrapper> {
         // SmolLM: every digit on its own, then the GPT-2 pattern.
         "smollm" => Sequence::new(vec![Digits::new(true).into(), byte_level(true)]).into(),
         "gpt-2" | "gpt2" | "default" => byte_level(true),
-        "llama-bpe" | "llama3" => Sequence::new(vec![split(LLAMA3)?, byte_level(false)]).into(),
+        // GLM-4's set is Llama 3's with the contractions spelled case by case.
+        "llama-bpe" | "llama3" | "llama-v3" | "chatglm-bpe" | "glm4" => {
+            Sequence::new(vec![split(LLAMA3)?, byte_level(false)]).into()
+        }
         "qwen2" => Sequence::new(vec![split(QWEN2)?, byte_level(false)]).into(),
         "qwen35" => Sequence::new(vec![split(QWEN35)?, byte_level(false)]).into(),
         // Code models that split every digit, then GPT-2's pattern (as SmolLM).

@@ -1,9 +1,9 @@
+use crate::bpe::BpeEncoder;
 use crate::byte_level::token_bytes;
-use crate::{pretok, Error, Result};
+use crate::special::SpecialToken;
+use crate::spm::{spm_token_bytes, SpmEncoder};
+use crate::{Error, Result};
 use gguf::GgufFile;
-use std::sync::Arc;
-use tokenizers::models::bpe::BPE;
-use tokenizers::AddedToken;
 
 /// llama.cpp's token types (`tokenizer.ggml.token_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,11 +40,14 @@ const EOG_TEXTS: &[&str] = &[
     "</s>",
 ];
 
+/// The tokenization algorithm the vocabulary's `tokenizer.ggml.model` names.
+enum Encoder {
+    Bpe(BpeEncoder),
+    Spm(SpmEncoder),
+}
+
 pub struct Tokenizer {
-    /// Splits special-token text into special tokens before BPE (parse_special = true).
-    with_special: Hf,
-    /// Only user-defined tokens are matched as text (parse_special = false).
-    plain: Hf,
+    encoder: Encoder,
     tokens: Vec<String>,
     types: Vec<TokenType>,
     bytes: Vec<Vec<u8>>,
@@ -66,14 +69,15 @@ fn opt_id(f: &GgufFile, key: &str, n: usize) -> Option<u32> {
 impl Tokenizer {
     pub fn from_gguf(f: &GgufFile) -> Result<Self> {
         let model = f.get_str("tokenizer.ggml.model")?;
-        if model != "gpt2" {
-            return Err(Error::UnsupportedModel(model.to_string()));
-        }
+        let is_spm = match model {
+            "gpt2" => false,
+            "llama" => true,
+            other => return Err(Error::UnsupportedModel(other.to_string())),
+        };
         let pre = f
             .get("tokenizer.ggml.pre")
             .and_then(|v| v.as_str())
             .unwrap_or("default");
-        let pre_tok = pretok::for_pre(pre)?;
         let tokens: Vec<String> = f
             .get_array("tokenizer.ggml.tokens")?
             .iter()
@@ -98,63 +102,63 @@ impl Tokenizer {
             }
             None => vec![TokenType::Normal; n],
         };
-        let merges: Vec<(String, String)> = f
-            .get_array("tokenizer.ggml.merges")?
-            .iter()
-            .map(|v| {
-                let s = v
-                    .as_str()
-                    .ok_or_else(|| Error::Metadata("merge is not a string".into()))?;
-                let (a, b) = s
-                    .split_once(' ')
-                    .ok_or_else(|| Error::Metadata(format!("merge {s:?} has no space")))?;
-                Ok((a.to_string(), b.to_string()))
-            })
-            .collect::<Result<_>>()?;
-
-        let mut vocab = ahash_vocab(&tokens);
-        // Special tokens are matched by the added-token pass, never by BPE.
-        vocab.shrink_to_fit();
-        let bpe = Arc::new(
-            BPE::builder()
-                .vocab_and_merges(vocab, merges)
-                .ignore_merges(pretok::ignores_merges(pre))
-                .build()
-                .map_err(|e| Error::Backend(e.to_string()))?,
-        );
-        let build = |specials: bool| -> Result<Hf> {
-            let mut t = Hf::new(SharedBpe(bpe.clone()));
-            t.with_pre_tokenizer(Some(pre_tok.clone()));
-            let added: Vec<AddedToken> = tokens
+        let bool_key = |k: &str| f.get(k).and_then(|v| v.as_bool());
+        // llama.cpp's defaults where the file is silent: SentencePiece vocabularies start
+        // with BOS (id 1, EOS 2), so do Llama 3's and Mistral's BPE ones.
+        let (default_bos, default_eos, default_add_bos) = if is_spm {
+            (Some(1), Some(2), true)
+        } else {
+            (None, None, matches!(pre, "llama-bpe" | "llama3" | "llama-v3" | "tekken"))
+        };
+        let valid = |id: Option<u32>| id.filter(|&i| (i as usize) < n);
+        let bos = opt_id(f, "tokenizer.ggml.bos_token_id", n).or(valid(default_bos));
+        let eos = opt_id(f, "tokenizer.ggml.eos_token_id", n).or(valid(default_eos));
+        let (encoder, bytes) = if is_spm {
+            let scores: Vec<f32> = match f.get("tokenizer.ggml.scores") {
+                Some(v) => v
+                    .as_array()
+                    .ok_or_else(|| Error::Metadata("scores is not an array".into()))?
+                    .iter()
+                    .map(|s| s.as_f64().unwrap_or(0.0) as f32)
+                    .collect(),
+                None => vec![0.0; n],
+            };
+            let name = f
+                .get("general.name")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_lowercase();
+            let specials = special_tokens(&tokens, &types, &name);
+            let unk = opt_id(f, "tokenizer.ggml.unknown_token_id", n).or(valid(Some(0)));
+            let enc = SpmEncoder::new(
+                &tokens,
+                &types,
+                scores,
+                unk,
+                specials,
+                bool_key("tokenizer.ggml.add_space_prefix").unwrap_or(true),
+            );
+            let bytes = tokens
                 .iter()
                 .zip(&types)
-                .filter(|(_, ty)| {
-                    **ty == TokenType::UserDefined || (specials && **ty == TokenType::Control)
-                })
-                .map(|(text, ty)| {
-                    AddedToken::from(text.clone(), *ty == TokenType::Control).normalized(false)
+                .map(|(t, &ty)| spm_token_bytes(t, ty))
+                .collect();
+            (Encoder::Spm(enc), bytes)
+        } else {
+            let enc = BpeEncoder::from_gguf(f, pre, &tokens, &types)?;
+            let bytes = tokens
+                .iter()
+                .zip(&types)
+                .map(|(t, ty)| match ty {
+                    TokenType::Normal | TokenType::Byte => {
+                        token_bytes(t).unwrap_or_else(|| t.as_bytes().to_vec())
+                    }
+                    TokenType::Control | TokenType::UserDefined => t.as_bytes().to_vec(),
+                    TokenType::Unknown | TokenType::Unused => Vec::new(),
                 })
                 .collect();
-            t.add_special_tokens(added)
-                .map_err(|e| Error::Backend(e.to_string()))?;
-            Ok(t)
+            (Encoder::Bpe(enc), bytes)
         };
-        let with_special = build(true)?;
-        let plain = build(false)?;
-
-        let bytes = tokens
-            .iter()
-            .zip(&types)
-            .map(|(t, ty)| match ty {
-                TokenType::Normal | TokenType::Byte => {
-                    token_bytes(t).unwrap_or_else(|| t.as_bytes().to_vec())
-                }
-                TokenType::Control | TokenType::UserDefined => t.as_bytes().to_vec(),
-                TokenType::Unknown | TokenType::Unused => Vec::new(),
-            })
-            .collect();
-        let bos = opt_id(f, "tokenizer.ggml.bos_token_id", n);
-        let eos = opt_id(f, "tokenizer.ggml.eos_token_id", n);
         let mut eog: Vec<u32> = eos
             .into_iter()
             .chain(opt_id(f, "tokenizer.ggml.eot_token_id", n))
@@ -169,20 +173,13 @@ impl Tokenizer {
             }
         }
         Ok(Self {
-            with_special,
-            plain,
+            encoder,
             bytes,
             types,
             bos,
             eos,
-            add_bos: f
-                .get("tokenizer.ggml.add_bos_token")
-                .and_then(|v| v.as_bool())
-                .unwrap_or(false),
-            add_eos: f
-                .get("tokenizer.ggml.add_eos_token")
-                .and_then(|v| v.as_bool())
-                .unwrap_or(false),
+            add_bos: bool_key("tokenizer.ggml.add_bos_token").unwrap_or(default_add_bos),
+            add_eos: bool_key("tokenizer.ggml.add_eos_token").unwrap_or(false),
             eog,
             chat_template: f
                 .get("tokenizer.chat_template")
@@ -199,19 +196,14 @@ impl Tokenizer {
     /// Token ids of `text`. `parse_special` turns special-token text into those tokens
     /// (turn it off for untrusted text); `add_special` adds BOS/EOS as the model asks.
     pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<u32>> {
-        let t = if parse_special {
-            &self.with_special
-        } else {
-            &self.plain
-        };
-        let enc = t
-            .encode_fast(text, false)
-            .map_err(|e| Error::Backend(e.to_string()))?;
-        let mut ids = Vec::with_capacity(enc.get_ids().len() + 2);
+        let mut ids = Vec::with_capacity(text.len() / 3 + 2);
         if add_special && self.add_bos {
             ids.extend(self.bos);
         }
-        ids.extend_from_slice(enc.get_ids());
+        match &self.encoder {
+            Encoder::Bpe(e) => e.encode(text, parse_special, &mut ids)?,
+            Encoder::Spm(e) => e.encode(text, parse_special, &mut ids),
+        }
         if add_special && self.add_eos {
             ids.extend(self.eos);
         }
@@ -270,54 +262,29 @@ impl Tokenizer {
     }
 }
 
-/// The two tokenizers (special-token text parsed or not) differ only in their added
-/// tokens; they share one BPE model, whose vocabulary and merges are most of a large
-/// vocabulary's memory (sharing it cut RSS after load by 80 MiB with Llama 3's 128k tokens).
-#[derive(Clone)]
-struct SharedBpe(Arc<BPE>);
 
-impl tokenizers::Model for SharedBpe {
-    type Trainer = <BPE as tokenizers::Model>::Trainer;
-    fn tokenize(&self, sequence: &str) -> tokenizers::Result<Vec<tokenizers::Token>> {
-        self.0.tokenize(sequence)
-    }
-    fn token_to_id(&self, token: &str) -> Option<u32> {
-        self.0.token_to_id(token)
-    }
-    fn id_to_token(&self, id: u32) -> Option<String> {
-        self.0.id_to_token(id)
-    }
-    fn get_vocab(&self) -> std::collections::HashMap<String, u32> {
-        self.0.get_vocab()
-    }
-    fn get_vocab_size(&self) -> usize {
-        self.0.get_vocab_size()
-    }
-    fn save(
-        &self,
-        folder: &std::path::Path,
-        prefix: Option<&str>,
-    ) -> tokenizers::Result<Vec<std::path::PathBuf>> {
-        self.0.save(folder, prefix)
-    }
-    fn get_trainer(&self) -> Self::Trainer {
-        self.0.get_trainer()
-    }
-}
-
-type Hf = tokenizers::TokenizerImpl<
-    SharedBpe,
-    tokenizers::NormalizerWrapper,
-    tokenizers::PreTokenizerWrapper,
-    tokenizers::PostProcessorWrapper,
-    tokenizers::DecoderWrapper,
->;
-
-fn ahash_vocab(tokens: &[String]) -> tokenizers::models::bpe::Vocab {
-    let mut v = tokenizers::models::bpe::Vocab::default();
-    for (i, t) in tokens.iter().enumerate() {
-        // First occurrence wins, as in llama.cpp's token_to_id map.
-        v.entry(t.clone()).or_insert(i as u32);
-    }
+/// Tokens matched as text before SentencePiece runs (control, user-defined and unknown
+/// ones), longest first, with the strip rules llama.cpp gives Phi-3's by model name.
+fn special_tokens(tokens: &[String], types: &[TokenType], model_name: &str) -> Vec<SpecialToken> {
+    let phi3 = model_name.contains("phi-3") || model_name.contains("phi3");
+    let mut v: Vec<SpecialToken> = tokens
+        .iter()
+        .zip(types)
+        .enumerate()
+        .filter(|(_, (_, ty))| {
+            matches!(
+                ty,
+                TokenType::Control | TokenType::UserDefined | TokenType::Unknown
+            )
+        })
+        .map(|(i, (t, ty))| SpecialToken {
+            id: i as u32,
+            text: t.clone(),
+            needs_parse_special: *ty != TokenType::UserDefined,
+            lstrip: false,
+            rstrip: phi3 && !matches!(t.as_str(), "<unk>" | "<s>" | "<|endoftext|>"),
+        })
+        .collect();
+    v.sort_by(|a, b| b.text.len().cmp(&a.text.len()).then(a.id.cmp(&b.id)));
     v
 }

@@ -8,7 +8,8 @@ use model::paths::llamacpp_models_dir;
 use std::path::Path;
 use tokenizer::Tokenizer;
 
-/// The vocabs autoglm's tokenizer supports (byte-level BPE with these pre-tokenizers).
+/// The vocabs autoglm's tokenizer supports (byte-level BPE with these pre-tokenizers, and
+/// SentencePiece).
 const SUPPORTED: &[&str] = &[
     "gpt-2",
     "llama-bpe",
@@ -21,6 +22,8 @@ const SUPPORTED: &[&str] = &[
     "falcon",
     "deepseek-coder",
     "deepseek-llm",
+    "llama-spm",
+    "phi-3",
 ];
 
 /// (input, llama.cpp's ids) pairs of one vocab.
