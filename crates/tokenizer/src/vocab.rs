@@ -30,15 +30,87 @@ impl TokenType {
 }
 
 /// Texts llama.cpp treats as end-of-generation when the vocabulary has them as control tokens.
+/// Texts llama.cpp treats as end-of-generation, whatever the vocabulary's type for them
+/// (it turns them into control tokens).
 const EOG_TEXTS: &[&str] = &[
-    "<|endoftext|>",
-    "<|im_end|>",
     "<|eot_id|>",
+    "<|im_end|>",
     "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
     "<end_of_turn>",
-    "<|end_of_text|>",
+    "<|endoftext|>",
     "</s>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "[EOS]",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
+    "<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>",
+    "[e~[",
 ];
+
+/// Fill-in-the-middle and end-of-turn markers llama.cpp also makes control tokens when
+/// the vocabulary forgot to (so special-token parsing matches them, and plain text
+/// never produces them).
+const CONTROL_LOOKING_TEXTS: &[&str] = &[
+    "<|fim_prefix|>",
+    "<fim-prefix>",
+    "<fim_prefix>",
+    "<\u{ff5c}fim\u{2581}begin\u{ff5c}>",
+    "<PRE>",
+    "\u{2581}<PRE>",
+    "<|code_prefix|>",
+    "<|prefix|>",
+    "<|fim_suffix|>",
+    "<fim-suffix>",
+    "<fim_suffix>",
+    "<\u{ff5c}fim\u{2581}hole\u{ff5c}>",
+    "<SUF>",
+    "\u{2581}<SUF>",
+    "<|code_suffix|>",
+    "<|suffix|>",
+    "<|fim_middle|>",
+    "<fim-middle>",
+    "<fim_middle>",
+    "<\u{ff5c}fim\u{2581}end\u{ff5c}>",
+    "<MID>",
+    "\u{2581}<MID>",
+    "<|code_middle|>",
+    "<|middle|>",
+    "<|fim_pad|>",
+    "<fim-pad>",
+    "<fim_pad>",
+    "<PAD>",
+    "[PAD]",
+    "<|fim_repo|>",
+    "<|repo_name|>",
+    "<fim-repo>",
+    "<REPO>",
+    "<reponame>",
+    "<|file_sep|>",
+];
+
+/// llama.cpp's type overrides: every end-of-generation or FIM marker text is a control
+/// token (for the id its text maps to, the last one with that text).
+fn control_looking_overrides(tokens: &[String], types: &mut [TokenType]) {
+    let mut last: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, t) in tokens.iter().enumerate() {
+        last.insert(t.as_str(), i);
+    }
+    for text in EOG_TEXTS.iter().chain(CONTROL_LOOKING_TEXTS) {
+        if let Some(&i) = last.get(text) {
+            types[i] = TokenType::Control;
+        }
+    }
+}
 
 /// The tokenization algorithm the vocabulary's `tokenizer.ggml.model` names.
 enum Encoder {
@@ -102,6 +174,8 @@ impl Tokenizer {
             }
             None => vec![TokenType::Normal; n],
         };
+        let mut types = types;
+        control_looking_overrides(&tokens, &mut types);
         let bool_key = |k: &str| f.get(k).and_then(|v| v.as_bool());
         // llama.cpp's defaults where the file is silent: SentencePiece vocabularies start
         // with BOS (id 1, EOS 2), so do Llama 3's and Mistral's BPE ones.

@@ -97,3 +97,51 @@ fn every_supported_vocab_reproduces_llama_cpp_and_the_rest_are_refused_by_name()
     }
     eprintln!("{}", report.join("\n"));
 }
+
+/// Our hard strings (testdata/reference's tricky cases and chat turns with each family's
+/// special tokens), with BOS as each vocab adds it and special-token text parsed or not:
+/// the ids llama.cpp gave (scripts/tokenizer_goldens.py) for every supported vocab.
+#[test]
+fn hard_strings_tokenize_like_llama_cpp_in_every_supported_vocab() {
+    let dir = llamacpp_models_dir(&|k| std::env::var_os(k));
+    let golden: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            model::paths::testdata_dir().join("tokenizer/llamacpp_ids.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let vocabs = golden["vocabs"].as_object().unwrap();
+    let mut names: Vec<&str> = vocabs.keys().map(|k| k.as_str()).collect();
+    let mut want = SUPPORTED.to_vec();
+    names.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(names, want, "goldens for exactly the supported vocabs");
+    let ids = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
+    };
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for (vocab, cases) in vocabs {
+        let tok = Tokenizer::from_gguf(
+            &GgufFile::open(dir.join(format!("ggml-vocab-{vocab}.gguf"))).unwrap(),
+        )
+        .unwrap();
+        for c in cases.as_array().unwrap() {
+            let text = c["text"].as_str().unwrap();
+            for (key, parse_special) in [("parse_special", true), ("plain", false)] {
+                let got = tok.encode(text, true, parse_special).unwrap();
+                if got != ids(&c[key]) {
+                    wrong.push(format!("{vocab} {key} {text:?}: got {got:?}, llama.cpp {}", c[key]));
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert!(checked >= 13 * 26 * 2, "{checked}");
+}
