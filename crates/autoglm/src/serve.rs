@@ -337,8 +337,20 @@ pub fn run(a: Args) -> Result<()> {
                     "chat template read"
                 );
             }
-            let ctx = l.model.config.context_length;
-            let engine = EngineHandle::start(Arc::new(l.model), engine_cfg);
+            let ctx = engine_cfg
+                .max_context
+                .unwrap_or(l.model.config.context_length)
+                .min(l.model.config.context_length);
+            let mut model = l.model;
+            // Rope settings that depend on the served context (Phi-3's LongRoPE) are
+            // fixed before the first token is cached.
+            model.use_context(ctx);
+            tracing::info!(
+                architecture = ?model.config.arch,
+                layers = model.config.n_layers,
+                "architecture"
+            );
+            let engine = EngineHandle::start(Arc::new(model), engine_cfg);
             tracing::info!(
                 context = ctx,
                 kv_blocks = engine.stats().kv_blocks_total,

@@ -1,9 +1,10 @@
 //! One forward pass over a batch of sequences: prefill chunks and single-token decodes go
 //! through the same code, each sequence with its own positions and KV block table.
 
+use crate::arch::Activation;
 use crate::weights::{Model, Stacked};
-use crate::{Error, KvCache, Result, RopeScaling};
-use kernels::ops::{self, AttnSeq};
+use crate::{Error, KvCache, Result};
+use kernels::ops::{self, AttnParams, AttnSeq, RopeParams};
 use kernels::{matmul, ThreadPool};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,28 +140,36 @@ impl Model {
         let mut r = 0;
         for s in seqs {
             for (i, &t) in s.tokens.iter().enumerate() {
-                self.embd.row_f32(t as usize, &mut x[r * d..(r + 1) * d]);
+                let row = &mut x[r * d..(r + 1) * d];
+                self.embd.row_f32(t as usize, row);
+                if let Some(scale) = c.graph.embd_scale {
+                    row.iter_mut().for_each(|v| *v *= scale);
+                }
                 pos.push(s.start_pos + i);
                 r += 1;
             }
         }
-        let freq_scale = match c.rope_scaling {
-            RopeScaling::None => 1.0,
-            RopeScaling::Linear { factor } => 1.0 / factor,
-        };
-        let mut rope = Vec::with_capacity(rows);
-        let mut tbl = Vec::new();
-        for &p in &pos {
-            ops::rope_table(
-                p,
-                c.n_rot,
-                c.rope_base,
-                freq_scale,
-                self.rope_factors.as_deref(),
-                &mut tbl,
-            );
-            rope.push(tbl.clone());
+        // One angle table per row for each distinct rope (windowed layers may have their
+        // own base), and which of them each layer uses.
+        let mut ropes: Vec<RopeParams> = vec![c.rope];
+        if let Some(sw) = &c.sliding_window {
+            if sw.rope != c.rope {
+                ropes.push(sw.rope);
+            }
         }
+        let layer_rope = |li: usize| usize::from(ropes.len() > 1 && c.is_windowed(li));
+        let tables: Vec<Vec<Vec<(f32, f32)>>> = ropes
+            .iter()
+            .map(|rp| {
+                pos.iter()
+                    .map(|&p| {
+                        let mut t = Vec::with_capacity(rp.dims / 2);
+                        ops::rope_table(p, rp, self.rope_factors.as_deref(), &mut t);
+                        t
+                    })
+                    .collect()
+            })
+            .collect();
         let mut slots = Vec::with_capacity(rows);
         for s in seqs {
             slots.extend(
@@ -221,14 +230,35 @@ impl Model {
         let mut proj = vec![0f32; rows * d];
         let mut gu = vec![0f32; rows * 2 * c.n_ff];
         let mut h = vec![0f32; rows * c.n_ff];
-        let scale = 1.0 / (hd as f32).sqrt();
+        let g = &c.graph;
 
-        // Each residual add runs in one pass with the norm that follows it: one pool
-        // region instead of two.
-        let add_then_norm = |x: &mut [f32], xn: &mut [f32], proj: &[f32], norm: Option<&[f32]>| {
+        // Each residual add runs in one pass with what precedes it (the projection's
+        // bias and post-norm, where the architecture has them) and the norm that
+        // follows it: one pool region instead of several.
+        let add_then_norm = |x: &mut [f32],
+                             xn: &mut [f32],
+                             proj: &[f32],
+                             bias: Option<&[f32]>,
+                             post_norm: Option<&[f32]>,
+                             norm: Option<&[f32]>| {
             pool.for_row_pairs(x, d, xn, d, &|r, row, out| {
-                for (a, b) in row.iter_mut().zip(&proj[r * d..]) {
-                    *a += b;
+                let p = &proj[r * d..(r + 1) * d];
+                if bias.is_none() && post_norm.is_none() {
+                    for (a, b) in row.iter_mut().zip(p) {
+                        *a += b;
+                    }
+                } else {
+                    // `out` is free until the norm below writes it.
+                    out.copy_from_slice(p);
+                    if let Some(b) = bias {
+                        out.iter_mut().zip(b).for_each(|(o, b)| *o += b);
+                    }
+                    if let Some(w) = post_norm {
+                        ops::rmsnorm_in_place(out, w, c.rms_eps);
+                    }
+                    for (a, b) in row.iter_mut().zip(out.iter()) {
+                        *a += b;
+                    }
                 }
                 if let Some(w) = norm {
                     ops::rmsnorm(row, w, c.rms_eps, out);
@@ -246,8 +276,18 @@ impl Model {
             let layout = kv.layout;
             {
                 let writer = layer_kv.writer(layout);
+                let rope = &tables[layer_rope(li)];
                 pool.for_row_pairs(&mut qkv, qkv_w, &mut q, qd, &|r, row, q_row| {
-                    ops::rope_pairs(&mut row[..qd + kvd], hd, &rope[r]);
+                    if let Some(b) = &layer.qkv_bias {
+                        row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+                    }
+                    if let Some(w) = &layer.q_norm {
+                        ops::rmsnorm_pieces(&mut row[..qd], hd, w, c.rms_eps);
+                    }
+                    if let Some(w) = &layer.k_norm {
+                        ops::rmsnorm_pieces(&mut row[qd..qd + kvd], hd, w, c.rms_eps);
+                    }
+                    g.rope_style.apply(&mut row[..qd + kvd], hd, &rope[r]);
                     q_row.copy_from_slice(&row[..qd]);
                     let (block, slot) = slots[r];
                     // SAFETY: `validate` checked that no two rows share a (block, slot).
@@ -267,19 +307,50 @@ impl Model {
                 attn_seqs = std::mem::take(&mut last_seqs);
             }
             let paged = layer_kv.paged(layout);
-            ops::attention(pool, &q, c.n_heads, &paged, &attn_seqs, scale, &mut att);
+            let params = AttnParams {
+                scale: c.attn_scale,
+                softcap: c.attn_softcap,
+                window: c
+                    .sliding_window
+                    .as_ref()
+                    .filter(|_| c.is_windowed(li))
+                    .map(|s| s.window),
+            };
+            ops::attention(pool, &q, c.n_heads, &paged, &attn_seqs, &params, &mut att);
             matmul(pool, &layer.wo, &att, rows, &mut proj);
-            add_then_norm(&mut x, &mut xn, &proj, Some(&layer.ffn_norm));
+            add_then_norm(
+                &mut x,
+                &mut xn,
+                &proj,
+                layer.wo_bias.as_deref(),
+                layer.attn_post_norm.as_deref(),
+                Some(&layer.ffn_norm),
+            );
             stacked_matmul(pool, &layer.gate_up, &xn, rows, &mut gu);
             let ff = c.n_ff;
+            if let Some(b) = &layer.gate_up_bias {
+                pool.for_rows(&mut gu, 2 * ff, &|_, row| {
+                    row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+                });
+            }
             pool.for_rows(&mut h, ff, &|r, out| {
-                let (g, u) = gu[r * 2 * ff..(r + 1) * 2 * ff].split_at(ff);
-                out.copy_from_slice(g);
-                ops::silu_mul(out, u);
+                let (gate, up) = gu[r * 2 * ff..(r + 1) * 2 * ff].split_at(ff);
+                out.copy_from_slice(gate);
+                match g.activation {
+                    Activation::Silu => ops::silu_mul(out, up),
+                    Activation::GeluTanh => ops::gelu_mul(out, up),
+                }
             });
             matmul(pool, &layer.down, &h, rows, &mut proj);
             let next = self.layers.get(li + 1).map(|l| &l.attn_norm[..]);
-            add_then_norm(&mut x, &mut xn, &proj, next);
+            add_then_norm(
+                &mut x,
+                &mut xn,
+                &proj,
+                layer.down_bias.as_deref(),
+                layer.ffn_post_norm.as_deref(),
+                next,
+            );
         }
 
         let mut normed = vec![0f32; want.len() * d];
@@ -295,6 +366,17 @@ impl Model {
         let vocab = c.vocab_size;
         let mut data = vec![0f32; want.len() * vocab];
         matmul(pool, self.lm_head(), &normed, want.len(), &mut data);
+        if self.output_bias.is_some() || g.final_softcap.is_some() {
+            pool.for_rows(&mut data, vocab, &|_, row| {
+                if let Some(b) = &self.output_bias {
+                    row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+                }
+                if let Some(cap) = g.final_softcap {
+                    let inv = 1.0 / cap;
+                    row.iter_mut().for_each(|v| *v = (*v * inv).tanh() * cap);
+                }
+            });
+        }
         Ok(Logits {
             data,
             vocab,

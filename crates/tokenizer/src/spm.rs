@@ -235,7 +235,13 @@ mod tests {
     fn merges_by_score_not_by_order() {
         // "abc": "ab" (score -5) loses to "bc" (score -1), so the result is a + bc.
         let e = enc(
-            &[("a", -9.0), ("b", -9.0), ("c", -9.0), ("ab", -5.0), ("bc", -1.0)],
+            &[
+                ("a", -9.0),
+                ("b", -9.0),
+                ("c", -9.0),
+                ("ab", -5.0),
+                ("bc", -1.0),
+            ],
             false,
         );
         let mut out = Vec::new();

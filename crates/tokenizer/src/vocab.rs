@@ -114,8 +114,8 @@ fn control_looking_overrides(tokens: &[String], types: &mut [TokenType]) {
 
 /// The tokenization algorithm the vocabulary's `tokenizer.ggml.model` names.
 enum Encoder {
-    Bpe(BpeEncoder),
-    Spm(SpmEncoder),
+    Bpe(Box<BpeEncoder>),
+    Spm(Box<SpmEncoder>),
 }
 
 pub struct Tokenizer {
@@ -182,7 +182,11 @@ impl Tokenizer {
         let (default_bos, default_eos, default_add_bos) = if is_spm {
             (Some(1), Some(2), true)
         } else {
-            (None, None, matches!(pre, "llama-bpe" | "llama3" | "llama-v3" | "tekken"))
+            (
+                None,
+                None,
+                matches!(pre, "llama-bpe" | "llama3" | "llama-v3" | "tekken"),
+            )
         };
         let valid = |id: Option<u32>| id.filter(|&i| (i as usize) < n);
         let bos = opt_id(f, "tokenizer.ggml.bos_token_id", n).or(valid(default_bos));
@@ -217,7 +221,7 @@ impl Tokenizer {
                 .zip(&types)
                 .map(|(t, &ty)| spm_token_bytes(t, ty))
                 .collect();
-            (Encoder::Spm(enc), bytes)
+            (Encoder::Spm(Box::new(enc)), bytes)
         } else {
             let enc = BpeEncoder::from_gguf(f, pre, &tokens, &types)?;
             let bytes = tokens
@@ -231,7 +235,7 @@ impl Tokenizer {
                     TokenType::Unknown | TokenType::Unused => Vec::new(),
                 })
                 .collect();
-            (Encoder::Bpe(enc), bytes)
+            (Encoder::Bpe(Box::new(enc)), bytes)
         };
         let mut eog: Vec<u32> = eos
             .into_iter()
@@ -335,7 +339,6 @@ impl Tokenizer {
         self.eos.and_then(|i| self.token_text(i)).unwrap_or("")
     }
 }
-
 
 /// Tokens matched as text before SentencePiece runs (control, user-defined and unknown
 /// ones), longest first, with the strip rules llama.cpp gives Phi-3's by model name.

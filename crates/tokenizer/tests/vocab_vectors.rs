@@ -105,10 +105,8 @@ fn every_supported_vocab_reproduces_llama_cpp_and_the_rest_are_refused_by_name()
 fn hard_strings_tokenize_like_llama_cpp_in_every_supported_vocab() {
     let dir = llamacpp_models_dir(&|k| std::env::var_os(k));
     let golden: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            model::paths::testdata_dir().join("tokenizer/llamacpp_ids.json"),
-        )
-        .unwrap(),
+        &std::fs::read_to_string(model::paths::testdata_dir().join("tokenizer/llamacpp_ids.json"))
+            .unwrap(),
     )
     .unwrap();
     let vocabs = golden["vocabs"].as_object().unwrap();
@@ -136,7 +134,10 @@ fn hard_strings_tokenize_like_llama_cpp_in_every_supported_vocab() {
             for (key, parse_special) in [("parse_special", true), ("plain", false)] {
                 let got = tok.encode(text, true, parse_special).unwrap();
                 if got != ids(&c[key]) {
-                    wrong.push(format!("{vocab} {key} {text:?}: got {got:?}, llama.cpp {}", c[key]));
+                    wrong.push(format!(
+                        "{vocab} {key} {text:?}: got {got:?}, llama.cpp {}",
+                        c[key]
+                    ));
                 }
                 checked += 1;
             }

@@ -232,6 +232,28 @@ pub struct PagedKv<'a> {
     pub layout: KvLayout,
 }
 
+/// How scores are formed and which keys a query sees.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttnParams {
+    /// Multiplies `q·k`.
+    pub scale: f32,
+    /// Gemma 2's soft cap: a score `s` becomes `cap * tanh(s / cap)` before the softmax.
+    pub softcap: Option<f32>,
+    /// Sliding window: a query at position `p` sees keys `p - window + 1 ..= p` only.
+    pub window: Option<usize>,
+}
+
+impl AttnParams {
+    /// Plain causal attention with `scale`.
+    pub fn scaled(scale: f32) -> Self {
+        Self {
+            scale,
+            softcap: None,
+            window: None,
+        }
+    }
+}
+
 /// A run of consecutive query rows of one sequence.
 pub struct AttnSeq<'a> {
     pub block_table: &'a [u32],
@@ -250,26 +272,32 @@ impl<'a> AttnSeq<'a> {
         kv: &'a PagedKv<'a>,
         i: usize,
         kv_head: usize,
-        scale: f32,
+        params: &AttnParams,
     ) -> HeadGroup<'a> {
+        let n_ctx = self.first_pos + i + 1;
         HeadGroup {
             kv,
             table: self.block_table,
             kv_head,
-            n_ctx: self.first_pos + i + 1,
-            scale,
+            n_ctx,
+            start: params.window.map_or(0, |w| n_ctx.saturating_sub(w.max(1))),
+            scale: params.scale,
+            softcap: params.softcap,
         }
     }
 }
 
 /// One task's work: query heads `heads` (all on KV head `kv_head`) of one row over
-/// `n_ctx` positions.
+/// positions `start..n_ctx`.
 pub(crate) struct HeadGroup<'a> {
     pub kv: &'a PagedKv<'a>,
     pub table: &'a [u32],
     pub kv_head: usize,
     pub n_ctx: usize,
+    /// First visible position (0 unless a sliding window hides older keys).
+    pub start: usize,
     pub scale: f32,
+    pub softcap: Option<f32>,
 }
 
 impl HeadGroup<'_> {
@@ -316,16 +344,16 @@ fn heads_per_task(group: usize, head_dim: usize) -> usize {
         .unwrap_or(1)
 }
 
-/// `out[row, head] = softmax(q·Kᵀ · scale) · V` over the row's causal context, with
-/// query heads mapped onto KV heads by grouping (GQA). `q` and `out` have
-/// `n_heads * head_dim` columns.
+/// `out[row, head] = softmax(q·Kᵀ · scale) · V` over the row's causal context (within
+/// the window, scores soft-capped when `params` say so), with query heads mapped onto
+/// KV heads by grouping (GQA). `q` and `out` have `n_heads * head_dim` columns.
 pub fn attention(
     pool: &ThreadPool,
     q: &[f32],
     n_heads: usize,
     kv: &PagedKv,
     seqs: &[AttnSeq],
-    scale: f32,
+    params: &AttnParams,
     out: &mut [f32],
 ) {
     let l = kv.layout;
@@ -352,7 +380,7 @@ pub fn attention(
         let h0 = (t % chunks) * per;
         let seq = &seqs[s];
         let row = seq.first_row + i;
-        let task = seq.head_group(kv, i, h0 / group, scale);
+        let task = seq.head_group(kv, i, h0 / group, params);
         task.check();
         let qs = &q[row * width + h0 * hd..row * width + (h0 + per) * hd];
         // SAFETY: (row, heads h0..h0+per) belong to this task alone and lie inside `out`
@@ -384,8 +412,11 @@ fn attend(task: &HeadGroup, qs: &[f32], scores: &mut Vec<f32>, out: &mut [f32]) 
             (2, 64) => return go!(2, 4),
             (3, 64) => return go!(3, 4),
             (4, 64) => return go!(4, 4),
+            (1, 96) => return go!(1, 6),
+            (2, 96) => return go!(2, 6),
             (1, 128) => return go!(1, 8),
             (2, 128) => return go!(2, 8),
+            (1, 256) => return go!(1, 16),
             _ => {}
         }
     }
@@ -411,9 +442,9 @@ unsafe fn reference_attend_avx2(
 }
 
 /// The reference arithmetic: each score a sequential FMA chain of K codes over the head
-/// dimension, times the K scale, times `scale`; softmax with the max subtracted and an
-/// f64 sum; the output a sequential sum over positions of `fma(weight * v_scale, code,
-/// acc)`.
+/// dimension, times the K scale, times `scale` (then soft-capped); softmax over the
+/// visible positions with the max subtracted and an f64 sum; the output a sequential sum
+/// over positions of `fma(weight * v_scale, code, acc)`.
 #[inline(always)]
 pub(crate) fn reference_attend(
     task: &HeadGroup,
@@ -423,10 +454,10 @@ pub(crate) fn reference_attend(
 ) {
     let l = &task.kv.layout;
     let (hd, bs) = (l.head_dim, l.block_size);
-    let n_ctx = task.n_ctx;
+    let (start, n_ctx) = (task.start, task.n_ctx);
     for (q, o) in qs.chunks_exact(hd).zip(out.chunks_exact_mut(hd)) {
         scores.clear();
-        for p in 0..n_ctx {
+        for p in start..n_ctx {
             let block = task.table[p / bs] as usize;
             let base = l.k_index(block, task.kv_head, p % bs);
             let mut acc = 0f32;
@@ -436,6 +467,9 @@ pub(crate) fn reference_attend(
             let ks = task.kv.k_scale[l.scale_index(block, task.kv_head, p % bs)];
             scores.push(acc * ks * task.scale);
         }
+        if let Some(cap) = task.softcap {
+            softcap(scores, cap);
+        }
         let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         for s in scores.iter_mut() {
             *s -= max;
@@ -443,7 +477,7 @@ pub(crate) fn reference_attend(
         exp_inplace(scores);
         let inv = (1.0 / sum8(scores)) as f32;
         o.fill(0.0);
-        for (p, &w) in scores.iter().enumerate() {
+        for (p, &w) in (start..).zip(scores.iter()) {
             let block = task.table[p / bs] as usize;
             let at = l.v_index(block, p % bs, task.kv_head);
             let a = w * inv * task.kv.v_scale[l.scale_index(block, task.kv_head, p % bs)];
@@ -451,6 +485,14 @@ pub(crate) fn reference_attend(
                 *od = a.mul_add(vd as f32, *od);
             }
         }
+    }
+}
+
+/// `s = cap * tanh(s / cap)`, as ggml computes it (a multiply by the reciprocal).
+pub(crate) fn softcap(s: &mut [f32], cap: f32) {
+    let inv = 1.0 / cap;
+    for v in s {
+        *v = (*v * inv).tanh() * cap;
     }
 }
 
@@ -476,7 +518,7 @@ pub(crate) fn reference_attention(
     n_heads: usize,
     kv: &PagedKv,
     seqs: &[AttnSeq],
-    scale: f32,
+    params: &AttnParams,
     out: &mut [f32],
 ) {
     let hd = kv.layout.head_dim;
@@ -487,7 +529,7 @@ pub(crate) fn reference_attention(
         for i in 0..seq.n_rows {
             let row = seq.first_row + i;
             for h in 0..n_heads {
-                let task = seq.head_group(kv, i, h / group, scale);
+                let task = seq.head_group(kv, i, h / group, params);
                 let at = row * width + h * hd;
                 reference_attend(&task, &q[at..at + hd], &mut scores, &mut out[at..at + hd]);
             }

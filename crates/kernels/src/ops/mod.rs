@@ -3,11 +3,13 @@
 //! without changing results.
 
 mod attention;
+mod rope;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-pub use attention::{attention, AttnSeq, KvLayout, KvWriter, LayerKv, PagedKv};
+pub use attention::{attention, AttnParams, AttnSeq, KvLayout, KvWriter, LayerKv, PagedKv};
+pub use rope::{rope_table, yarn_corr_dims, RopeParams, RopeStyle};
 
 use crate::{isa, Isa};
 
@@ -20,47 +22,31 @@ pub fn rmsnorm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-/// Rotary embedding on interleaved pairs (ggml's "normal" rope): pair `(2i, 2i+1)` of each
-/// head is rotated by `pos * theta_i`; `cos_sin` holds `(cos, sin)` for each pair.
-pub fn rope_pairs(x: &mut [f32], head_dim: usize, cos_sin: &[(f32, f32)]) {
-    for head in x.chunks_exact_mut(head_dim) {
-        for (pair, &(c, s)) in head.chunks_exact_mut(2).zip(cos_sin) {
-            let (a, b) = (pair[0], pair[1]);
-            pair[0] = a * c - b * s;
-            pair[1] = a * s + b * c;
-        }
+/// [`rmsnorm`] in place, with the same arithmetic.
+pub fn rmsnorm_in_place(x: &mut [f32], w: &[f32], eps: f32) {
+    let ss: f64 = x.iter().map(|&v| (v as f64) * (v as f64)).sum();
+    let scale = (1.0 / (ss / x.len() as f64 + eps as f64).sqrt()) as f32;
+    for (v, &g) in x.iter_mut().zip(w) {
+        *v = *v * scale * g;
     }
 }
 
-/// Rotary embedding on split halves (GPT-NeoX style): element `i` pairs with `i + d/2`.
-pub fn rope_halves(x: &mut [f32], head_dim: usize, cos_sin: &[(f32, f32)]) {
-    let h = head_dim / 2;
-    for head in x.chunks_exact_mut(head_dim) {
-        for (i, &(c, s)) in cos_sin.iter().enumerate().take(h) {
-            let (a, b) = (head[i], head[i + h]);
-            head[i] = a * c - b * s;
-            head[i + h] = a * s + b * c;
-        }
+/// RMSNorm of each `width`-long piece of `x` in place (Qwen 3's and Gemma 3's per-head
+/// norms of Q and K).
+pub fn rmsnorm_pieces(x: &mut [f32], width: usize, w: &[f32], eps: f32) {
+    for piece in x.chunks_exact_mut(width) {
+        rmsnorm_in_place(piece, w, eps);
     }
 }
 
-/// `(cos, sin)` of `pos * base^(-2i/dims)` for `i < dims/2`, computed in f64; `freq_scale`
-/// is linear RoPE scaling (1.0 for none), `factors` per-pair divisors (rope_freqs tensor).
-pub fn rope_table(
-    pos: usize,
-    dims: usize,
-    base: f64,
-    freq_scale: f64,
-    factors: Option<&[f32]>,
-    out: &mut Vec<(f32, f32)>,
-) {
-    out.clear();
-    for i in 0..dims / 2 {
-        let mut theta = pos as f64 * freq_scale * base.powf(-2.0 * i as f64 / dims as f64);
-        if let Some(f) = factors {
-            theta /= f[i] as f64;
-        }
-        out.push((theta.cos() as f32, theta.sin() as f32));
+/// In place: `gate[i] = gelu(gate[i]) * up[i]`, GELU in its tanh form (Gemma's
+/// `gelu_pytorch_tanh`; ggml's `gelu` is the same curve read from an f16 table).
+pub fn gelu_mul(gate: &mut [f32], up: &[f32]) {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    for (g, &u) in gate.iter_mut().zip(up) {
+        let x = *g;
+        let inner = SQRT_2_OVER_PI * x * (1.0 + 0.044_715 * x * x);
+        *g = 0.5 * x * (1.0 + inner.tanh()) * u;
     }
 }
 

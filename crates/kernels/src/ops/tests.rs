@@ -52,6 +52,28 @@ fn stored(layout: &KvLayout, n_blocks: usize, k: &[f32], v: &[f32]) -> LayerKv {
 
 #[test]
 fn attention_over_pages_matches_dense_softmax() {
+    dense_check(&AttnParams::scaled(0.25));
+}
+
+#[test]
+fn windowed_and_soft_capped_attention_match_their_definitions() {
+    for window in [1, 4, 9, 100] {
+        dense_check(&AttnParams {
+            scale: 0.25,
+            softcap: None,
+            window: Some(window),
+        });
+    }
+    dense_check(&AttnParams {
+        scale: 0.25,
+        softcap: Some(0.7),
+        window: Some(6),
+    });
+}
+
+/// The kernel against the dense f64 definition: keys `max(0, p-window+1)..=p`, scores
+/// `cap * tanh(s / cap)` when capped.
+fn dense_check(params: &AttnParams) {
     let pool = crate::ThreadPool::new(2);
     let (n_heads, n_kv, hd, bs) = (4, 2, 16, 4);
     let n_ctx = 11;
@@ -80,30 +102,35 @@ fn attention_over_pages_matches_dense_softmax() {
         n_heads,
         &store.paged(layout),
         &seqs,
-        0.25,
+        params,
         &mut out,
     );
     // The dense f64 computation on the f32 values before they were stored as codes.
     let row_of = |p: usize| (table[p / bs] as usize * bs + p % bs) * w;
     for row in 0..2 {
         let ctx = n_ctx - 1 + row;
+        let first = params.window.map_or(0, |w| ctx.saturating_sub(w));
         for h in 0..n_heads {
             let kvh = h / 2;
             let qv = &q[(row * n_heads + h) * hd..][..hd];
-            let s: Vec<f64> = (0..ctx)
+            let s: Vec<f64> = (first..ctx)
                 .map(|p| {
-                    (0..hd)
+                    let s = (0..hd)
                         .map(|d| qv[d] as f64 * k[row_of(p) + kvh * hd + d] as f64)
                         .sum::<f64>()
-                        * 0.25
+                        * params.scale as f64;
+                    match params.softcap {
+                        Some(c) => c as f64 * (s / c as f64).tanh(),
+                        None => s,
+                    }
                 })
                 .collect();
             let m = s.iter().cloned().fold(f64::MIN, f64::max);
             let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
             let z: f64 = e.iter().sum();
             for d in 0..hd {
-                let want: f64 = (0..ctx)
-                    .map(|p| e[p] / z * v[row_of(p) + kvh * hd + d] as f64)
+                let want: f64 = (first..ctx)
+                    .map(|p| e[p - first] / z * v[row_of(p) + kvh * hd + d] as f64)
                     .sum();
                 let got = out[(row * n_heads + h) * hd + d] as f64;
                 // Codes are within amax/65534 of each value: a few 1e-5 on these scores.
@@ -149,16 +176,20 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     /// Every head-group and head-size variant of the SIMD kernel against the scalar twin,
-    /// with ragged block sizes, scattered blocks and causal rows.
+    /// with ragged block sizes, scattered blocks, causal rows, sliding windows and soft
+    /// caps.
     #[test]
     fn simd_attention_is_bitwise_scalar(
-        shape in 0usize..7,
+        shape in 0usize..10,
         bs in prop::sample::select(vec![1usize, 3, 16, 20, 32]),
         first_pos in 0usize..90,
         n_rows in 1usize..4,
         seed in 0u64..1000,
+        window in prop::sample::select(vec![None, Some(1usize), Some(5), Some(17), Some(40)]),
+        softcap in prop::sample::select(vec![None, Some(2.5f32)]),
     ) {
-        let (n_heads, n_kv, hd) = [(9, 3, 64), (4, 4, 64), (8, 2, 64), (4, 2, 128), (6, 3, 32), (2, 1, 48), (3, 1, 128)][shape];
+        let (n_heads, n_kv, hd) = [(9, 3, 64), (4, 4, 64), (8, 2, 64), (4, 2, 128), (6, 3, 32), (2, 1, 48), (3, 1, 128), (4, 2, 96), (2, 2, 96), (2, 1, 256)][shape];
+        let params = AttnParams { scale: 0.125, softcap, window };
         let layout = KvLayout { block_size: bs, n_kv_heads: n_kv, head_dim: hd };
         let n_ctx = first_pos + n_rows;
         let blocks = n_ctx.div_ceil(bs);
@@ -176,9 +207,9 @@ proptest! {
         let kv = store.paged(layout);
         let seqs = [AttnSeq { block_table: &table, first_row: 0, n_rows, first_pos }];
         let mut got = vec![0f32; q.len()];
-        attention(&crate::ThreadPool::new(2), &q, n_heads, &kv, &seqs, 0.125, &mut got);
+        attention(&crate::ThreadPool::new(2), &q, n_heads, &kv, &seqs, &params, &mut got);
         let mut want = vec![0f32; q.len()];
-        attention::reference_attention(&q, n_heads, &kv, &seqs, 0.125, &mut want);
+        attention::reference_attention(&q, n_heads, &kv, &seqs, &params, &mut want);
         prop_assert_eq!(
             got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()

@@ -134,8 +134,8 @@ pub(crate) unsafe fn attend_group<const G: usize, const NV: usize>(
     out: &mut [f32],
 ) {
     let l = task.kv.layout;
-    let (hd, bs, n) = (l.head_dim, l.block_size, task.n_ctx);
-    assert!(hd == 16 * NV && qs.len() >= G * hd && out.len() >= G * hd);
+    let (hd, bs, n, s0) = (l.head_dim, l.block_size, task.n_ctx, task.start);
+    assert!(hd == 16 * NV && qs.len() >= G * hd && out.len() >= G * hd && s0 < n);
     scores.clear();
     scores.resize(G * n, 0.0);
     let sp = scores.as_mut_ptr();
@@ -163,7 +163,8 @@ pub(crate) unsafe fn attend_group<const G: usize, const NV: usize>(
         scores: sp,
         n,
     };
-    let mut j = 0;
+    // From the chunk holding the first visible position; scores before it are ignored.
+    let mut j = (s0 / bs) * cpb + (s0 % bs) / 16;
     while j + 4 <= nchunks {
         sc.chunks::<G, 4>([chunk(j), chunk(j + 1), chunk(j + 2), chunk(j + 3)]);
         j += 4;
@@ -174,14 +175,18 @@ pub(crate) unsafe fn attend_group<const G: usize, const NV: usize>(
     }
     let mut inv = [0f32; G];
     for g in 0..G {
-        let s = &mut scores[g * n..(g + 1) * n];
+        let s = &mut scores[g * n + s0..(g + 1) * n];
+        if let Some(cap) = task.softcap {
+            super::attention::softcap(s, cap);
+        }
         inv[g] = softmax_weights(s);
     }
     let vp = task.kv.v.as_ptr();
     let mut o = [[_mm512_setzero_ps(); NV]; G];
-    for bi in 0..n.div_ceil(bs) {
+    for bi in s0 / bs..n.div_ceil(bs) {
         let block = task.table[bi] as usize;
-        for slot in 0..bs.min(n - bi * bs) {
+        let first = if bi == s0 / bs { s0 % bs } else { 0 };
+        for slot in first..bs.min(n - bi * bs) {
             let p = bi * bs + slot;
             let v = vp.add(l.v_index(block, slot, task.kv_head));
             let vs = *task
