@@ -9,6 +9,7 @@ mod mem;
 mod perf;
 mod perplexity;
 mod pull;
+mod run_batch;
 mod serve;
 mod settings;
 mod synth;
@@ -49,6 +50,8 @@ enum Cmd {
     ChaosProxy(chaos::Args),
     /// Print a text's token ids and pieces (any GGUF, vocab-only ones included).
     Tokenize(tokenize_cmd::Args),
+    /// Run an OpenAI batch input file (JSONL) without a server, writing the output file.
+    RunBatch(run_batch::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -69,5 +72,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::ChaosProxy(a) => chaos::run(a),
         Cmd::Chat(a) => chat_cmd::run(a),
         Cmd::Tokenize(a) => tokenize_cmd::run(a),
+        Cmd::RunBatch(a) => run_batch::run(a),
     }
 }

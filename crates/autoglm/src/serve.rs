@@ -98,6 +98,74 @@ pub struct Args {
     /// answer only.
     #[arg(long, value_parser = ["deepseek_r1", "qwen3", "glm45"])]
     reasoning_parser: Option<String>,
+    #[command(flatten)]
+    batch: BatchArgs,
+}
+
+/// The Files and Batch API and the priority classes (see README, "Batch jobs").
+#[derive(clap::Args, Clone)]
+pub struct BatchArgs {
+    /// Turn the Files and Batch API off.
+    #[arg(long)]
+    no_batch: bool,
+    /// Where files, batches and their progress are kept (default: $AUTOGLM_HOME/batches).
+    #[arg(long)]
+    batch_dir: Option<PathBuf>,
+    /// Lines of a batch in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub batch_concurrency: usize,
+    /// Files and batches older than this are deleted (e.g. 30d, 12h).
+    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+    batch_retention: Duration,
+    /// Largest batch input file, bytes.
+    #[arg(long, default_value_t = batch::Limits::default().max_bytes)]
+    batch_max_file_bytes: u64,
+    /// Tokens per engine step batch lines may take while interactive requests run or
+    /// wait (all of the step when none does).
+    #[arg(long, default_value_t = EngineConfig::default().batch_tokens_when_busy)]
+    pub batch_tokens_when_busy: usize,
+    /// Requests whose `priority` is above this run in the batch class. Without it, no
+    /// request's priority can put it below batch work.
+    #[arg(long)]
+    interactive_priority_max: Option<i32>,
+}
+
+impl BatchArgs {
+    pub fn limits(&self, model_id: &str) -> batch::Limits {
+        batch::Limits {
+            max_bytes: self.batch_max_file_bytes,
+            model_id: model_id.to_string(),
+            ..batch::Limits::default()
+        }
+    }
+
+    /// Opens the store and starts the runner on `state` (unless `--no-batch`).
+    fn start(&self, state: &Arc<AppState>) -> Result<()> {
+        if self.no_batch {
+            return Ok(());
+        }
+        let dir = self
+            .batch_dir
+            .clone()
+            .unwrap_or_else(|| crate::settings::env().home.join("batches"));
+        let store = Arc::new(
+            batch::Store::open(&dir)
+                .with_context(|| format!("opening the batch store {}", dir.display()))?,
+        );
+        let runner = batch::Runner::new(
+            store,
+            Arc::new(server::batch_lines::ServerLines(state.clone())),
+            batch::RunnerConfig {
+                concurrency: self.batch_concurrency.max(1),
+                limits: self.limits(&state.config.model_id),
+                retention: Some(self.batch_retention),
+            },
+        );
+        state.set_batches(runner.clone());
+        tokio::spawn(runner.run(state.stopping()));
+        tracing::info!(dir = %dir.display(), "batch API on");
+        Ok(())
+    }
 }
 
 /// The response cache (see README, "Response cache").
@@ -266,6 +334,7 @@ pub fn run(a: Args) -> Result<()> {
             .reasoning_parser
             .as_deref()
             .and_then(server::reasoning::ReasoningParser::from_name),
+        interactive_priority_max: a.batch.interactive_priority_max,
     };
     let cache_cfg = a.cache.config();
     let addr: SocketAddr = format!("{}:{}", a.host, a.port)
@@ -279,6 +348,7 @@ pub fn run(a: Args) -> Result<()> {
         max_seqs: a.max_seqs,
         max_waiting: a.max_waiting,
         max_context: a.ctx_size,
+        batch_tokens_when_busy: a.batch.batch_tokens_when_busy.max(1),
     };
     // Built before the runtime: the exporter's blocking client may not be made in one.
     let tracing_out = match &a.otlp_traces_endpoint {
@@ -312,65 +382,12 @@ pub fn run(a: Args) -> Result<()> {
         if let Some(t) = tracing_in {
             state.set_tracing(t);
         }
+        a.batch.start(&state)?;
         let st = state.clone();
         let (model_arg, threads, arith) = (a.model.clone(), a.threads, a.arith);
         // The port is open (health says 503) while the model is fetched and loaded.
-        let loader = tokio::task::spawn_blocking(move || -> Result<()> {
-            let path = crate::load::model_path(model_arg)?;
-            // The cache key needs the file's digest; reading it overlaps the load.
-            let digest = {
-                let path = path.clone();
-                std::thread::spawn(move || file_digest(&path))
-            };
-            let l = crate::load::load(Some(path), threads, arith)?;
-            let template = match l.tokenizer.chat_template() {
-                Some(src) => Some(Arc::new(ChatTemplate::new(
-                    src,
-                    l.tokenizer.bos_text(),
-                    l.tokenizer.eos_text(),
-                )?)),
-                None => None,
-            };
-            if let Some(t) = &template {
-                tracing::info!(
-                    tool_call_syntax = server::tools::ToolSyntax::detect(t.source()).name(),
-                    "chat template read"
-                );
-            }
-            let ctx = engine_cfg
-                .max_context
-                .unwrap_or(l.model.config.context_length)
-                .min(l.model.config.context_length);
-            let mut model = l.model;
-            // Rope settings that depend on the served context (Phi-3's LongRoPE) are
-            // fixed before the first token is cached.
-            model.use_context(ctx);
-            tracing::info!(
-                architecture = ?model.config.arch,
-                layers = model.config.n_layers,
-                "architecture"
-            );
-            let engine = EngineHandle::start(Arc::new(model), engine_cfg);
-            tracing::info!(
-                context = ctx,
-                kv_blocks = engine.stats().kv_blocks_total,
-                "model loaded"
-            );
-            let digest = digest
-                .join()
-                .map_err(|_| anyhow::anyhow!("hashing the model file panicked"))??;
-            let fingerprint = format!(
-                "sha256={digest};activation_bits={};context={}",
-                arith.activation_bits,
-                engine.context_length()
-            );
-            st.set_loaded(Loaded {
-                engine,
-                tokenizer: Arc::new(l.tokenizer),
-                template,
-                fingerprint,
-            });
-            Ok(())
+        let loader = tokio::task::spawn_blocking(move || {
+            load_into(&st, model_arg, threads, arith, engine_cfg)
         });
         let st = state.clone();
         tokio::spawn(async move {
@@ -394,4 +411,70 @@ pub fn run(a: Args) -> Result<()> {
         t.shutdown(Duration::from_secs(5));
     }
     served
+}
+
+/// Loads the model (fetching the default one on first use) and marks `st` ready: the
+/// engine, tokenizer, chat template and response-cache fingerprint. Blocking.
+pub fn load_into(
+    st: &AppState,
+    model_arg: Option<PathBuf>,
+    threads: Option<usize>,
+    arith: crate::load::Arithmetic,
+    engine_cfg: EngineConfig,
+) -> Result<()> {
+    let path = crate::load::model_path(model_arg)?;
+    // The cache key needs the file's digest; reading it overlaps the load.
+    let digest = {
+        let path = path.clone();
+        std::thread::spawn(move || file_digest(&path))
+    };
+    let l = crate::load::load(Some(path), threads, arith)?;
+    let template = match l.tokenizer.chat_template() {
+        Some(src) => Some(Arc::new(ChatTemplate::new(
+            src,
+            l.tokenizer.bos_text(),
+            l.tokenizer.eos_text(),
+        )?)),
+        None => None,
+    };
+    if let Some(t) = &template {
+        tracing::info!(
+            tool_call_syntax = server::tools::ToolSyntax::detect(t.source()).name(),
+            "chat template read"
+        );
+    }
+    let ctx = engine_cfg
+        .max_context
+        .unwrap_or(l.model.config.context_length)
+        .min(l.model.config.context_length);
+    let mut model = l.model;
+    // Rope settings that depend on the served context (Phi-3's LongRoPE) are fixed
+    // before the first token is cached.
+    model.use_context(ctx);
+    tracing::info!(
+        architecture = ?model.config.arch,
+        layers = model.config.n_layers,
+        "architecture"
+    );
+    let engine = EngineHandle::start(Arc::new(model), engine_cfg);
+    tracing::info!(
+        context = ctx,
+        kv_blocks = engine.stats().kv_blocks_total,
+        "model loaded"
+    );
+    let digest = digest
+        .join()
+        .map_err(|_| anyhow::anyhow!("hashing the model file panicked"))??;
+    let fingerprint = format!(
+        "sha256={digest};activation_bits={};context={}",
+        arith.activation_bits,
+        engine.context_length()
+    );
+    st.set_loaded(Loaded {
+        engine,
+        tokenizer: Arc::new(l.tokenizer),
+        template,
+        fingerprint,
+    });
+    Ok(())
 }

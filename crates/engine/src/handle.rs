@@ -25,6 +25,8 @@ pub struct EngineConfig {
     pub max_waiting: usize,
     /// Context length limit (defaults to the model's).
     pub max_context: Option<usize>,
+    /// Tokens per step the batch class may take while interactive work runs or waits.
+    pub batch_tokens_when_busy: usize,
 }
 
 impl Default for EngineConfig {
@@ -37,6 +39,7 @@ impl Default for EngineConfig {
             max_seqs: 64,
             max_waiting: 256,
             max_context: None,
+            batch_tokens_when_busy: 16,
         }
     }
 }
@@ -137,6 +140,7 @@ impl EngineHandle {
                 max_prefill_tokens: cfg.max_prefill_tokens,
                 max_seqs: cfg.max_seqs,
                 context: context_length,
+                batch_tokens_when_busy: cfg.batch_tokens_when_busy,
             },
             n_blocks,
             block_size,

@@ -25,5 +25,7 @@ pub use error::{BlockError, BlockResult};
 pub use executor::{Executor, ExecutorInfo, ModelExecutor};
 pub use handle::{EngineConfig, EngineHandle, EngineStats, RequestStream};
 pub use plan::{BlockCopy, ScheduledSeq, StepPlan};
-pub use request::{Event, FinishReason, GenerationRequest, RequestTag, SubmitError, TokenEvent};
+pub use request::{
+    Event, FinishReason, GenerationRequest, PriorityClass, RequestTag, SubmitError, TokenEvent,
+};
 pub use scheduler::{Retire, Scheduler, SchedulerConfig};

@@ -1,7 +1,8 @@
-//! Which waiting request goes next: lowest priority value first, first-come first-served
-//! within a priority, and every `AGING` of waiting improves the effective priority by one
-//! so that nothing starves.
+//! Which waiting request goes next: interactive before batch always; within a class,
+//! lowest priority value first, first-come first-served within a priority, and every
+//! `AGING` of waiting improves the effective priority by one so that nothing starves.
 
+use crate::request::PriorityClass;
 use crate::sequence::Sequence;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ pub(crate) fn effective_priority(s: &Sequence, now: Instant) -> i64 {
 pub(crate) fn next_waiting(waiting: &[Sequence], now: Instant) -> Option<usize> {
     (0..waiting.len()).min_by_key(|&i| {
         (
+            waiting[i].req.class,
             effective_priority(&waiting[i], now),
             waiting[i].arrival,
             waiting[i].id,
@@ -23,9 +25,24 @@ pub(crate) fn next_waiting(waiting: &[Sequence], now: Instant) -> Option<usize> 
     })
 }
 
-/// Running sequences in service order: best priority first, then oldest.
+/// Running sequences in service order: interactive first, then best priority, then
+/// oldest. Preemption takes victims from the end.
 pub(crate) fn service_order(running: &[Sequence]) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..running.len()).collect();
-    idx.sort_by_key(|&i| (running[i].req.priority, running[i].arrival, running[i].id));
+    idx.sort_by_key(|&i| {
+        (
+            running[i].req.class,
+            running[i].req.priority,
+            running[i].arrival,
+            running[i].id,
+        )
+    });
     idx
+}
+
+/// Whether any waiting sequence is interactive.
+pub(crate) fn interactive_waiting(waiting: &[Sequence]) -> bool {
+    waiting
+        .iter()
+        .any(|s| s.req.class == PriorityClass::Interactive)
 }

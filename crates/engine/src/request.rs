@@ -10,12 +10,34 @@ pub struct GenerationRequest {
     pub stop_tokens: Vec<u32>,
     /// Top alternatives per step; `None` computes no log-probabilities at all.
     pub logprobs: Option<usize>,
-    /// Lower runs first (as in vLLM); FCFS within a priority.
+    /// Lower runs first (as in vLLM); FCFS within a priority. Only orders requests of
+    /// the same class.
     pub priority: i32,
+    /// Interactive requests always go before batch ones, whatever their priorities.
+    pub class: PriorityClass,
     /// Who asked, for the engine thread's log lines about this request.
     pub tag: Option<std::sync::Arc<RequestTag>>,
     /// A constraint on the output (a compiled grammar), run last in the sampler's chain.
     pub constraint: Option<std::sync::Arc<dyn model::ProcessorFactory>>,
+}
+
+/// Whose work a request is. Every interactive request is served before any batch one:
+/// batch requests run in the capacity interactive ones leave, are admitted only while no
+/// interactive request waits, and are the first preempted when one needs room.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PriorityClass {
+    #[default]
+    Interactive,
+    Batch,
+}
+
+impl PriorityClass {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Interactive => "interactive",
+            Self::Batch => "batch",
+        }
+    }
 }
 
 /// The ids of the HTTP request a generation serves.

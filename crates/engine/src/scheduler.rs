@@ -7,8 +7,8 @@
 use crate::block_pool::BlockPool;
 use crate::metrics_names as m;
 use crate::plan::{ScheduledSeq, StepPlan};
-use crate::priority::{next_waiting, service_order};
-use crate::request::{Event, FinishReason, GenerationRequest, TokenEvent};
+use crate::priority::{interactive_waiting, next_waiting, service_order};
+use crate::request::{Event, FinishReason, GenerationRequest, PriorityClass, TokenEvent};
 use crate::sequence::Sequence;
 use model::{log_softmax_top, Logits, SeqInput, WantLogits};
 use std::time::Instant;
@@ -23,6 +23,10 @@ pub struct SchedulerConfig {
     pub max_seqs: usize,
     /// Context length: a sequence that reaches it finishes with `Length`.
     pub context: usize,
+    /// Tokens per step batch-class sequences may take while interactive work is running
+    /// or waiting (all of the budget otherwise): what bounds a batch's effect on
+    /// interactive inter-token latency.
+    pub batch_tokens_when_busy: usize,
 }
 
 /// Why a sequence leaves the engine. Every exit goes through `Scheduler::retire`.
@@ -54,6 +58,7 @@ impl Scheduler {
                 max_prefill_tokens: cfg.max_prefill_tokens.max(cfg.max_batch_tokens).max(1),
                 max_seqs: cfg.max_seqs.max(1),
                 context: cfg.context,
+                batch_tokens_when_busy: cfg.batch_tokens_when_busy.max(1),
             },
             pool: BlockPool::new(n_blocks, block_size),
             running: Vec::new(),
@@ -196,6 +201,49 @@ impl Scheduler {
         }
     }
 
+    /// The step's tokens for the batch class: all of the budget when no interactive
+    /// request runs or waits, else `batch_tokens_when_busy`.
+    fn batch_allowance(&self, budget: usize) -> usize {
+        let busy = interactive_waiting(&self.waiting)
+            || self
+                .running
+                .iter()
+                .any(|s| s.req.class == PriorityClass::Interactive);
+        if busy {
+            self.cfg.batch_tokens_when_busy.min(budget)
+        } else {
+            budget
+        }
+    }
+
+    /// When an interactive request waits for a sequence slot or KV blocks that batch
+    /// sequences hold, the newest batch sequences give them back (and wait to
+    /// recompute): interactive work takes capacity back at once.
+    fn make_room_for_interactive(&mut self, now: Instant, preempted: &mut Vec<usize>) {
+        let Some(w) = next_waiting(&self.waiting, now) else {
+            return;
+        };
+        if self.waiting[w].req.class != PriorityClass::Interactive {
+            return;
+        }
+        let bs = self.pool.block_size();
+        let first_chunk = self.waiting[w].remaining().min(self.cfg.max_prefill_tokens);
+        let need = first_chunk.div_ceil(bs) + 1;
+        let order = service_order(&self.running);
+        for &j in order.iter().rev() {
+            let short = self.running.len() - preempted.len() >= self.cfg.max_seqs
+                || self.pool.available() < need;
+            if !short {
+                break;
+            }
+            if self.running[j].req.class != PriorityClass::Batch || preempted.contains(&j) {
+                continue;
+            }
+            self.preempt(j);
+            preempted.push(j);
+        }
+    }
+
     /// Plans one step at time `now` (used only for priority aging).
     pub fn schedule(&mut self, now: Instant) -> StepPlan {
         let mut plan = StepPlan::default();
@@ -203,21 +251,35 @@ impl Scheduler {
         let bs = self.pool.block_size();
         let mut budget = self.step_budget();
         plan.budget = budget;
+        let mut batch_budget = self.batch_allowance(budget);
+        let mut preempted: Vec<usize> = Vec::new();
+        self.make_room_for_interactive(now, &mut preempted);
         let order = service_order(&self.running);
         let mut planned: Vec<(usize, usize)> = Vec::new();
-        let mut preempted: Vec<usize> = Vec::new();
-        // Decodes first, so that a long prefill never stalls running streams; then the
-        // chunks of prompts still being prefilled.
-        for pass in 0..2 {
+        // Interactive decodes first, so that a long prefill never stalls running streams;
+        // then interactive prefill chunks; then the batch class's, within its allowance.
+        for pass in 0..4 {
+            let (class, decodes) = match pass {
+                0 => (PriorityClass::Interactive, true),
+                1 => (PriorityClass::Interactive, false),
+                2 => (PriorityClass::Batch, true),
+                _ => (PriorityClass::Batch, false),
+            };
             for &i in &order {
                 let rem = self.running[i].remaining();
-                if (pass == 0) != (rem == 1)
+                if self.running[i].req.class != class
+                    || decodes != (rem == 1)
                     || preempted.contains(&i)
                     || planned.iter().any(|p| p.0 == i)
                 {
                     continue;
                 }
-                let chunk = rem.min(budget);
+                let cap = if class == PriorityClass::Batch {
+                    budget.min(batch_budget)
+                } else {
+                    budget
+                };
+                let chunk = rem.min(cap);
                 if chunk == 0 {
                     continue;
                 }
@@ -244,6 +306,9 @@ impl Scheduler {
                 self.running[i].table.grow(&mut self.pool, need);
                 planned.push((i, chunk));
                 budget -= chunk;
+                if class == PriorityClass::Batch {
+                    batch_budget -= chunk;
+                }
             }
         }
         // Preempted sequences wait again and will recompute (often from the prefix cache).
@@ -258,7 +323,7 @@ impl Scheduler {
             plan.preempted.push(s.id);
             self.waiting.push(s);
         }
-        self.admit(now, &mut budget, &mut planned, &mut plan);
+        self.admit(now, &mut budget, &mut batch_budget, &mut planned, &mut plan);
         plan.seqs = planned
             .into_iter()
             .map(|(i, chunk)| {
@@ -286,6 +351,7 @@ impl Scheduler {
         &mut self,
         now: Instant,
         budget: &mut usize,
+        batch_budget: &mut usize,
         planned: &mut Vec<(usize, usize)>,
         plan: &mut StepPlan,
     ) {
@@ -294,6 +360,17 @@ impl Scheduler {
             let Some(w) = next_waiting(&self.waiting, now) else {
                 break;
             };
+            let batch = self.waiting[w].req.class == PriorityClass::Batch;
+            // A batch request is admitted only while no interactive one waits (those come
+            // first in `next_waiting`), and within the batch allowance.
+            let cap = if batch {
+                (*budget).min(*batch_budget)
+            } else {
+                *budget
+            };
+            if cap == 0 {
+                break;
+            }
             let mut s = self.waiting.swap_remove(w);
             let first_time = s.preempted == 0;
             let mut matched = s.table.match_prefix(&mut self.pool, &s.tokens);
@@ -303,7 +380,7 @@ impl Scheduler {
                 s.pinned = Some(c.src);
             }
             s.computed = matched;
-            let chunk = s.remaining().min(*budget);
+            let chunk = s.remaining().min(cap);
             let need = s.table.blocks_short(s.computed + chunk, bs);
             if self.pool.available() < need {
                 self.release_table(&mut s);
@@ -327,6 +404,9 @@ impl Scheduler {
             self.running.push(s);
             planned.push((self.running.len() - 1, chunk));
             *budget -= chunk;
+            if batch {
+                *batch_budget -= chunk;
+            }
         }
     }
 

@@ -32,6 +32,7 @@ fn req() -> GenerationRequest {
         stop_tokens: vec![],
         logprobs: None,
         priority: 0,
+        class: engine::PriorityClass::Interactive,
         tag: None,
         constraint: None,
     }

@@ -119,6 +119,7 @@ fn request(prompt: Vec<u32>, max_tokens: usize, priority: i32) -> engine::Genera
         stop_tokens: vec![],
         logprobs: None,
         priority,
+        class: engine::PriorityClass::Interactive,
         tag: None,
         constraint: None,
     }
@@ -137,6 +138,7 @@ impl Harness {
                     max_prefill_tokens: 2048,
                     max_seqs,
                     context: 4096,
+                    batch_tokens_when_busy: 16,
                 },
                 n_blocks,
                 16,
@@ -418,4 +420,96 @@ fn cached_prefixes_skip_prefill_and_a_divergence_inside_a_block_copies_its_slots
             ..
         })
     ));
+}
+
+fn batch_request(prompt: Vec<u32>, max_tokens: usize, priority: i32) -> engine::GenerationRequest {
+    engine::GenerationRequest {
+        class: engine::PriorityClass::Batch,
+        ..request(prompt, max_tokens, priority)
+    }
+}
+
+#[test]
+fn interactive_work_always_goes_before_batch_work_whatever_the_priorities() {
+    // One slot: a batch request that waited longest and asks for priority -100 still
+    // runs after an interactive one that asks for +100.
+    let mut h = Harness::new(256, 64, 1);
+    let _blocker = h.add(1, request(prompt(1, 8), 4, 0));
+    h.step();
+    let _batch = h.add(2, batch_request(prompt(2, 8), 2, -100));
+    h.now += Duration::from_secs(60);
+    let _late = h.add(3, request(prompt(3, 8), 2, 100));
+    h.run_to_idle();
+    assert!(first_token_step(&h, 3) < first_token_step(&h, 2));
+}
+
+#[test]
+fn an_interactive_arrival_takes_a_batch_sequences_slot_at_once_and_the_batch_finishes_after() {
+    let mut h = Harness::new(256, 64, 2);
+    let mut b1 = h.add(1, batch_request(prompt(1, 8), 40, 0));
+    let mut b2 = h.add(2, batch_request(prompt(2, 8), 40, 0));
+    for _ in 0..3 {
+        h.step();
+    }
+    assert_eq!(h.sched.running(), 2);
+    let mut i = h.add(3, request(prompt(3, 8), 3, 0));
+    let plan = h.step();
+    // The newest batch sequence gave its slot back in the same step.
+    assert_eq!(plan.preempted, vec![2], "{plan:?}");
+    assert!(
+        plan.find(3).is_some(),
+        "the interactive request is in the step"
+    );
+    h.run_to_idle();
+    let (toks, end) = drain(&mut i);
+    assert_eq!(toks.len(), 3);
+    assert!(matches!(end, Some(Event::Finished { .. })));
+    for rx in [&mut b1, &mut b2] {
+        let (toks, end) = drain(rx);
+        assert_eq!(toks.len(), 40, "the batch work still completes in full");
+        assert!(matches!(end, Some(Event::Finished { .. })));
+    }
+    assert_eq!(h.sched.pool().used(), 0);
+}
+
+#[test]
+fn batch_sequences_take_at_most_their_allowance_while_interactive_work_runs() {
+    // Budget 64, allowance 16: long batch prompts prefill 16 tokens a step beside an
+    // interactive stream, and the whole budget once it is gone.
+    let mut h = Harness::new(256, 64, 8);
+    let _i = h.add(1, request(prompt(1, 4), 12, 0));
+    h.step();
+    let _b = h.add(2, batch_request(prompt(2, 200), 2, 0));
+    let _c = h.add(3, batch_request(prompt(3, 200), 2, 0));
+    for _ in 0..8 {
+        let plan = h.step();
+        let interactive_running = plan.find(1).is_some();
+        let batch_tokens: usize = [2u64, 3]
+            .iter()
+            .filter_map(|&id| plan.find(id).map(|s| s.len))
+            .sum();
+        if interactive_running {
+            assert!(
+                batch_tokens <= 16,
+                "{batch_tokens} batch tokens beside interactive work"
+            );
+        }
+    }
+    h.run_to_idle();
+    let alone = h
+        .plans
+        .iter()
+        .filter(|p| p.find(1).is_none())
+        .map(|p| {
+            [2u64, 3]
+                .iter()
+                .filter_map(|&id| p.find(id).map(|s| s.len))
+                .sum::<usize>()
+        })
+        .max()
+        .unwrap();
+    assert!(
+        alone > 16,
+        "alone, the batch class gets the whole step ({alone})"
+    );
 }

@@ -31,6 +31,7 @@ fn greedy(prompt: Vec<u32>, max_tokens: usize, priority: i32) -> GenerationReque
         stop_tokens: vec![],
         logprobs: None,
         priority,
+        class: engine::PriorityClass::Interactive,
         tag: None,
         constraint: None,
     }

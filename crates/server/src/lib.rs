@@ -3,6 +3,7 @@
 //! that bounds what slow or idle clients can hold.
 
 mod answer;
+pub mod batch_lines;
 mod body;
 mod body_end;
 mod cache_policy;
@@ -49,6 +50,21 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(routes::chat::handle))
         .route("/v1/completions", post(routes::completions::handle))
         .route("/v1/models", get(routes::models::list))
+        .route(
+            "/v1/files",
+            post(routes::files::upload).get(routes::files::list),
+        )
+        .route(
+            "/v1/files/{id}",
+            get(routes::files::one).delete(routes::files::delete),
+        )
+        .route("/v1/files/{id}/content", get(routes::files::content))
+        .route(
+            "/v1/batches",
+            post(routes::batches::create).get(routes::batches::list),
+        )
+        .route("/v1/batches/{id}", get(routes::batches::one))
+        .route("/v1/batches/{id}/cancel", post(routes::batches::cancel))
         .route("/v1/models/{id}", get(routes::models::one))
         .route("/tokenize", post(routes::tokenize::tokenize))
         .route("/detokenize", post(routes::tokenize::detokenize))

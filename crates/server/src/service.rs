@@ -47,6 +47,8 @@ pub struct GenerationInput {
     pub tag: Option<Arc<engine::RequestTag>>,
     /// The HTTP request's ids, spans and token count.
     pub ids: Option<RequestIds>,
+    /// Interactive, or a batch job's line (run in the capacity interactive work leaves).
+    pub class: engine::PriorityClass,
 }
 
 /// Who a generation is for, as its spans and access line see it.
@@ -245,6 +247,7 @@ async fn prepare(
         input.logprobs,
         &input.tag,
         &constraint,
+        input.class,
     )
 }
 
@@ -255,6 +258,7 @@ fn engine_requests(
     logprobs: Option<usize>,
     tag: &Option<Arc<engine::RequestTag>>,
     constraint: &Option<Arc<dyn model::ProcessorFactory>>,
+    class: engine::PriorityClass,
 ) -> Result<Vec<GenerationRequest>, ApiError> {
     let loaded = crate::routes::ready(st)?;
     let ctx = loaded.engine.context_length();
@@ -307,6 +311,7 @@ fn engine_requests(
                 },
                 logprobs,
                 priority: f.priority,
+                class: st.config.class_of(class, f.priority),
                 tag: tag.clone(),
                 constraint: constraint.clone(),
             };

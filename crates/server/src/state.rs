@@ -53,6 +53,19 @@ pub struct ServerConfig {
     pub metric_names: MetricNames,
     /// Splits `<think>` blocks out of chat answers into `reasoning_content`.
     pub reasoning_parser: Option<crate::reasoning::ReasoningParser>,
+    /// Interactive requests whose `priority` exceeds this run in the batch class (the
+    /// operator's choice); without it no request can put itself below batch work.
+    pub interactive_priority_max: Option<i32>,
+}
+
+impl ServerConfig {
+    /// The engine class of a request of `class` with `priority`.
+    pub fn class_of(&self, class: engine::PriorityClass, priority: i32) -> engine::PriorityClass {
+        match self.interactive_priority_max {
+            Some(max) if priority > max => engine::PriorityClass::Batch,
+            _ => class,
+        }
+    }
 }
 
 /// The names the serving metrics are rendered under.
@@ -78,6 +91,7 @@ impl Default for ServerConfig {
             idempotency_linger: Duration::from_secs(10),
             metric_names: MetricNames::default(),
             reasoning_parser: None,
+            interactive_priority_max: None,
         }
     }
 }
@@ -113,6 +127,10 @@ pub struct AppState {
     tracing: OnceLock<Arc<crate::otel::Tracing>>,
     /// The grammar compiler for the loaded vocabulary, built on first use.
     grammars: OnceLock<Result<Arc<constrain::Grammars>, String>>,
+    /// The Files and Batch API's store and runner (absent with `--no-batch`).
+    batches: OnceLock<Arc<batch::Runner>>,
+    /// Turns true when shutdown begins (the batch runner stops taking lines).
+    stopping: watch::Sender<bool>,
 }
 
 /// Held by a generation request until its response is complete; the drain waits for
@@ -161,6 +179,8 @@ impl AppState {
             recent: Default::default(),
             tracing: OnceLock::new(),
             grammars: OnceLock::new(),
+            batches: OnceLock::new(),
+            stopping: watch::channel(false).0,
         })
     }
 
@@ -180,6 +200,7 @@ impl AppState {
 
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::Release);
+        self.stopping.send_replace(true);
         if let Some(l) = self.loaded() {
             l.engine.begin_shutdown();
         }
@@ -193,6 +214,20 @@ impl AppState {
         self.grammars
             .get_or_init(|| constrain::Grammars::new(tok.clone()).map(Arc::new))
             .clone()
+    }
+
+    /// Serves the Files and Batch API with `runner` (once).
+    pub fn set_batches(&self, runner: Arc<batch::Runner>) {
+        let _ = self.batches.set(runner);
+    }
+
+    pub fn batches(&self) -> Option<&Arc<batch::Runner>> {
+        self.batches.get()
+    }
+
+    /// Turns true when shutdown begins.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stopping.subscribe()
     }
 
     /// Turns on OpenTelemetry traces for the requests that arrive from now on (once).

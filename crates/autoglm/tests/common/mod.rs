@@ -40,6 +40,12 @@ impl Server {
         if !extra.contains(&"--kv-cache-tokens") {
             cmd.args(["--kv-cache-tokens", "16384"]);
         }
+        // Each server its own batch store, unless the test shares one between servers.
+        if !extra.contains(&"--batch-dir") {
+            let dir = std::env::temp_dir().join(format!("autoglm-test-batches-{port}"));
+            let _ = std::fs::remove_dir_all(&dir);
+            cmd.arg("--batch-dir").arg(dir);
+        }
         let child = cmd
             .args(extra)
             .envs(env.iter().copied())
@@ -147,6 +153,12 @@ impl Server {
 
     pub fn health(&self) -> Value {
         self.request("GET", "/health", &[], b"").json()
+    }
+
+    /// SIGKILL: no drain, no cleanup — a crash.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn terminate(&mut self) -> std::process::ExitStatus {

@@ -46,6 +46,7 @@ pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Result<Res
         logprobs: req.logprobs,
         tag: crate::trace::tag(&parts.extensions),
         ids: parts.extensions.get::<crate::trace::RequestIds>().cloned(),
+        class: crate::batch_lines::class_of(&parts.extensions),
     };
     Ok(generate(&st, &parts.headers, input, fmt).await?)
 }

@@ -1,5 +1,7 @@
+pub mod batches;
 pub mod chat;
 pub mod completions;
+pub mod files;
 pub mod health;
 pub mod metrics;
 pub mod models;
