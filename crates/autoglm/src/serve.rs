@@ -100,6 +100,18 @@ pub struct Args {
     reasoning_parser: Option<String>,
     #[command(flatten)]
     batch: BatchArgs,
+    /// Inter-token latency target, milliseconds: the 95th percentile `--auto-tune` keeps
+    /// the step budget under.
+    #[arg(long, requires = "auto_tune")]
+    slo_itl_ms: Option<u64>,
+    /// Time-to-first-token target, milliseconds: with `--auto-tune`, waiting requests
+    /// older than half of it let the budget grow closer to the ITL target.
+    #[arg(long, requires = "auto_tune")]
+    slo_ttft_ms: Option<u64>,
+    /// Tune the step budget (and, if that is not enough, admissions) from measured step
+    /// times to the SLOs, instead of the fixed --max-batch-tokens (its start value).
+    #[arg(long, requires = "slo_itl_ms")]
+    auto_tune: bool,
 }
 
 /// The Files and Batch API and the priority classes (see README, "Batch jobs").
@@ -161,6 +173,7 @@ impl BatchArgs {
                 retention: Some(self.batch_retention),
             },
         );
+        batch::describe_metrics();
         state.set_batches(runner.clone());
         tokio::spawn(runner.run(state.stopping()));
         tracing::info!(dir = %dir.display(), "batch API on");
@@ -349,6 +362,16 @@ pub fn run(a: Args) -> Result<()> {
         max_waiting: a.max_waiting,
         max_context: a.ctx_size,
         batch_tokens_when_busy: a.batch.batch_tokens_when_busy.max(1),
+        tuner: match (a.auto_tune, a.slo_itl_ms) {
+            (true, Some(itl)) => Some(engine::tuner::TunerConfig {
+                slo_itl: Duration::from_millis(itl.max(1)),
+                slo_ttft: a.slo_ttft_ms.map(Duration::from_millis),
+                min_budget: 16,
+                max_budget: a.max_prefill_tokens.max(a.max_batch_tokens),
+                max_seqs: a.max_seqs,
+            }),
+            _ => None,
+        },
     };
     // Built before the runtime: the exporter's blocking client may not be made in one.
     let tracing_out = match &a.otlp_traces_endpoint {

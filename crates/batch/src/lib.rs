@@ -12,7 +12,7 @@ mod types;
 mod validate;
 
 pub use error::{Error, Result};
-pub use runner::{LineExecutor, Outcome, Runner, RunnerConfig};
+pub use runner::{describe_metrics, LineExecutor, Outcome, Runner, RunnerConfig};
 pub use store::{NewBatch, Store};
 pub use types::{
     Batch, BatchError, BatchErrors, BatchStatus, Endpoint, FileObject, FilePurpose, RequestCounts,

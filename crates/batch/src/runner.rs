@@ -54,6 +54,23 @@ pub const LINES: &str = "autoglm_batch_lines_total";
 pub const LINES_IN_FLIGHT: &str = "autoglm_batch_lines_in_flight";
 pub const BATCHES_ENDED: &str = "autoglm_batches_ended_total";
 
+/// Describes the batch metrics and puts every series at 0.
+pub fn describe_metrics() {
+    metrics::describe_counter!(LINES, "Batch request lines finished, by outcome.");
+    for o in ["completed", "failed"] {
+        metrics::counter!(LINES, "outcome" => o).increment(0);
+    }
+    metrics::describe_gauge!(LINES_IN_FLIGHT, "Batch request lines running now.");
+    metrics::gauge!(LINES_IN_FLIGHT).set(0.0);
+    metrics::describe_counter!(
+        BATCHES_ENDED,
+        "Batches that reached a final status, by status."
+    );
+    for s in ["completed", "failed", "cancelled", "expired"] {
+        metrics::counter!(BATCHES_ENDED, "status" => s).increment(0);
+    }
+}
+
 /// How a run of a batch's lines stopped.
 enum Stop {
     AllDone,
@@ -322,7 +339,10 @@ impl Runner {
         let id = b.id.clone();
         let (done, out_len, err_len) = blocking(move || store.progress(&id)).await?;
         let (out_path, err_path) = self.store.result_paths(&b.id);
-        let mut results = Results::open(&out_path, &err_path, out_len, err_len)?;
+        // Appends and commits sync the disk: they run on the blocking pool, never on the
+        // async workers that stream every other request's tokens.
+        let mut results =
+            Some(blocking(move || Results::open(&out_path, &err_path, out_len, err_len)).await?);
         let mut pending: Vec<InputLine> = lines
             .iter()
             .filter(|l| !done.contains(&l.index))
@@ -371,17 +391,14 @@ impl Runner {
                     let Outcome::Answer { status, body } = outcome else { continue };
                     let l = &lines[index as usize];
                     let ok = (200..300).contains(&status);
-                    results.append(ok, &answer_line(l, status, &rid, body))?;
                     if ok {
                         b.request_counts.completed += 1;
                     } else {
                         b.request_counts.failed += 1;
                     }
                     metrics::counter!(LINES, "outcome" => if ok { "completed" } else { "failed" }).increment(1);
-                    let store = self.store.clone();
-                    let snapshot = b.clone();
-                    let (ol, el) = (results.out_len, results.err_len);
-                    blocking(move || store.commit_line(&snapshot, index, ok, ol, el)).await?;
+                    let line = answer_line(l, status, &rid, body);
+                    results = Some(self.record(results.take(), &b, index, ok, line).await?);
                 }
                 _ = ticker.tick() => {}
                 _ = self.wake.notified() => {}
@@ -415,23 +432,42 @@ impl Runner {
                 let id = b.id.clone();
                 let (done, _, _) = blocking(move || store.progress(&id)).await?;
                 for l in lines.iter().filter(|l| !done.contains(&l.index)) {
-                    results.append(
-                        false,
-                        &error_line(
-                            l,
-                            "batch_expired",
-                            "the batch expired before this request ran",
-                        ),
-                    )?;
                     b.request_counts.failed += 1;
-                    let store = self.store.clone();
-                    let snapshot = b.clone();
-                    let (ol, el, index) = (results.out_len, results.err_len, l.index);
-                    blocking(move || store.commit_line(&snapshot, index, false, ol, el)).await?;
+                    let line = error_line(
+                        l,
+                        "batch_expired",
+                        "the batch expired before this request ran",
+                    );
+                    results = Some(
+                        self.record(results.take(), &b, l.index, false, line)
+                            .await?,
+                    );
                 }
                 self.finish(b, BatchStatus::Expired).await
             }
         }
+    }
+
+    /// Appends `line` to the output (`ok`) or error file, syncs it, then commits it with
+    /// `b`'s counts, on the blocking pool; hands the files back.
+    async fn record(
+        &self,
+        results: Option<Results>,
+        b: &Batch,
+        index: u64,
+        ok: bool,
+        line: Value,
+    ) -> Result<Results> {
+        let mut results =
+            results.ok_or_else(|| Error::Corrupt("the result files were lost".into()))?;
+        let store = self.store.clone();
+        let snapshot = b.clone();
+        blocking(move || {
+            results.append(ok, &line)?;
+            store.commit_line(&snapshot, index, ok, results.out_len, results.err_len)?;
+            Ok(results)
+        })
+        .await
     }
 
     /// Ends batch `b` as `status`, registering whatever output and error lines it has.
@@ -441,11 +477,11 @@ impl Runner {
         let (_, out_len, err_len) = blocking(move || store.progress(&id)).await?;
         let (out_path, err_path) = self.store.result_paths(&b.id);
         if status != BatchStatus::Failed {
-            // Cut away lines a crash left unrecorded, then register what remains.
-            Results::open(&out_path, &err_path, out_len, err_len)?;
             let store = self.store.clone();
             let (op, ep, bid) = (out_path.clone(), err_path.clone(), b.id.clone());
             let (o, e) = blocking(move || {
+                // Cut away lines a crash left unrecorded, then register what remains.
+                Results::open(&op, &ep, out_len, err_len)?;
                 let o = (out_len > 0)
                     .then(|| store.register_result(&op, &format!("{bid}_output.jsonl")))
                     .transpose()?;

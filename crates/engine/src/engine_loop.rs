@@ -7,6 +7,7 @@ use crate::handle::SharedStats;
 use crate::metrics_names as m;
 use crate::request::{Event, GenerationRequest};
 use crate::scheduler::Scheduler;
+use crate::tuner::Tuner;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
@@ -30,6 +31,7 @@ pub(crate) struct EngineLoop<E: Executor> {
     exec: E,
     rx: mpsc::Receiver<Command>,
     stats: Arc<SharedStats>,
+    tuner: Option<Tuner>,
 }
 
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
@@ -45,15 +47,23 @@ impl<E: Executor> EngineLoop<E> {
         exec: E,
         rx: mpsc::Receiver<Command>,
         stats: Arc<SharedStats>,
+        tuner: Option<Tuner>,
     ) -> Self {
         m::describe();
         metrics::gauge!(m::KV_BLOCKS).set(sched.pool().total() as f64);
         metrics::gauge!(m::ENGINE_FAILED).set(0.0);
+        let mut sched = sched;
+        if let Some(t) = &tuner {
+            sched.set_limits(t.budget(), t.max_seqs());
+            metrics::gauge!(m::TUNER_BUDGET).set(t.budget() as f64);
+            metrics::gauge!(m::TUNER_MAX_SEQS).set(t.max_seqs() as f64);
+        }
         Self {
             sched,
             exec,
             rx,
             stats,
+            tuner,
         }
     }
 
@@ -167,5 +177,35 @@ impl<E: Executor> EngineLoop<E> {
         metrics::counter!(m::STEP_DECODE_TOKENS).increment(decodes as u64);
         metrics::counter!(m::STEP_PREFILL_TOKENS).increment((plan.tokens() - decodes) as u64);
         self.sched.update(plan, out, Instant::now());
+        // The interval a stream sees between two tokens: the forward pass, sampling and
+        // bookkeeping of the step.
+        self.tune(started.elapsed().as_secs_f64(), decodes > 0);
+    }
+
+    /// Feeds the step to the SLO tuner and applies what it decides.
+    fn tune(&mut self, secs: f64, decodes: bool) {
+        let Some(t) = &mut self.tuner else { return };
+        let before = (t.budget(), t.max_seqs());
+        let p95 = t.itl_p95().unwrap_or(0.0);
+        let Some((action, mean)) = t.observe(secs, decodes, self.sched.load(Instant::now())) else {
+            return;
+        };
+        let (budget, seqs) = (t.budget(), t.max_seqs());
+        self.sched.set_limits(budget, seqs);
+        metrics::counter!(m::TUNER_DECISIONS, "action" => action.label()).increment(1);
+        metrics::gauge!(m::TUNER_BUDGET).set(budget as f64);
+        metrics::gauge!(m::TUNER_MAX_SEQS).set(seqs as f64);
+        metrics::gauge!(m::TUNER_ITL_P95).set(p95);
+        metrics::gauge!(m::TUNER_ITL_MEAN).set(mean);
+        tracing::info!(
+            action = action.label(),
+            budget_from = before.0,
+            budget_to = budget,
+            max_seqs_from = before.1,
+            max_seqs_to = seqs,
+            itl_mean_ms = (mean * 1e3 * 10.0).round() / 10.0,
+            itl_p95_ms = (p95 * 1e3 * 10.0).round() / 10.0,
+            "tuner"
+        );
     }
 }

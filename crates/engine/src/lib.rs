@@ -18,6 +18,7 @@ mod priority;
 mod request;
 mod scheduler;
 mod sequence;
+pub mod tuner;
 
 pub use block_pool::{chain_hash, BlockPool};
 pub use block_table::BlockTable;

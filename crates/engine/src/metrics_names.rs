@@ -127,6 +127,17 @@ pub fn buckets(context: usize) -> Vec<(&'static str, Vec<f64>)> {
 pub const FINISHED_REASONS: [&str; 3] = ["stop", "length", "abort"];
 
 /// Help texts, and every series registered at 0.
+/// The SLO tuner's current step budget (tokens per step while decoding).
+pub const TUNER_BUDGET: &str = "autoglm_tuner_step_budget_tokens";
+/// The SLO tuner's current limit on running sequences.
+pub const TUNER_MAX_SEQS: &str = "autoglm_tuner_max_seqs";
+/// The 95th percentile of recent inter-token intervals the tuner last judged.
+pub const TUNER_ITL_P95: &str = "autoglm_tuner_itl_p95_seconds";
+/// The mean of recent inter-token intervals the tuner last judged.
+pub const TUNER_ITL_MEAN: &str = "autoglm_tuner_itl_mean_seconds";
+/// The tuner's decisions, by action.
+pub const TUNER_DECISIONS: &str = "autoglm_tuner_decisions_total";
+
 pub fn describe() {
     let g = |n: &'static str, help: &'static str| {
         describe_gauge!(n, help);
@@ -257,6 +268,26 @@ pub fn describe() {
         STEP_PREFILL_TOKENS,
         "Tokens computed by engine steps as prefill.",
     );
+    g(
+        TUNER_BUDGET,
+        "Tokens per step while decoding, as the SLO tuner set it (0 without --auto-tune).",
+    );
+    g(
+        TUNER_MAX_SEQS,
+        "Running sequences allowed, as the SLO tuner set it (0 without --auto-tune).",
+    );
+    g(
+        TUNER_ITL_MEAN,
+        "Mean of recent inter-token intervals, which the SLO tuner steers.",
+    );
+    g(
+        TUNER_ITL_P95,
+        "95th percentile of recent inter-token intervals, as the SLO tuner last judged them.",
+    );
+    describe_counter!(TUNER_DECISIONS, "Decisions of the SLO tuner, by action.");
+    for a in ["grow", "shrink", "cap_seqs", "open_seqs"] {
+        counter!(TUNER_DECISIONS, "action" => a).increment(0);
+    }
 }
 
 /// The serving set: each name with its vLLM twin.

@@ -95,6 +95,28 @@ impl Scheduler {
         self.running.is_empty() && self.waiting.is_empty()
     }
 
+    /// Replaces the step budget while decoding and the sequence limit (the SLO tuner's
+    /// settings; a lower limit stops admissions, it preempts nobody).
+    pub fn set_limits(&mut self, max_batch_tokens: usize, max_seqs: usize) {
+        self.cfg.max_batch_tokens = max_batch_tokens.max(1);
+        self.cfg.max_seqs = max_seqs.max(1);
+    }
+
+    /// The queue as the tuner sees it: waiting requests, running sequences still
+    /// prefilling, and how long the oldest waiting request has waited.
+    pub fn load(&self, now: Instant) -> crate::tuner::Load {
+        crate::tuner::Load {
+            waiting: self.waiting.len(),
+            prefilling: self.running.iter().filter(|s| s.remaining() > 1).count(),
+            oldest_wait: self
+                .waiting
+                .iter()
+                .map(|s| now.saturating_duration_since(s.arrival))
+                .max()
+                .unwrap_or_default(),
+        }
+    }
+
     pub fn block_errors(&self) -> u64 {
         self.block_errors
     }
