@@ -39,4 +39,4 @@ cargo build --release --workspace --all-targets
 ./target/release/autoglm pull
 # llama.cpp's tokenizer test vectors and chat templates (from the llama-cpp-python sdist).
 bash scripts/fetch_llamacpp_models.sh >/dev/null
-cargo test --release --workspace
+cargo test --release --workspace --no-fail-fast

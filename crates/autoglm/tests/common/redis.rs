@@ -93,7 +93,8 @@ impl Redis {
 
     fn try_cmd<A: AsRef<[u8]>>(&self, args: &[A]) -> std::io::Result<Reply> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        // Long enough for a test's `DEBUG SLEEP`.
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
         let mut out = format!("*{}\r\n", args.len()).into_bytes();
         for a in args {
             let a = a.as_ref();
