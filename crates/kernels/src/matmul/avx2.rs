@@ -187,8 +187,16 @@ impl HalfTile<'_> {
         };
         let high_at = w.high_bits_at() + 32 * self.half;
         let mut acc = [_mm256_setzero_ps(); RR];
+        // As in the AVX-512 kernel: keep the panel's next bytes requested.
+        let mut fetched = w.block_at(self.p, nb, 0).hdr;
+        let data_end = w.data.len();
         for b in 0..nb {
             let at = w.block_at(self.p, nb, b);
+            let want = (at.codes + w.code_bytes() + super::PREFETCH_AHEAD).min(data_end);
+            while fetched < want {
+                _mm_prefetch::<_MM_HINT_T0>(w.data.as_ptr().add(fetched) as *const i8);
+                fetched += 64;
+            }
             let base = w.data.as_ptr().add(at.codes + 32 * self.half);
             let mut ia = [_mm256_setzero_si256(); RR];
             let mut ib = [_mm256_setzero_si256(); RR];

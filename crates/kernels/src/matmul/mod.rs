@@ -33,6 +33,12 @@ use std::cell::RefCell;
 /// Activation rows per register tile on the f32 path.
 pub const MR: usize = 8;
 
+/// How far ahead of the block being multiplied the integer kernels prefetch a panel's
+/// bytes. 1024 measured best of 512–4096 on the 1B shape (Zen 4, 2 threads); without
+/// any, batch-1 decode there was 27% slower and batch-16 23% (docs/benchmarks.md).
+#[cfg(target_arch = "x86_64")]
+const PREFETCH_AHEAD: usize = 1024;
+
 /// Up to this many activation rows, tasks take few panels each (decode is bound by
 /// streaming the weights, so every thread must have its share).
 const DECODE_MAX_ROWS: usize = 4;

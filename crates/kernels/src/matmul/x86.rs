@@ -318,10 +318,26 @@ impl Tile<'_> {
         };
         let high_at = w.high_bits_at();
         let mut acc = [[_mm512_setzero_ps(); P]; R];
+        // Per panel, the byte offset up to which lines have been prefetched.
+        let mut fetched = [0usize; P];
+        for q in 0..P {
+            fetched[q] = w.block_at(p0 + q, nb, 0).hdr;
+        }
+        let data_end = w.data.len();
         for b in 0..nb {
             let mut at = [w.block_at(0, nb, 0); P];
             for q in 0..P {
                 at[q] = w.block_at(p0 + q, nb, b);
+            }
+            // The hardware prefetchers fall behind on these short, header-interleaved
+            // streams (a panel's first row tile stalled on every block's first load), so
+            // keep each panel's next PREFETCH_AHEAD bytes requested.
+            for q in 0..P {
+                let want = (at[q].codes + w.code_bytes() + super::PREFETCH_AHEAD).min(data_end);
+                while fetched[q] < want {
+                    _mm_prefetch::<_MM_HINT_T0>(w.data.as_ptr().add(fetched[q]) as *const i8);
+                    fetched[q] += 64;
+                }
             }
             let base = |q: usize| w.data.as_ptr().add(at[q].codes);
             let mut ia = [[_mm512_setzero_si512(); P]; R];
