@@ -3,7 +3,8 @@
 # random-weight GGUFs of real shapes (speed does not depend on weight values), same
 # machine, same run. SmolLM2 (the default model, real weights) stays in the table.
 #   bench/scaling.sh [SHAPES]      SHAPES default: "smollm2 llama-3.2-1b llama-3.1-8b"
-# Env: QUANT (default q4_k_m), REPS (default 2; 8B runs once).
+# Env: QUANT (default q4_k_m), REPS (default 2; 8B runs once), TABLE (the marker in
+# docs/benchmarks.md the table goes to; default scaling-table).
 # Prints a markdown table (bench/out/scaling.md) and writes it into docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,12 +78,12 @@ PY
   bw_after="$(bench/out/membw 1024 "$threads")"
   echo "{\"shape\": \"$shape\", \"bandwidth_gbs\": [$bw_before, $bw_after]}" >> "$out"
 done
-python3 - "$reps" <<'PY' | tee bench/out/scaling.md
+python3 - "$reps" "$shapes" <<'PY' | tee bench/out/scaling.md
 import json, sys, subprocess, datetime
 rows = [json.loads(l) for l in open("bench/out/scaling.jsonl")]
 cpu = subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | sed 's/.*: *//'"], capture_output=True, text=True).stdout.strip()
 print(f"Measured {datetime.date.today()} on {cpu}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} threads, "
-      f"command `bench/scaling.sh`, {sys.argv[1]} repetitions (8B: 1).\n")
+      f"command `bench/scaling.sh {sys.argv[2]}`, {sys.argv[1]} repetitions (8B: 1).\n")
 print("| shape / quant | test | llama.cpp | ik_llama.cpp | autoglm 16-bit | autoglm 8-bit | 16-bit vs llama.cpp / ik | 8-bit vs llama.cpp / ik |")
 print("|---|---|---|---|---|---|---|---|")
 shapes = []
@@ -109,4 +110,4 @@ for s in shapes:
           f"RSS after load {m['rss_after_load_bytes'] / 2**20:.0f} MiB, peak {m['rss_peak_bytes'] / 2**20:.0f} MiB "
           f"({m['rss_peak_bytes'] / (m['file_bytes'] + m['kv_peak_bytes']):.3f}× file + KV) | | | |")
 PY
-python3 bench/update_docs.py scaling-table bench/out/scaling.md
+python3 bench/update_docs.py "${TABLE:-scaling-table}" bench/out/scaling.md

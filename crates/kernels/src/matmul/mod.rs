@@ -34,8 +34,9 @@ use std::cell::RefCell;
 pub const MR: usize = 8;
 
 /// How far ahead of the block being multiplied the integer kernels prefetch a panel's
-/// bytes. 1024 measured best of 512–4096 on the 1B shape (Zen 4, 2 threads); without
-/// any, batch-1 decode there was 27% slower and batch-16 23% (docs/benchmarks.md).
+/// bytes. 512–4096 measured within noise of each other on the 1B shape (a 2-thread
+/// AVX-512 Xeon VM), 512 a little behind; without any, batch-1 decode there was 27%
+/// slower and batch-16 23% (docs/benchmarks.md, "After panel prefetching").
 #[cfg(target_arch = "x86_64")]
 const PREFETCH_AHEAD: usize = 1024;
 
