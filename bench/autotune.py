@@ -21,11 +21,14 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from update_docs import replace_block  # noqa: E402
 AUTOGLM = os.path.join(ROOT, "target", "release", "autoglm")
 
 
@@ -168,11 +171,7 @@ def main():
     print(table)
     if args.update_docs:
         svg(samples, rates, args.duration, os.path.join(ROOT, "docs", "autotune.svg"))
-        p = os.path.join(ROOT, "docs", "benchmarks.md")
-        s = open(p).read()
-        s = re.sub(r"<!-- autotune-table:start -->.*<!-- autotune-table:end -->",
-                   f"<!-- autotune-table:start -->\n{table}\n<!-- autotune-table:end -->", s, flags=re.S)
-        open(p, "w").write(s)
+        replace_block("autotune-table", table)
 
 
 if __name__ == "__main__":

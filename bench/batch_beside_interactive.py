@@ -18,7 +18,6 @@ import argparse
 import datetime
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -27,6 +26,8 @@ import time
 import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from update_docs import replace_block  # noqa: E402
 AUTOGLM = os.path.join(ROOT, "target", "release", "autoglm")
 WORDS = ("river stone lamp garden copper window orange violin harbor pepper silver "
          "meadow rocket candle forest marble thunder basket island anchor").split()
@@ -166,11 +167,7 @@ def main():
     ])
     print(table)
     if args.update_docs:
-        p = os.path.join(ROOT, "docs", "benchmarks.md")
-        s = open(p).read()
-        s = re.sub(r"<!-- batch-table:start -->.*<!-- batch-table:end -->",
-                   f"<!-- batch-table:start -->\n{table}\n<!-- batch-table:end -->", s, flags=re.S)
-        open(p, "w").write(s)
+        replace_block("batch-table", table)
 
 
 if __name__ == "__main__":
