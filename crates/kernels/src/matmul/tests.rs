@@ -161,6 +161,35 @@ fn wrong_sizes_and_ragged_rows_are_errors() {
     assert!(PackedMatrix::from_ggml(QuantFormat::Q4_1, &[0u8; 20], 1, 33).is_err());
 }
 
+/// Rows long enough that a task of four panels (8 panels over 2 threads) decodes its
+/// K-quant scales one or two panels at a time (the proptest's short rows fit one chunk),
+/// with batches of one, two and three row tiles.
+#[test]
+fn long_k_quant_rows_match_scalar_bitwise() {
+    let pool = ThreadPool::new(2);
+    for (fmt, n, k) in [(QuantFormat::Q4K, 128, 8192), (QuantFormat::Q5K, 120, 4096)] {
+        let data = random_ggml(fmt, n, k, 5);
+        let mut w = PackedMatrix::from_ggml(fmt, &data, n, k).unwrap();
+        for bits in [16, 8] {
+            w.set_activation_bits(bits);
+            for m in [1, 9, 21] {
+                let x = x_rows(m, k, 3);
+                let mut y = vec![0f32; m * n];
+                matmul(&pool, &w, &x, m, &mut y);
+                let mut want = vec![0f32; m * n];
+                reference::matmul(&w, &x, m, &mut want);
+                for i in 0..m * n {
+                    assert_eq!(
+                        y[i].to_bits(),
+                        want[i].to_bits(),
+                        "{fmt:?} m{m} k{k} at {i}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 

@@ -7,6 +7,7 @@ use super::pack::{CodePanels, PANEL};
 use super::shared_out::SharedOut;
 use super::MR;
 use std::arch::x86_64::*;
+use std::cell::RefCell;
 
 #[target_feature(enable = "avx512f")]
 #[inline]
@@ -131,28 +132,126 @@ pub unsafe fn codes_panels(
     y: &SharedOut,
 ) {
     w.check_job(k, n, p1, acts, m, y.len());
-    let mut i0 = 0;
-    while i0 < m {
-        let r = (m - i0).min(8);
-        let t = Tile {
-            w,
-            k,
-            n,
-            acts,
-            i0,
-            y: y.as_ptr(),
+    DECODED.with(|cell| {
+        let mut decoded = cell.borrow_mut();
+        let nb = k / w.block;
+        // With one row tile each block's scales are decoded once anyway; with more, every
+        // tile would decode them again. Only the 6-bit sub-block scales of Q4_K and Q5_K
+        // cost enough to decode (some 25 instructions a block) to be worth 128 bytes a
+        // block of extra cache traffic; the others are one or two conversions.
+        let predecode = m > 8 && w.scales == super::pack::ScaleBits::Super6;
+        // Panels decoded at a time: what fits DECODED_BYTES (at least one), so the decoded
+        // scales do not push the activations out of cache on long rows.
+        let chunk = if predecode {
+            (DECODED_BYTES / (nb * std::mem::size_of::<BlockScales>())).clamp(1, p1 - p0)
+        } else {
+            p1 - p0
         };
-        match r {
-            8 => t.panels::<8, 1>(p0, p1),
-            7 => t.panels::<7, 1>(p0, p1),
-            6 => t.panels::<6, 1>(p0, p1),
-            5 => t.panels::<5, 1>(p0, p1),
-            4 => t.panels::<4, 1>(p0, p1),
-            3 => t.panels::<3, 2>(p0, p1),
-            2 => t.panels::<2, 2>(p0, p1),
-            _ => t.panels::<1, 4>(p0, p1),
+        let mut c0 = p0;
+        while c0 < p1 {
+            let c1 = (c0 + chunk).min(p1);
+            let scales = if predecode {
+                decode_scales(w, nb, c0, c1, &mut decoded);
+                Some(decoded.as_ptr())
+            } else {
+                None
+            };
+            let mut i0 = 0;
+            while i0 < m {
+                let r = (m - i0).min(8);
+                let t = Tile {
+                    w,
+                    k,
+                    n,
+                    acts,
+                    i0,
+                    y: y.as_ptr(),
+                    scales,
+                    p_first: c0,
+                };
+                match r {
+                    8 => t.panels::<8, 1>(c0, c1),
+                    7 => t.panels::<7, 1>(c0, c1),
+                    6 => t.panels::<6, 1>(c0, c1),
+                    5 => t.panels::<5, 1>(c0, c1),
+                    4 => t.panels::<4, 1>(c0, c1),
+                    3 => t.panels::<3, 2>(c0, c1),
+                    2 => t.panels::<2, 2>(c0, c1),
+                    _ => t.panels::<1, 4>(c0, c1),
+                }
+                i0 += r;
+            }
+            c0 = c1;
         }
-        i0 += r;
+    });
+}
+
+/// The most bytes of decoded scales a task keeps at once (measured on the 1B shape's
+/// layers: 32 KiB keeps k = 2048 rows at four panels a chunk, and k = 8192 at one).
+const DECODED_BYTES: usize = 32 << 10;
+
+/// One block's 16 scales and 16 mins as `block_scales` returns them, a cache line each.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct BlockScales {
+    d: [f32; PANEL],
+    min: [f32; PANEL],
+}
+
+thread_local! {
+    /// The scales of the panels a task multiplies, decoded once for all its row tiles.
+    static DECODED: RefCell<Vec<BlockScales>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The scale offset `block_scales` takes for `w`.
+fn scale_offset(w: &CodePanels) -> f32 {
+    match w.scales {
+        super::pack::ScaleBits::ScaleOffset(o) => -(o as f32),
+        _ => -32.0,
+    }
+}
+
+/// Fills `out` with the scales of blocks `0..nb` of panels `p0..p1`, panel by panel.
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn decode_scales(
+    w: &CodePanels,
+    nb: usize,
+    p0: usize,
+    p1: usize,
+    out: &mut Vec<BlockScales>,
+) {
+    use super::pack::ScaleBits as S;
+    match w.scales {
+        S::ScaleMin => decode_scales_as::<MIN>(w, nb, p0, p1, out),
+        S::ScaleOffset(_) => decode_scales_as::<OFFSET>(w, nb, p0, p1, out),
+        S::Super6 => decode_scales_as::<SUPER6>(w, nb, p0, p1, out),
+        S::SuperI8 => decode_scales_as::<SUPER_I8>(w, nb, p0, p1, out),
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn decode_scales_as<const SB: u8>(
+    w: &CodePanels,
+    nb: usize,
+    p0: usize,
+    p1: usize,
+    out: &mut Vec<BlockScales>,
+) {
+    let zero = BlockScales {
+        d: [0.0; PANEL],
+        min: [0.0; PANEL],
+    };
+    out.clear();
+    out.resize((p1 - p0) * nb, zero);
+    let offset = scale_offset(w);
+    for p in p0..p1 {
+        for b in 0..nb {
+            let at = w.block_at(p, nb, b);
+            let (d, min) = block_scales::<SB>(w.data.as_ptr().add(at.hdr), at.j, offset);
+            let o = &mut out[(p - p0) * nb + b];
+            _mm512_store_ps(o.d.as_mut_ptr(), d);
+            _mm512_store_ps(o.min.as_mut_ptr(), min);
+        }
     }
 }
 
@@ -255,6 +354,9 @@ struct Tile<'a> {
     acts: &'a QuantActs,
     i0: usize,
     y: *mut f32,
+    /// `decode_scales` of panels `p_first..`, when the task decoded them up front.
+    scales: Option<*const BlockScales>,
+    p_first: usize,
 }
 
 impl Tile<'_> {
@@ -312,10 +414,7 @@ impl Tile<'_> {
         let xl = acts.lo.as_ptr().add(self.i0 * k);
         let bcast = |p: *const i8| _mm512_set1_epi32((p as *const i32).read_unaligned());
         let nibble = _mm512_set1_epi8(0x0F);
-        let offset = match w.scales {
-            super::pack::ScaleBits::ScaleOffset(o) => -(o as f32),
-            _ => -32.0,
-        };
+        let offset = scale_offset(w);
         let high_at = w.high_bits_at();
         let mut acc = [[_mm512_setzero_ps(); P]; R];
         // Per panel, the byte offset up to which lines have been prefetched.
@@ -407,8 +506,13 @@ impl Tile<'_> {
                 }
             }
             for q in 0..P {
-                let hdr = w.data.as_ptr().add(at[q].hdr);
-                let (d, mn) = block_scales::<SB>(hdr, at[q].j, offset);
+                let (d, mn) = match self.scales {
+                    Some(s) => {
+                        let s = &*s.add((p0 + q - self.p_first) * nb + b);
+                        (_mm512_load_ps(s.d.as_ptr()), _mm512_load_ps(s.min.as_ptr()))
+                    }
+                    None => block_scales::<SB>(w.data.as_ptr().add(at[q].hdr), at[q].j, offset),
+                };
                 for r in 0..R {
                     let at = (self.i0 + r) * nb + b;
                     let s = _mm512_set1_ps(*acts.scale.get_unchecked(at));
