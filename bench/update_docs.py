@@ -12,7 +12,8 @@ DOC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "be
 
 def replace_block(name, body):
     doc = open(DOC).read()
-    pattern = re.compile(rf"<!-- {name}:start -->\n.*?\n<!-- {name}:end -->", re.S)
+    # The block between the markers may be empty (a table not yet measured).
+    pattern = re.compile(rf"<!-- {name}:start -->\n(?:.*?\n)?<!-- {name}:end -->", re.S)
     if not pattern.search(doc):
         sys.exit(f"markers for {name} not found in docs/benchmarks.md")
     doc = pattern.sub(lambda _: f"<!-- {name}:start -->\n{body}\n<!-- {name}:end -->", doc)
