@@ -143,7 +143,7 @@ pub unsafe fn codes_panels(
         // Panels decoded at a time: what fits DECODED_BYTES (at least one), so the decoded
         // scales do not push the activations out of cache on long rows.
         let chunk = if predecode {
-            (DECODED_BYTES / (nb * std::mem::size_of::<BlockScales>())).clamp(1, p1 - p0)
+            (DECODED_BYTES / (nb * std::mem::size_of::<BlockScales>()).max(1)).max(1)
         } else {
             p1 - p0
         };
