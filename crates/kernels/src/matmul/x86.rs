@@ -241,8 +241,11 @@ unsafe fn decode_scales_as<const SB: u8>(
         d: [0.0; PANEL],
         min: [0.0; PANEL],
     };
-    out.clear();
-    out.resize((p1 - p0) * nb, zero);
+    // Every entry below is overwritten: grow the buffer, never refill it.
+    let needed = (p1 - p0) * nb;
+    if out.len() < needed {
+        out.resize(needed, zero);
+    }
     let offset = scale_offset(w);
     for p in p0..p1 {
         for b in 0..nb {
