@@ -3,7 +3,8 @@
 //! measures end to end).
 //!   cargo run --release -p kernels --example matmul_speed -- [ROWS] [COLS] [M] [THREADS]
 //! Defaults: the Llama-3.2-1B FFN up projection (8192 × 2048), M = 32, all cores. Prints
-//! the best of several runs for Q4_K and Q6_K at 16- and 8-bit activations.
+//! the best of several runs for Q4_K and Q6_K (or the formats `FORMATS` lists, e.g.
+//! `FORMATS=q5k,q8_0,q4_0`) at 16- and 8-bit activations.
 use kernels::{matmul, PackedMatrix, QuantFormat, ThreadPool};
 use std::time::Instant;
 
@@ -27,8 +28,11 @@ fn random_matrix(fmt: QuantFormat, rows: usize, cols: usize) -> Vec<u8> {
     let mut data = bytes(rows * row, 0x9e37_79b9);
     let (f16_at, block): (&[usize], usize) = match fmt {
         QuantFormat::Q4K => (&[0, 2], 144),
+        QuantFormat::Q5K => (&[0, 2], 176),
         QuantFormat::Q6K => (&[208], 210),
-        _ => unreachable!("only K-quants here"),
+        QuantFormat::Q8_0 => (&[0], 34),
+        QuantFormat::Q4_0 => (&[0], 18),
+        _ => unreachable!("not measured here"),
     };
     let small = half::f16::from_f32(0.01).to_le_bytes();
     for blk in data.chunks_exact_mut(block) {
@@ -52,7 +56,20 @@ fn main() {
         .map(|&b| b as f32 / 128.0 - 1.0)
         .collect();
     let mut y = vec![0.0f32; m * rows];
-    for fmt in [QuantFormat::Q4K, QuantFormat::Q6K] {
+    // FORMATS=q4k,q5k,q6k,q8_0,q4_0 picks the formats (default q4k,q6k).
+    let formats: Vec<QuantFormat> = std::env::var("FORMATS")
+        .unwrap_or_else(|_| "q4k,q6k".into())
+        .split(',')
+        .map(|f| match f {
+            "q4k" => QuantFormat::Q4K,
+            "q5k" => QuantFormat::Q5K,
+            "q6k" => QuantFormat::Q6K,
+            "q8_0" => QuantFormat::Q8_0,
+            "q4_0" => QuantFormat::Q4_0,
+            other => panic!("unknown format {other}"),
+        })
+        .collect();
+    for fmt in formats {
         let mut w = PackedMatrix::from_ggml(fmt, &random_matrix(fmt, rows, cols), rows, cols)
             .expect("packs");
         for bits in [16, 8] {

@@ -26,6 +26,10 @@ pub(crate) struct QuantActs {
     pub scale: Vec<f32>,
     /// Per row and block: `s * Σ c`, the block's sum as the integer product sees it.
     pub sum: Vec<f32>,
+    /// The codes `c` again as 16-bit integers, for the kernels that multiply words
+    /// (`vpdpwssd`); filled only when `has_wide`.
+    pub wide: Vec<i16>,
+    pub has_wide: bool,
 }
 
 impl QuantActs {
@@ -38,6 +42,8 @@ impl QuantActs {
             lo: Vec::new(),
             scale: Vec::new(),
             sum: Vec::new(),
+            wide: Vec::new(),
+            has_wide: false,
         }
     }
 
@@ -50,6 +56,7 @@ impl QuantActs {
         self.lo.resize(m * k, 0);
         self.scale.resize(m * k / block, 0.0);
         self.sum.resize(m * k / block, 0.0);
+        self.has_wide = false;
     }
 
     /// Row `i`'s share of the buffers, for the quantizer to fill.
@@ -76,6 +83,31 @@ pub(crate) struct ActRow<'a> {
     pub lo: &'a mut [i8],
     pub scale: &'a mut [f32],
     pub sum: &'a mut [f32],
+}
+
+/// Where code `kk` of row `i` lies in `wide`: rows in tiles of `WIDE_TILE`, and within a
+/// tile, per pair of codes, the rows' pairs side by side, so one row tile's operands for a
+/// pair lie in one 32-byte span.
+pub(crate) const WIDE_TILE: usize = 6;
+
+/// Elements of `wide` for `m` rows of `k`.
+pub(crate) fn wide_len(m: usize, k: usize) -> usize {
+    m.div_ceil(WIDE_TILE) * WIDE_TILE * k
+}
+
+/// Writes row `i`'s codes `256 * hi + lo` into `wide` (laid out as `WIDE_TILE` says).
+///
+/// # Safety
+/// `wide` must hold `wide_len(i + 1, hi.len())` elements; other threads may write other
+/// rows at the same time (every element belongs to one row).
+pub(crate) unsafe fn widen_row(i: usize, hi: &[i8], lo: &[i8], wide: *mut i16) {
+    let k = hi.len();
+    let row = wide.add((i / WIDE_TILE) * WIDE_TILE * k + (i % WIDE_TILE) * 2);
+    for (p, (h, l)) in hi.chunks_exact(2).zip(lo.chunks_exact(2)).enumerate() {
+        let at = row.add(p * 2 * WIDE_TILE);
+        *at = ((h[0] as i16) << 8) + l[0] as i16;
+        *at.add(1) = ((h[1] as i16) << 8) + l[1] as i16;
+    }
 }
 
 /// Quantizes one row of `k` values to `bits`-bit codes.

@@ -88,26 +88,37 @@ fn panels_per_task(panels: usize, threads: usize) -> usize {
 
 /// Quantizes `m` rows of `x` into `acts` (already sized), in parallel when given a pool
 /// and enough rows to be worth it.
-fn quantize_rows(pool: Option<&ThreadPool>, x: &[f32], m: usize, acts: &mut QuantActs) {
+fn quantize_rows(
+    pool: Option<&ThreadPool>,
+    x: &[f32],
+    m: usize,
+    acts: &mut QuantActs,
+    widen: bool,
+) {
     let (k, block, bits) = (acts.k, acts.block, acts.bits);
     let nb = k / block;
+    if widen {
+        acts.wide.resize(acts::wide_len(m, k), 0);
+    }
     match pool {
         Some(pool) if m >= 8 && pool.threads() > 1 => {
-            struct Bufs(*mut i8, *mut i8, *mut f32, *mut f32);
-            // SAFETY: each task writes only its own rows of the four buffers.
+            struct Bufs(*mut i8, *mut i8, *mut f32, *mut f32, *mut i16);
+            // SAFETY: each task writes only its own rows of the five buffers.
             unsafe impl Sync for Bufs {}
             let b = Bufs(
                 acts.hi.as_mut_ptr(),
                 acts.lo.as_mut_ptr(),
                 acts.scale.as_mut_ptr(),
                 acts.sum.as_mut_ptr(),
+                acts.wide.as_mut_ptr(),
             );
             let b = &b;
             let per = m.div_ceil(pool.threads() * 2);
             pool.run(m.div_ceil(per), &|t| {
                 for i in t * per..((t + 1) * per).min(m) {
                     // SAFETY: row i's slices are disjoint from every other row's and lie
-                    // within the buffers, which outlive pool.run.
+                    // within the buffers (`wide` holds `wide_len(m, k)` when `widen`), which
+                    // outlive pool.run.
                     let row = unsafe {
                         ActRow {
                             hi: std::slice::from_raw_parts_mut(b.0.add(i * k), k),
@@ -117,6 +128,17 @@ fn quantize_rows(pool: Option<&ThreadPool>, x: &[f32], m: usize, acts: &mut Quan
                         }
                     };
                     acts::quantize_row(&x[i * k..(i + 1) * k], block, row, bits);
+                    if widen {
+                        // SAFETY: as above; the row's quantizing is done.
+                        unsafe {
+                            acts::widen_row(
+                                i,
+                                std::slice::from_raw_parts(b.0.add(i * k), k),
+                                std::slice::from_raw_parts(b.1.add(i * k), k),
+                                b.4,
+                            );
+                        }
+                    }
                 }
             });
         }
@@ -124,8 +146,33 @@ fn quantize_rows(pool: Option<&ThreadPool>, x: &[f32], m: usize, acts: &mut Quan
             for i in 0..m {
                 acts::quantize_row(&x[i * k..(i + 1) * k], block, acts.row_mut(i), bits);
             }
+            if widen {
+                let wide = acts.wide.as_mut_ptr();
+                for i in 0..m {
+                    let r = i * k..(i + 1) * k;
+                    // SAFETY: `wide` holds `wide_len(m, k)` elements.
+                    unsafe { acts::widen_row(i, &acts.hi[r.clone()], &acts.lo[r], wide) };
+                }
+            }
         }
     }
+    acts.has_wide = widen;
+}
+
+/// Whether `m` rows of `bits`-bit codes are multiplied against `c` as 16-bit words
+/// (`vpdpwssd`), its codes widened once per task: 16-bit codes otherwise take two
+/// `vpdpbusd` and a shift to combine, and 5- and 6-bit codes an unpacking per row tile,
+/// but the widened codes are 2–4 times the packed bytes, which enough row tiles must
+/// repay. Where each format starts to gain was measured with the `matmul_speed` example
+/// (docs/benchmarks.md): Q6_K and Q5_K from 16 rows (even at 12), Q4_K and Q4_0 at 32
+/// (behind at 16–24), Q8_0 only at 64 (behind at 16 and 32).
+fn wide_rows(c: &pack::CodePanels, m: usize, bits: u8) -> bool {
+    let min = match c.codes {
+        pack::CodeBits::Nib4Hi1 | pack::CodeBits::Nib4Hi2 => MR + 1,
+        pack::CodeBits::Nib4 => 32,
+        pack::CodeBits::Bytes => 64,
+    };
+    m >= min && bits == 16 && vnni()
 }
 
 /// Runs `f(p0, p1, y)` for tasks of `ppt` consecutive panels; each task writes only
@@ -165,7 +212,8 @@ pub fn matmul(pool: &ThreadPool, w: &PackedMatrix, x: &[f32], m: usize, y: &mut 
         Packed::Codes(c) => ACTS.with(|a| {
             let mut acts = a.borrow_mut();
             acts.resize(m, k, c.block, w.activation_bits());
-            quantize_rows(Some(pool), x, m, &mut acts);
+            let widen = wide_rows(c, m, acts.bits);
+            quantize_rows(Some(pool), x, m, &mut acts, widen);
             matmul_codes(pool, c, n, k, &acts, m, y);
         }),
     }

@@ -74,7 +74,7 @@ pub fn matmul(w: &PackedMatrix, x: &[f32], m: usize, y: &mut [f32]) {
         Packed::Codes(c) => {
             let mut acts = QuantActs::new();
             acts.resize(m, k, c.block, w.activation_bits());
-            super::quantize_rows(None, x, m, &mut acts);
+            super::quantize_rows(None, x, m, &mut acts, false);
             for p in 0..w.panels() {
                 codes_gemm(c, k, p, &acts, 0..m, y, n, (n - p * PANEL).min(PANEL));
             }

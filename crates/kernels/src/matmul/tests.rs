@@ -163,7 +163,8 @@ fn wrong_sizes_and_ragged_rows_are_errors() {
 
 /// Rows long enough that a task of four panels (8 panels over 2 threads) decodes its
 /// K-quant scales one or two panels at a time (the proptest's short rows fit one chunk),
-/// with batches of one, two and three row tiles.
+/// and widens codes two panels at a time, with batches of one to twelve row tiles
+/// (byte kernels below 32 rows for Q4_K, word kernels from 9 for Q5_K and 32 for Q4_K).
 #[test]
 fn long_k_quant_rows_match_scalar_bitwise() {
     let pool = ThreadPool::new(2);
@@ -172,7 +173,7 @@ fn long_k_quant_rows_match_scalar_bitwise() {
         let mut w = PackedMatrix::from_ggml(fmt, &data, n, k).unwrap();
         for bits in [16, 8] {
             w.set_activation_bits(bits);
-            for m in [1, 9, 21] {
+            for m in [1, 9, 21, 32, 67] {
                 let x = x_rows(m, k, 3);
                 let mut y = vec![0f32; m * n];
                 matmul(&pool, &w, &x, m, &mut y);
@@ -194,7 +195,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
-    fn simd_matmul_is_bitwise_equal_to_scalar(fi in 0usize..9, m in 1usize..20, n in 1usize..90, kb in 1usize..5, seed in 0u64..1000, bits in prop::sample::select(vec![8u8, 16])) {
+    fn simd_matmul_is_bitwise_equal_to_scalar(fi in 0usize..9, m in prop_oneof![1usize..20, 20usize..72], n in 1usize..90, kb in 1usize..5, seed in 0u64..1000, bits in prop::sample::select(vec![8u8, 16])) {
         let fmt = FORMATS[fi];
         let (be, _) = fmt.block();
         let k = if be == 1 { kb * 16 + (seed as usize % 16) } else if be == 256 { 256 * kb.div_ceil(2) } else { 32 * kb };
@@ -229,7 +230,7 @@ proptest! {
             let x = x_rows(m, k, seed);
             let mut acts = acts::QuantActs::new();
             acts.resize(m, k, c.block, bits);
-            quantize_rows(None, &x, m, &mut acts);
+            quantize_rows(None, &x, m, &mut acts, false);
             let mut got = vec![0f32; m * n];
             // SAFETY: the features were detected above; shapes are consistent.
             unsafe { avx2::codes_panels(c, k, n, 0, w.panels(), &acts, m, &SharedOut::new(&mut got)) };
