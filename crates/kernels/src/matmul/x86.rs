@@ -2,12 +2,14 @@
 // Register tiles are indexed [row][panel] on purpose: iterator chains obscure the tiling.
 #![allow(clippy::needless_range_loop)]
 
-use super::acts::{wide_len, QuantActs, WIDE_TILE};
+use super::acts::{wide_len, QuantActs};
 use super::pack::{CodePanels, PANEL};
 use super::shared_out::SharedOut;
 use super::MR;
 use std::arch::x86_64::*;
 use std::cell::RefCell;
+
+mod words;
 
 #[target_feature(enable = "avx512f")]
 #[inline]
@@ -150,7 +152,7 @@ pub unsafe fn codes_panels(
         // Panels decoded at a time: what fits DECODED_BYTES (WIDE_BYTES for words; at
         // least one), so the decoded panels do not push the activations out of cache.
         let chunk = if wide {
-            (WIDE_BYTES / (k * PANEL * 2)).max(2)
+            words::chunk_panels(k)
         } else if predecode {
             (DECODED_BYTES / (nb * std::mem::size_of::<BlockScales>()).max(1)).max(1)
         } else {
@@ -159,54 +161,17 @@ pub unsafe fn codes_panels(
         let mut c0 = p0;
         while c0 < p1 {
             let c1 = (c0 + chunk).min(p1);
-            // Widening first: it streams the panels in with prefetches, so the scale
-            // headers are in cache when decoded.
-            let words = if wide {
-                WORDS.with(|cell| {
-                    let mut words = cell.borrow_mut();
-                    widen_codes(w, nb, c0, c1, &mut words);
-                    words.as_ptr()
-                })
-            } else {
-                std::ptr::null()
-            };
+            if wide {
+                words::chunk(w, k, n, acts, m, y, c0, c1, &mut decoded);
+                c0 = c1;
+                continue;
+            }
             let scales = if predecode {
                 decode_scales(w, nb, c0, c1, &mut decoded);
                 Some(decoded.as_ptr())
             } else {
                 None
             };
-            if wide {
-                let mut i0 = 0;
-                while i0 < m {
-                    let r = (m - i0).min(WIDE_TILE);
-                    let t = WideTile {
-                        w,
-                        k,
-                        n,
-                        acts,
-                        i0,
-                        y: y.as_ptr(),
-                        scales: decoded.as_ptr(),
-                        words,
-                        p_first: c0,
-                    };
-                    // At least ten independent `vpdpwssd` chains keep both pipes busy
-                    // (about five cycles of latency each): a C loop of this shape ran
-                    // 5.4 G/s per core with 12 chains, 3.5–3.9 with 8.
-                    match r {
-                        6 => t.panels::<6, 2, 1>(c0, c1),
-                        5 => t.panels::<5, 2, 1>(c0, c1),
-                        4 => t.panels::<4, 2, 2>(c0, c1),
-                        3 => t.panels::<3, 2, 2>(c0, c1),
-                        2 => t.panels::<2, 4, 2>(c0, c1),
-                        _ => t.panels::<1, 4, 2>(c0, c1),
-                    }
-                    i0 += r;
-                }
-                c0 = c1;
-                continue;
-            }
             let mut i0 = 0;
             while i0 < m {
                 let r = (m - i0).min(8);
@@ -240,238 +205,6 @@ pub unsafe fn codes_panels(
 /// The most bytes of decoded scales a task keeps at once (measured on the 1B shape's
 /// layers: 32 KiB keeps k = 2048 rows at four panels a chunk, and k = 8192 at one).
 const DECODED_BYTES: usize = 32 << 10;
-
-/// The most bytes of widened codes a task keeps at once: a panel of rows of 2048 is
-/// 64 KiB of words, so two of them stay in L2 while every row tile passes over them.
-const WIDE_BYTES: usize = 128 << 10;
-
-thread_local! {
-    /// The codes of the panels a task multiplies as words, widened once for all its row
-    /// tiles: per panel and block, `block / 2` vectors, vector `v` holding in lane `r`
-    /// codes `2v` and `2v + 1` of row `r`.
-    static WORDS: RefCell<Vec<__m512i>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Fills `out` with the codes of blocks `0..nb` of panels `p0..p1` as words.
-#[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn widen_codes(w: &CodePanels, nb: usize, p0: usize, p1: usize, out: &mut Vec<__m512i>) {
-    use super::pack::CodeBits as C;
-    match w.codes {
-        C::Nib4 => widen_codes_as::<NIB4>(w, nb, p0, p1, out),
-        C::Nib4Hi1 => widen_codes_as::<HI1>(w, nb, p0, p1, out),
-        C::Nib4Hi2 => widen_codes_as::<HI2>(w, nb, p0, p1, out),
-        C::Bytes => widen_codes_as::<BYTES>(w, nb, p0, p1, out),
-    }
-}
-
-#[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn widen_codes_as<const CB: u8>(
-    w: &CodePanels,
-    nb: usize,
-    p0: usize,
-    p1: usize,
-    out: &mut Vec<__m512i>,
-) {
-    let pairs = w.block / 2;
-    let needed = (p1 - p0) * nb * pairs;
-    // Every entry below is overwritten: grow the buffer, never refill it.
-    if out.len() < needed {
-        out.resize(needed, _mm512_setzero_si512());
-    }
-    // Lane `r` of a byte vector holds four consecutive codes; these pick the first two
-    // (then the last two) into the lane's two words, zero-extended.
-    let z = -128i8;
-    let first = _mm512_broadcast_i32x4(_mm_setr_epi8(
-        0, z, 1, z, 4, z, 5, z, 8, z, 9, z, 12, z, 13, z,
-    ));
-    let last = _mm512_broadcast_i32x4(_mm_setr_epi8(
-        2, z, 3, z, 6, z, 7, z, 10, z, 11, z, 14, z, 15, z,
-    ));
-    let nibble = _mm512_set1_epi8(0x0F);
-    let high_at = w.high_bits_at();
-    let dst = out.as_mut_ptr();
-    let data_end = w.data.len();
-    // This is where the weights come in from memory (the tiles read the words): keep the
-    // next PREFETCH_AHEAD bytes requested, as `Tile::tile` does.
-    let mut fetched = w.block_at(p0, nb, 0).hdr;
-    for p in p0..p1 {
-        for b in 0..nb {
-            let at = w.block_at(p, nb, b);
-            let want = (at.codes + w.code_bytes() + super::PREFETCH_AHEAD).min(data_end);
-            while fetched < want {
-                _mm_prefetch::<_MM_HINT_T0>(w.data.as_ptr().add(fetched) as *const i8);
-                fetched += 64;
-            }
-            let base = w.data.as_ptr().add(at.codes);
-            let d = dst.add(((p - p0) * nb + b) * pairs);
-            // Byte vector `t` holds codes 4t..4t + 4 of every lane.
-            let put = |t: usize, bytes: __m512i| {
-                _mm512_store_si512(d.add(2 * t), _mm512_shuffle_epi8(bytes, first));
-                _mm512_store_si512(d.add(2 * t + 1), _mm512_shuffle_epi8(bytes, last));
-            };
-            if CB == BYTES {
-                for g in 0..w.block / 4 {
-                    put(g, _mm512_loadu_si512(base.add(g * 64) as *const _));
-                }
-                continue;
-            }
-            let high = if CB != NIB4 {
-                _mm512_loadu_si512(base.add(high_at) as *const _)
-            } else {
-                _mm512_setzero_si512()
-            };
-            for g in 0..w.block / 8 {
-                let raw = _mm512_loadu_si512(base.add(g * 64) as *const _);
-                let mut c0 = _mm512_and_si512(raw, nibble);
-                let mut c1 = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), nibble);
-                if CB == HI1 {
-                    c0 = or_bit4(c0, high, 2 * g);
-                    c1 = or_bit4(c1, high, 2 * g + 1);
-                } else if CB == HI2 {
-                    c0 = or_bits45(c0, high, 2 * g);
-                    c1 = or_bits45(c1, high, 2 * g + 1);
-                }
-                put(2 * g, c0);
-                put(2 * g + 1, c1);
-            }
-        }
-    }
-}
-
-/// `acc + Σ` of the two signed word products per lane. Written out because LLVM splits
-/// the intrinsic into `vpmaddwd` and `vpaddd` unless tuning for a CPU it knows to have a
-/// fast `vpdpwssd`, which doubles the instructions; on the AVX-512 VNNI cores measured
-/// (bench/vnni_pipes.c with `vpdpwssd`) it issues at the rate of `vpdpbusd`.
-#[target_feature(enable = "avx512f,avx512vnni")]
-#[inline]
-unsafe fn dpwssd(acc: __m512i, w: __m512i, a: __m512i) -> __m512i {
-    let mut acc = acc;
-    std::arch::asm!(
-        "vpdpwssd {acc}, {w}, {a}",
-        acc = inout(zmm_reg) acc,
-        w = in(zmm_reg) w,
-        a = in(zmm_reg) a,
-        options(pure, nomem, nostack, preserves_flags),
-    );
-    acc
-}
-
-/// A row tile against widened codes (`widen_codes`) and decoded scales (`decode_scales`)
-/// of panels `p_first..`.
-struct WideTile<'a> {
-    w: &'a CodePanels,
-    k: usize,
-    n: usize,
-    acts: &'a QuantActs,
-    i0: usize,
-    y: *mut f32,
-    scales: *const BlockScales,
-    words: *const __m512i,
-    p_first: usize,
-}
-
-impl WideTile<'_> {
-    /// Panels `p0..p1` in steps of `P` with `S` chains per output, the rest one at a time
-    /// with two.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    unsafe fn panels<const R: usize, const P: usize, const S: usize>(&self, p0: usize, p1: usize) {
-        let mut p = p0;
-        while p + P <= p1 {
-            self.tile::<R, P, S>(p);
-            p += P;
-        }
-        while p < p1 {
-            self.tile::<R, 1, 2>(p);
-            p += 1;
-        }
-    }
-
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    #[inline]
-    unsafe fn tile<const R: usize, const P: usize, const S: usize>(&self, p0: usize) {
-        match self.w.block {
-            16 => self.tile_as::<R, P, S, 8>(p0),
-            32 => self.tile_as::<R, P, S, 16>(p0),
-            b => unreachable!("no word kernel for blocks of {b}"),
-        }
-    }
-
-    /// `R` rows from `i0` against panels `p0..p0 + P`: per block and (row, panel) the
-    /// exact `I = Σ code * c` in `S` chains (1, or 2: even and odd word pairs, for
-    /// latency when the tile is small), then the same f32 steps as `Tile::tile`.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    #[inline]
-    unsafe fn tile_as<const R: usize, const P: usize, const S: usize, const PAIRS: usize>(
-        &self,
-        p0: usize,
-    ) {
-        let (k, acts) = (self.k, self.acts);
-        let block = 2 * PAIRS;
-        let nb = k / block;
-        // This row tile's codes: per pair of codes, WIDE_TILE rows' pairs side by side.
-        let x = acts.wide.as_ptr().add(self.i0 * k);
-        let bcast = |p: *const i16| _mm512_set1_epi32((p as *const i32).read_unaligned());
-        let mut acc = [[_mm512_setzero_ps(); P]; R];
-        for b in 0..nb {
-            let mut e = [[_mm512_setzero_si512(); P]; R];
-            let mut o = [[_mm512_setzero_si512(); P]; R];
-            let kb = b * block;
-            let mut words = [self.words; P];
-            for q in 0..P {
-                words[q] = self.words.add(((p0 + q - self.p_first) * nb + b) * PAIRS);
-            }
-            for v in (0..PAIRS).step_by(2) {
-                let mut w0 = [_mm512_setzero_si512(); P];
-                let mut w1 = [_mm512_setzero_si512(); P];
-                for q in 0..P {
-                    w0[q] = _mm512_load_si512(words[q].add(v));
-                    w1[q] = _mm512_load_si512(words[q].add(v + 1));
-                }
-                for r in 0..R {
-                    let at = ((kb / 2 + v) * WIDE_TILE + r) * 2;
-                    let (a0, a1) = (bcast(x.add(at)), bcast(x.add(at + 2 * WIDE_TILE)));
-                    for q in 0..P {
-                        e[r][q] = dpwssd(e[r][q], w0[q], a0);
-                        if S == 2 {
-                            o[r][q] = dpwssd(o[r][q], w1[q], a1);
-                        } else {
-                            e[r][q] = dpwssd(e[r][q], w1[q], a1);
-                        }
-                    }
-                }
-            }
-            for q in 0..P {
-                let s = &*self.scales.add((p0 + q - self.p_first) * nb + b);
-                let (d, mn) = (_mm512_load_ps(s.d.as_ptr()), _mm512_load_ps(s.min.as_ptr()));
-                for r in 0..R {
-                    let at = (self.i0 + r) * nb + b;
-                    let s = _mm512_set1_ps(*acts.scale.get_unchecked(at));
-                    let sum = _mm512_set1_ps(*acts.sum.get_unchecked(at));
-                    let dot = if S == 2 {
-                        _mm512_add_epi32(e[r][q], o[r][q])
-                    } else {
-                        e[r][q]
-                    };
-                    acc[r][q] =
-                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(d, s), acc[r][q]);
-                    acc[r][q] = _mm512_fmadd_ps(mn, sum, acc[r][q]);
-                }
-            }
-        }
-        for r in 0..R {
-            for q in 0..P {
-                let col = (p0 + q) * PANEL;
-                if col < self.n {
-                    store_cols(
-                        self.y.add((self.i0 + r) * self.n + col),
-                        acc[r][q],
-                        (self.n - col).min(PANEL),
-                    );
-                }
-            }
-        }
-    }
-}
 
 /// One block's 16 scales and 16 mins as `block_scales` returns them, a cache line each.
 #[repr(C, align(64))]
@@ -633,6 +366,45 @@ unsafe fn block_scales<const SB: u8>(hdr: *const u8, j: usize, offset: f32) -> (
     }
 }
 
+/// The codes of 64-byte group `g` of a block as two byte vectors (codes `8g..8g + 4` and
+/// `8g + 4..8g + 8` of every lane), with the high bits of Q5_K/Q6_K from `high`.
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+unsafe fn unpack_group<const CB: u8>(raw: __m512i, high: __m512i, g: usize) -> (__m512i, __m512i) {
+    let nibble = _mm512_set1_epi8(0x0F);
+    let mut c0 = _mm512_and_si512(raw, nibble);
+    let mut c1 = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), nibble);
+    if CB == HI1 {
+        c0 = or_bit4(c0, high, 2 * g);
+        c1 = or_bit4(c1, high, 2 * g + 1);
+    } else if CB == HI2 {
+        c0 = or_bits45(c0, high, 2 * g);
+        c1 = or_bits45(c1, high, 2 * g + 1);
+    }
+    (c0, c1)
+}
+
+/// Stores a tile's accumulators: rows `i0..` of `y` (`n` columns), panels `p0..`, the
+/// columns past `n` left out.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn store_tile<const R: usize, const P: usize>(
+    y: *mut f32,
+    n: usize,
+    i0: usize,
+    p0: usize,
+    acc: &[[__m512; P]; R],
+) {
+    for r in 0..R {
+        for q in 0..P {
+            let col = (p0 + q) * PANEL;
+            if col < n {
+                store_cols(y.add((i0 + r) * n + col), acc[r][q], (n - col).min(PANEL));
+            }
+        }
+    }
+}
+
 struct Tile<'a> {
     w: &'a CodePanels,
     k: usize,
@@ -699,7 +471,6 @@ impl Tile<'_> {
         let xh = acts.hi.as_ptr().add(self.i0 * k);
         let xl = acts.lo.as_ptr().add(self.i0 * k);
         let bcast = |p: *const i8| _mm512_set1_epi32((p as *const i32).read_unaligned());
-        let nibble = _mm512_set1_epi8(0x0F);
         let offset = scale_offset(w);
         let high_at = w.high_bits_at();
         let mut acc = [[_mm512_setzero_ps(); P]; R];
@@ -760,15 +531,7 @@ impl Tile<'_> {
                     let mut c1 = [_mm512_setzero_si512(); P];
                     for q in 0..P {
                         let raw = _mm512_loadu_si512(base(q).add(g * 64) as *const _);
-                        c0[q] = _mm512_and_si512(raw, nibble);
-                        c1[q] = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), nibble);
-                        if CB == HI1 {
-                            c0[q] = or_bit4(c0[q], high[q], 2 * g);
-                            c1[q] = or_bit4(c1[q], high[q], 2 * g + 1);
-                        } else if CB == HI2 {
-                            c0[q] = or_bits45(c0[q], high[q], 2 * g);
-                            c1[q] = or_bits45(c1[q], high[q], 2 * g + 1);
-                        }
+                        (c0[q], c1[q]) = unpack_group::<CB>(raw, high[q], g);
                     }
                     for r in 0..R {
                         let at = r * k + kb + 8 * g;
@@ -816,17 +579,6 @@ impl Tile<'_> {
                 }
             }
         }
-        for r in 0..R {
-            for q in 0..P {
-                let col = (p0 + q) * PANEL;
-                if col < self.n {
-                    store_cols(
-                        self.y.add((self.i0 + r) * self.n + col),
-                        acc[r][q],
-                        (self.n - col).min(PANEL),
-                    );
-                }
-            }
-        }
+        store_tile(self.y, self.n, self.i0, p0, &acc);
     }
 }
