@@ -6,6 +6,7 @@ mod byte_level;
 mod chat;
 mod detok;
 mod error;
+mod pieces;
 mod pretok;
 mod pyjson;
 mod special;

@@ -1,5 +1,6 @@
 use crate::bpe::BpeEncoder;
 use crate::byte_level::token_bytes;
+use crate::pieces::Pieces;
 use crate::special::SpecialToken;
 use crate::spm::{spm_token_bytes, SpmEncoder};
 use crate::{Error, Result};
@@ -120,9 +121,9 @@ enum Encoder {
 
 pub struct Tokenizer {
     encoder: Encoder,
-    tokens: Vec<String>,
+    tokens: Pieces,
     types: Vec<TokenType>,
-    bytes: Vec<Vec<u8>>,
+    bytes: Pieces,
     pub bos: Option<u32>,
     pub eos: Option<u32>,
     pub add_bos: bool,
@@ -216,25 +217,21 @@ impl Tokenizer {
                 specials,
                 bool_key("tokenizer.ggml.add_space_prefix").unwrap_or(true),
             );
-            let bytes = tokens
+            let bytes: Vec<Vec<u8>> = tokens
                 .iter()
                 .zip(&types)
                 .map(|(t, &ty)| spm_token_bytes(t, ty))
                 .collect();
-            (Encoder::Spm(Box::new(enc)), bytes)
+            (Encoder::Spm(Box::new(enc)), Pieces::new(bytes))
         } else {
             let enc = BpeEncoder::from_gguf(f, pre, &tokens, &types)?;
-            let bytes = tokens
-                .iter()
-                .zip(&types)
-                .map(|(t, ty)| match ty {
-                    TokenType::Normal | TokenType::Byte => {
-                        token_bytes(t).unwrap_or_else(|| t.as_bytes().to_vec())
-                    }
-                    TokenType::Control | TokenType::UserDefined => t.as_bytes().to_vec(),
-                    TokenType::Unknown | TokenType::Unused => Vec::new(),
-                })
-                .collect();
+            let bytes = Pieces::new(tokens.iter().zip(&types).map(|(t, ty)| match ty {
+                TokenType::Normal | TokenType::Byte => {
+                    token_bytes(t).unwrap_or_else(|| t.as_bytes().to_vec())
+                }
+                TokenType::Control | TokenType::UserDefined => t.as_bytes().to_vec(),
+                TokenType::Unknown | TokenType::Unused => Vec::new(),
+            }));
             (Encoder::Bpe(Box::new(enc)), bytes)
         };
         let mut eog: Vec<u32> = eos
@@ -263,7 +260,7 @@ impl Tokenizer {
                 .get("tokenizer.chat_template")
                 .and_then(|v| v.as_str())
                 .map(str::to_string),
-            tokens,
+            tokens: Pieces::new(&tokens),
         })
     }
 
@@ -290,15 +287,12 @@ impl Tokenizer {
 
     /// The bytes token `id` stands for (special tokens as their text).
     pub fn token_bytes(&self, id: u32) -> Result<&[u8]> {
-        self.bytes
-            .get(id as usize)
-            .map(|b| b.as_slice())
-            .ok_or(Error::BadToken(id))
+        self.bytes.get(id as usize).ok_or(Error::BadToken(id))
     }
 
     /// The token's text as the vocabulary spells it.
     pub fn token_text(&self, id: u32) -> Option<&str> {
-        self.tokens.get(id as usize).map(|s| s.as_str())
+        self.tokens.text(id as usize)
     }
 
     pub fn token_type(&self, id: u32) -> Option<TokenType> {

@@ -48,6 +48,15 @@ thread_local! {
     static ACTS: RefCell<QuantActs> = const { RefCell::new(QuantActs::new()) };
 }
 
+/// Frees the calling thread's quantized-activation buffers. They grow to the largest
+/// step's rows and are reused by every later step, so without this a prefill step's
+/// (about 20 MiB for 512 rows of 8192) would stay resident beside the KV cache for the life
+/// of the process; a caller releases them after a step far larger than a decode batch,
+/// whose refill then costs one page fault per 4 KiB against seconds of compute.
+pub fn release_activation_buffers() {
+    ACTS.with(|a| *a.borrow_mut() = QuantActs::new());
+}
+
 /// Whether the integer kernels can use AVX-512 VNNI here.
 fn vnni() -> bool {
     use std::sync::OnceLock;
