@@ -80,6 +80,19 @@ fn whole_prompts<'a>(prompts: &'a [Vec<u32>], tables: &'a [Vec<u32>]) -> Vec<Seq
         .collect()
 }
 
+/// Of the time the pool's threads spent between two readings, the share spent spinning:
+/// waiting for the next parallel region or for the others to finish one (the
+/// synchronisation and serial sections of a step).
+fn wait_share(before: kernels::PoolTimes, after: kernels::PoolTimes) -> f64 {
+    let busy = (after.busy - before.busy).as_secs_f64();
+    let spin = (after.spin - before.spin).as_secs_f64();
+    if busy + spin > 0.0 {
+        spin / (busy + spin)
+    } else {
+        0.0
+    }
+}
+
 fn stats(v: &[f64]) -> (f64, f64) {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
@@ -169,7 +182,7 @@ pub fn run(a: Args) -> Result<()> {
     for &b in &a.batch {
         let (mut kv, tables) = private_caches(&m.config, b, a.decode_context + a.gen_tokens);
         kv_peak = kv_peak.max(kv.bytes());
-        let mut runs = Vec::new();
+        let (mut runs, mut waits) = (Vec::new(), Vec::new());
         for r in 0..a.repetitions {
             let prompts: Vec<Vec<u32>> = (0..b)
                 .map(|s| prompt(1000 + r * 100 + s, a.decode_context, vocab))
@@ -182,7 +195,7 @@ pub fn run(a: Args) -> Result<()> {
                 let out = m.forward(&mut kv, &whole_prompts(ps, ts))?;
                 next.extend((0..ps.len()).map(|s| out.last_for(s).map(argmax).unwrap_or(0)));
             }
-            let t = Instant::now();
+            let (t, before) = (Instant::now(), m.pool.times());
             for step in 0..a.gen_tokens {
                 let toks: Vec<[u32; 1]> = next.iter().map(|&t| [t]).collect();
                 let inputs: Vec<SeqInput> = toks
@@ -201,15 +214,20 @@ pub fn run(a: Args) -> Result<()> {
                     .collect();
             }
             runs.push((b * a.gen_tokens) as f64 / t.elapsed().as_secs_f64());
+            waits.push(wait_share(before, m.pool.times()));
         }
         let (med, sd) = stats(&runs);
         if !a.json {
             println!(
-                "decode batch {b:>2}: {med:.1} tok/s aggregate (sd {sd:.1}, runs {:?})",
-                runs.iter().map(|v| v.round()).collect::<Vec<_>>()
+                "decode batch {b:>2}: {med:.1} tok/s aggregate (sd {sd:.1}, runs {:?}; pool threads waiting {:.0}% of their time)",
+                runs.iter().map(|v| v.round()).collect::<Vec<_>>(),
+                100.0 * stats(&waits).0
             );
         }
-        decode.push(json!({"batch": b, "tokens_per_s": med, "stddev": sd, "runs": runs}));
+        decode.push(
+            json!({"batch": b, "tokens_per_s": med, "stddev": sd, "runs": runs,
+                           "pool_wait_share": stats(&waits).0}),
+        );
     }
     let end = crate::mem::rss();
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
