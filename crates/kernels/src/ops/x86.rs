@@ -181,28 +181,44 @@ pub(crate) unsafe fn attend_group<const G: usize, const NV: usize>(
         }
         inv[g] = softmax_weights(s);
     }
-    let vp = task.kv.v.as_ptr();
+    let (vp, vsp, sp) = (
+        task.kv.v.as_ptr(),
+        task.kv.v_scale.as_ptr(),
+        scores.as_ptr(),
+    );
     let mut o = [[_mm512_setzero_ps(); NV]; G];
+    // Each position's weight `score * inv * v_scale` for 16 slots at once (the same two
+    // roundings as the scalar twin), so that the loop over slots is only the V codes'
+    // conversion and one FMA per head and 16 dimensions, its weight broadcast from memory.
+    let mut weights = [[0f32; 16]; G];
     for bi in s0 / bs..n.div_ceil(bs) {
         let block = task.table[bi] as usize;
         let first = if bi == s0 / bs { s0 % bs } else { 0 };
-        for slot in first..bs.min(n - bi * bs) {
-            let p = bi * bs + slot;
-            let v = vp.add(l.v_index(block, slot, task.kv_head));
-            let vs = *task
-                .kv
-                .v_scale
-                .get_unchecked(l.scale_index(block, task.kv_head, slot));
-            let mut vv = [_mm512_setzero_ps(); NV];
-            for c in 0..NV {
-                vv[c] = codes16(v.add(16 * c));
-            }
+        let end = bs.min(n - bi * bs);
+        let mut c0 = first;
+        while c0 < end {
+            let lanes = (end - c0).min(16);
+            let m = ((1u32 << lanes) - 1) as u16;
+            let vs = _mm512_maskz_loadu_ps(m, vsp.add(l.scale_index(block, task.kv_head, c0)));
             for g in 0..G {
-                let a = _mm512_set1_ps(*scores.get_unchecked(g * n + p) * inv[g] * vs);
+                let s = _mm512_maskz_loadu_ps(m, sp.add(g * n + bi * bs + c0));
+                let a = _mm512_mul_ps(_mm512_mul_ps(s, _mm512_set1_ps(inv[g])), vs);
+                _mm512_storeu_ps(weights[g].as_mut_ptr(), a);
+            }
+            for j in 0..lanes {
+                let v = vp.add(l.v_index(block, c0 + j, task.kv_head));
+                let mut vv = [_mm512_setzero_ps(); NV];
                 for c in 0..NV {
-                    o[g][c] = _mm512_fmadd_ps(a, vv[c], o[g][c]);
+                    vv[c] = codes16(v.add(16 * c));
+                }
+                for g in 0..G {
+                    let a = _mm512_set1_ps(*weights[g].get_unchecked(j));
+                    for c in 0..NV {
+                        o[g][c] = _mm512_fmadd_ps(a, vv[c], o[g][c]);
+                    }
                 }
             }
+            c0 += lanes;
         }
     }
     for g in 0..G {
