@@ -121,6 +121,11 @@ print(json.dumps({"ttft": first - t0, "e2e": time.perf_counter() - t0, "chunks":
     };
     let (mut b_ttft, mut b_e2e, mut s_ttft, mut s_e2e) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // The server's own TTFT of the very request the bench timed: the engine stamps its
+    // arrival after the HTTP parse and tokenization and its first token before the SSE
+    // write, so the bench's interval holds the server's.
+    let server_ttft_ms = || s.metric("autoglm_time_to_first_token_seconds_sum") * 1e3;
+    let mut engine_ttft = Vec::new();
     let mut last_step = Value::Null;
     for round in 0..9 {
         if round % 2 == 1 {
@@ -134,6 +139,7 @@ print(json.dumps({"ttft": first - t0, "e2e": time.perf_counter() - t0, "chunks":
             serde_json::json!({"prompt": prompt(2 * round)}).to_string() + "\n",
         )
         .unwrap();
+        let engine_before = server_ttft_ms();
         let r = bench_json(&[
             "--base-url",
             &s.url(),
@@ -169,6 +175,7 @@ print(json.dumps({"ttft": first - t0, "e2e": time.perf_counter() - t0, "chunks":
             48.0,
             "{st}"
         );
+        engine_ttft.push(server_ttft_ms() - engine_before);
         b_ttft.push(st["ttft_ms"]["median"].as_f64().unwrap());
         b_e2e.push(st["e2el_ms"]["median"].as_f64().unwrap());
         if round % 2 == 0 {
@@ -189,35 +196,47 @@ print(json.dumps({"ttft": first - t0, "e2e": time.perf_counter() - t0, "chunks":
         st["output_throughput"].as_f64().unwrap() > 0.0
             && st["request_throughput"].as_f64().unwrap() > 0.0
     );
-    // The machine only ever adds time to a request (a busy core, a late wake-up), and on
-    // CI's two cores the Python stopwatch's process catches such delays in several rounds
-    // of nine (+70 ms on a 200 ms TTFT, while the bench's own samples stay tight), which
-    // moved even the median of per-round ratios past 10%. The fastest of each series is
-    // the estimate that added noise cannot move: a bench that started its clock late or
-    // stopped it at the wrong chunk still shows in it.
-    let fastest = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
-    let (ttft_ratio, e2e_ratio) = (
-        fastest(&b_ttft) / fastest(&s_ttft),
-        fastest(&b_e2e) / fastest(&s_e2e),
+    // Against the server's clock, request by request: no drift between the two readings.
+    for (b, e) in b_ttft.iter().zip(&engine_ttft) {
+        assert!(
+            *b >= e * 0.999,
+            "the bench saw the first token before the engine made it: {b:?} vs {e:?} ms"
+        );
+    }
+    let over_engine = median(
+        b_ttft
+            .iter()
+            .zip(&engine_ttft)
+            .map(|(b, e)| b / e)
+            .collect(),
     );
+    // Against an independent client, whose request runs beside the bench's in the same
+    // round (alternating order, so drift hits both). A two-core machine adds time to one
+    // of the two now and then: CI saw the stopwatch +70 ms in 4 rounds of 9 (median ratio
+    // 0.856), and a fast spell that only the stopwatch's first rounds caught (fastest
+    // samples 1.146 apart, medians 1.007). The same-request check above is the tight
+    // one; this one catches a gross error in what the bench times.
+    let ratio = |a: &[f64], b: &[f64]| median(a.iter().zip(b).map(|(x, y)| x / y).collect());
+    let (ttft_ratio, e2e_ratio) = (ratio(&b_ttft, &s_ttft), ratio(&b_e2e, &s_e2e));
     eprintln!(
-        "TTFT fastest bench {:.1} ms, stopwatch {:.1} ms (ratio {ttft_ratio:.3}, medians {:.1} / {:.1}); \
-         E2E fastest bench {:.1} ms, stopwatch {:.1} ms (ratio {e2e_ratio:.3}, medians {:.1} / {:.1})",
-        fastest(&b_ttft),
-        fastest(&s_ttft),
+        "TTFT bench {:.1} ms, engine {:.1} ms (median ratio {over_engine:.3}), stopwatch {:.1} ms (median ratio {ttft_ratio:.3}); \
+         E2E bench {:.1} ms, stopwatch {:.1} ms (median ratio {e2e_ratio:.3})",
         median(b_ttft.clone()),
+        median(engine_ttft.clone()),
         median(s_ttft.clone()),
-        fastest(&b_e2e),
-        fastest(&s_e2e),
         median(b_e2e.clone()),
         median(s_e2e.clone())
     );
     assert!(
-        (ttft_ratio - 1.0).abs() < 0.10,
+        over_engine < 1.10,
+        "TTFT bench/engine {over_engine:.3}: {b_ttft:?} vs {engine_ttft:?}"
+    );
+    assert!(
+        (ttft_ratio - 1.0).abs() < 0.20,
         "TTFT bench/stopwatch {ttft_ratio:.3}: {b_ttft:?} vs {s_ttft:?}"
     );
     assert!(
-        (e2e_ratio - 1.0).abs() < 0.10,
+        (e2e_ratio - 1.0).abs() < 0.20,
         "E2E bench/stopwatch {e2e_ratio:.3}: {b_e2e:?} vs {s_e2e:?}"
     );
 }
