@@ -30,6 +30,12 @@ pub struct Args {
     /// Batch sizes for decode, comma-separated.
     #[arg(long, default_value = "1,4,16,32", value_delimiter = ',')]
     batch: Vec<usize>,
+    /// Instead of the decode measurements, decode --gen-tokens tokens (one sequence) right
+    /// after each timed prefill, from the cache it filled: decode speed at depth + prompt
+    /// without filling a long context a second time (llama-batched-bench's S_TG at npl 1).
+    /// Takes only --batch 1.
+    #[arg(long)]
+    decode_after_prefill: bool,
     #[arg(long, default_value_t = 3)]
     repetitions: usize,
     #[arg(long)]
@@ -93,6 +99,40 @@ fn wait_share(before: kernels::PoolTimes, after: kernels::PoolTimes) -> f64 {
     }
 }
 
+/// `steps` greedy decode steps of the sequences whose next tokens are `next`, each at
+/// `context` tokens when it starts: the seconds they took and the pool's waiting share.
+fn decode_steps(
+    m: &model::Model,
+    kv: &mut KvCache,
+    tables: &[Vec<u32>],
+    context: usize,
+    steps: usize,
+    mut next: Vec<u32>,
+) -> Result<(f64, f64)> {
+    let (t, before) = (Instant::now(), m.pool.times());
+    for step in 0..steps {
+        let toks: Vec<[u32; 1]> = next.iter().map(|&t| [t]).collect();
+        let inputs: Vec<SeqInput> = toks
+            .iter()
+            .zip(tables)
+            .map(|(tk, t)| SeqInput {
+                tokens: tk,
+                start_pos: context + step,
+                block_table: t,
+                logits: WantLogits::Last,
+            })
+            .collect();
+        let out = m.forward(kv, &inputs)?;
+        next = (0..next.len())
+            .map(|s| out.last_for(s).map(argmax).unwrap_or(0))
+            .collect();
+    }
+    Ok((
+        t.elapsed().as_secs_f64(),
+        wait_share(before, m.pool.times()),
+    ))
+}
+
 fn stats(v: &[f64]) -> (f64, f64) {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
@@ -110,6 +150,9 @@ fn stats(v: &[f64]) -> (f64, f64) {
 pub fn run(a: Args) -> Result<()> {
     if a.repetitions == 0 || a.batch.contains(&0) || a.prefill_seqs == 0 || a.prompt_tokens == 0 {
         bail!("repetitions, batch sizes, prefill sequences and prompt tokens must be positive");
+    }
+    if a.decode_after_prefill && (a.batch != [1] || a.prefill_seqs != 1) {
+        bail!("--decode-after-prefill decodes the one prefilled sequence: it takes --batch 1 and --prefill-seqs 1");
     }
     let path = crate::load::model_path(a.model)?;
     let file_bytes = std::fs::metadata(&path)?.len();
@@ -134,7 +177,14 @@ pub fn run(a: Args) -> Result<()> {
 
     let mut pp = Vec::new();
     let depth = a.prefill_depth;
-    let (mut kv, tables) = private_caches(&m.config, a.prefill_seqs, depth + a.prompt_tokens);
+    let after = if a.decode_after_prefill {
+        a.gen_tokens
+    } else {
+        0
+    };
+    let (mut kv, tables) =
+        private_caches(&m.config, a.prefill_seqs, depth + a.prompt_tokens + after);
+    let (mut after_runs, mut after_waits) = (Vec::new(), Vec::new());
     for r in 0..a.repetitions {
         if depth > 0 {
             let context: Vec<Vec<u32>> = (0..a.prefill_seqs)
@@ -150,8 +200,21 @@ pub fn run(a: Args) -> Result<()> {
             i.start_pos = depth;
         }
         let t = Instant::now();
-        m.forward(&mut kv, &inputs)?;
+        let out = m.forward(&mut kv, &inputs)?;
         pp.push((a.prefill_seqs * a.prompt_tokens) as f64 / t.elapsed().as_secs_f64());
+        if a.decode_after_prefill {
+            let first = out.last_for(0).map(argmax).unwrap_or(0);
+            let (secs, wait) = decode_steps(
+                m,
+                &mut kv,
+                &tables,
+                depth + a.prompt_tokens,
+                a.gen_tokens,
+                vec![first],
+            )?;
+            after_runs.push(a.gen_tokens as f64 / secs);
+            after_waits.push(wait);
+        }
     }
     let (pp_med, pp_sd) = stats(&pp);
     if !a.json {
@@ -179,7 +242,25 @@ pub fn run(a: Args) -> Result<()> {
     let mut decode = Vec::new();
     let mut kv_peak = kv.bytes();
     drop(kv);
-    for &b in &a.batch {
+    if a.decode_after_prefill {
+        let (med, sd) = stats(&after_runs);
+        if !a.json {
+            println!(
+                "decode batch  1 at context {}: {med:.1} tok/s (sd {sd:.1}, runs {:?}; pool threads waiting {:.0}% of their time)",
+                depth + a.prompt_tokens,
+                after_runs.iter().map(|v| v.round()).collect::<Vec<_>>(),
+                100.0 * stats(&after_waits).0
+            );
+        }
+        decode.push(json!({"batch": 1, "context": depth + a.prompt_tokens, "tokens_per_s": med,
+                           "stddev": sd, "runs": after_runs, "pool_wait_share": stats(&after_waits).0}));
+    }
+    let measured_batches: &[usize] = if a.decode_after_prefill {
+        &[]
+    } else {
+        &a.batch
+    };
+    for &b in measured_batches {
         let (mut kv, tables) = private_caches(&m.config, b, a.decode_context + a.gen_tokens);
         kv_peak = kv_peak.max(kv.bytes());
         let (mut runs, mut waits) = (Vec::new(), Vec::new());
@@ -195,26 +276,10 @@ pub fn run(a: Args) -> Result<()> {
                 let out = m.forward(&mut kv, &whole_prompts(ps, ts))?;
                 next.extend((0..ps.len()).map(|s| out.last_for(s).map(argmax).unwrap_or(0)));
             }
-            let (t, before) = (Instant::now(), m.pool.times());
-            for step in 0..a.gen_tokens {
-                let toks: Vec<[u32; 1]> = next.iter().map(|&t| [t]).collect();
-                let inputs: Vec<SeqInput> = toks
-                    .iter()
-                    .zip(&tables)
-                    .map(|(tk, t)| SeqInput {
-                        tokens: tk,
-                        start_pos: a.decode_context + step,
-                        block_table: t,
-                        logits: WantLogits::Last,
-                    })
-                    .collect();
-                let out = m.forward(&mut kv, &inputs)?;
-                next = (0..b)
-                    .map(|s| out.last_for(s).map(argmax).unwrap_or(0))
-                    .collect();
-            }
-            runs.push((b * a.gen_tokens) as f64 / t.elapsed().as_secs_f64());
-            waits.push(wait_share(before, m.pool.times()));
+            let (secs, wait) =
+                decode_steps(m, &mut kv, &tables, a.decode_context, a.gen_tokens, next)?;
+            runs.push((b * a.gen_tokens) as f64 / secs);
+            waits.push(wait);
         }
         let (med, sd) = stats(&runs);
         if !a.json {
@@ -258,7 +323,7 @@ pub fn run(a: Args) -> Result<()> {
                 "prefill": {"prompt_tokens": a.prompt_tokens, "depth": depth, "sequences": a.prefill_seqs, "stddev": pp_sd, "runs": pp},
                 "decode": decode,
                 "gen_tokens": a.gen_tokens,
-                "decode_context": a.decode_context,
+                "decode_context": if a.decode_after_prefill { depth + a.prompt_tokens } else { a.decode_context },
                 "threads": threads,
                 "isa": isa,
                 "weight_bytes_per_token": m.weight_bytes(),

@@ -363,32 +363,94 @@ pub fn attention(
     let group = n_heads / l.n_kv_heads;
     let per = heads_per_task(group, hd);
     let chunks = n_heads / per;
-    let rows: Vec<(usize, usize)> = seqs
-        .iter()
-        .enumerate()
-        .flat_map(|(s, seq)| (0..seq.n_rows).map(move |i| (s, i)))
-        .collect();
     assert!(
-        rows.iter()
-            .all(|&(s, i)| (seqs[s].first_row + i + 1) * width <= out.len()),
+        seqs.iter()
+            .all(|seq| seq.n_rows == 0 || (seq.first_row + seq.n_rows) * width <= out.len()),
         "query rows outside the output"
     );
+    // Consecutive rows of a sequence go two to a task where the pair kernel covers the
+    // head shape and no window hides keys (both rows then see keys from position 0).
+    let step = if params.window.is_none() && pair_kernel(per, hd) {
+        2
+    } else {
+        1
+    };
+    // (sequence, first row, rows) of each task.
+    let units: Vec<(usize, usize, usize)> = seqs
+        .iter()
+        .enumerate()
+        .flat_map(|(s, seq)| {
+            (0..seq.n_rows)
+                .step_by(step)
+                .map(move |i| (s, i, step.min(seq.n_rows - i)))
+        })
+        .collect();
     let optr = OutPtr(out.as_mut_ptr());
     let optr = &optr;
-    pool.run(rows.len() * chunks, &|t| {
-        let (s, i) = rows[t / chunks];
+    pool.run(units.len() * chunks, &|t| {
+        let (s, i, rows) = units[t / chunks];
         let h0 = (t % chunks) * per;
         let seq = &seqs[s];
-        let row = seq.first_row + i;
-        let task = seq.head_group(kv, i, h0 / group, params);
+        let heads = |i: usize| {
+            let row = seq.first_row + i;
+            let qs = &q[row * width + h0 * hd..row * width + (h0 + per) * hd];
+            // SAFETY: (row, heads h0..h0+per) belong to this task alone and lie inside
+            // `out` (asserted above).
+            let o = unsafe {
+                std::slice::from_raw_parts_mut(optr.0.add(row * width + h0 * hd), per * hd)
+            };
+            (qs, o)
+        };
+        // The last row's task: with two rows, the first sees one position fewer.
+        let task = seq.head_group(kv, i + rows - 1, h0 / group, params);
         task.check();
-        let qs = &q[row * width + h0 * hd..row * width + (h0 + per) * hd];
-        // SAFETY: (row, heads h0..h0+per) belong to this task alone and lie inside `out`
-        // (asserted above).
-        let o =
-            unsafe { std::slice::from_raw_parts_mut(optr.0.add(row * width + h0 * hd), per * hd) };
-        SCORES.with(|sc| attend(&task, qs, &mut sc.borrow_mut(), o));
+        SCORES.with(|sc| {
+            let sc = &mut sc.borrow_mut();
+            if rows == 2 {
+                let ((qa, oa), (qb, ob)) = (heads(i), heads(i + 1));
+                attend_two(&task, [qa, qb], sc, [oa, ob]);
+            } else {
+                let (qs, o) = heads(i);
+                attend(&task, qs, sc, o);
+            }
+        });
     });
+}
+
+/// Whether `attend_two` has a kernel for `per` heads of `head_dim`.
+fn pair_kernel(per: usize, head_dim: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if crate::isa() == crate::Isa::Avx512 {
+        return matches!((per, head_dim), (1..=4, 64) | (1..=2, 128));
+    }
+    false
+}
+
+/// Two consecutive rows' heads: `qs[1]` over the task's context, `qs[0]` over all of it
+/// but the last position (see `x86::attend_pair`).
+fn attend_two(task: &HeadGroup, qs: [&[f32]; 2], scores: &mut Vec<f32>, out: [&mut [f32]; 2]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let hd = task.kv.layout.head_dim;
+        macro_rules! go {
+            ($g:literal, $g2:literal, $nv:literal, $half:literal, $c:literal) => {
+                // SAFETY: avx512f detected (`pair_kernel`); `check` validated every block
+                // index; no window, so the task starts at 0, and the second row's
+                // context holds at least two positions.
+                unsafe { super::x86::attend_pair::<$g, $g2, $nv, $half, $c>(task, qs, scores, out) }
+            };
+        }
+        match (qs[0].len() / hd, hd) {
+            (4, 64) => return go!(4, 8, 4, 2, 2),
+            (3, 64) => return go!(3, 6, 4, 2, 2),
+            (2, 64) => return go!(2, 4, 4, 4, 4),
+            (1, 64) => return go!(1, 2, 4, 4, 4),
+            (2, 128) => return go!(2, 4, 8, 4, 4),
+            (1, 128) => return go!(1, 2, 8, 8, 4),
+            _ => {}
+        }
+    }
+    unreachable!("attend_two without a pair kernel for this head shape")
 }
 
 /// The heads of `qs` (consecutive `head_dim` slices) attend over the task's context.

@@ -5,6 +5,9 @@ use super::attention::HeadGroup;
 use super::scalar::{EXP_HI, EXP_LO, LN2_HI, LN2_LO, LOG2E, P};
 use std::arch::x86_64::*;
 
+mod pair;
+pub(crate) use pair::attend_pair;
+
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn exp16(x: __m512) -> __m512 {
@@ -206,6 +209,16 @@ pub(crate) unsafe fn attend_group<const G: usize, const NV: usize>(
                 _mm512_storeu_ps(weights[g].as_mut_ptr(), a);
             }
             for j in 0..lanes {
+                // As in `attend_pair`: V rows are a token's KV width apart and, across
+                // blocks, anywhere.
+                let ahead = bi * bs + c0 + j + pair::V_AHEAD;
+                if ahead < n {
+                    let b = task.table[ahead / bs] as usize;
+                    let at = vp.add(l.v_index(b, ahead % bs, task.kv_head)) as *const i8;
+                    for line in (0..32 * NV).step_by(64) {
+                        _mm_prefetch::<_MM_HINT_T0>(at.add(line));
+                    }
+                }
                 let v = vp.add(l.v_index(block, c0 + j, task.kv_head));
                 let mut vv = [_mm512_setzero_ps(); NV];
                 for c in 0..NV {
