@@ -6,6 +6,7 @@
 #   llama.cpp, ik_llama.cpp: llama-batched-bench -npp DEPTH -ntg 32 -npl 1 (S_PP, S_TG)
 #   autoglm: autoglm perf --prompt-tokens DEPTH --decode-after-prefill --gen-tokens 32
 #   bench/long_prompt.sh [DEPTHS] [ENGINES]  defaults: "8192 32768", "autoglm llama.cpp ik_llama.cpp"
+#   (KEEP=1 keeps the rows of earlier runs, so depths and engines can be measured apart)
 # Prints a markdown table (bench/out/long_prompt.md) and writes it into docs/benchmarks.md
 # (TABLE, default long-prompt-table). Prefill is the whole prompt's rate; decode the
 # rate of the 32 tokens after it.
@@ -23,7 +24,8 @@ threads="$(nproc)"
 ntg=32
 mkdir -p bench/out
 out=bench/out/long_prompt.jsonl
-: > "$out"
+# KEEP=1 adds to the rows of earlier runs (a depth and engine measured again replaces its row).
+[ "${KEEP:-0}" = 1 ] || : > "$out"
 for d in $depths; do
   for engine in $engines; do
     echo "== depth $d: $engine ($(date -u +%H:%M:%S))" >&2
@@ -65,9 +67,9 @@ PY
 done
 python3 - "$threads" <<'PY' | tee bench/out/long_prompt.md
 import json, subprocess, datetime, sys
-rows = [json.loads(l) for l in open("bench/out/long_prompt.jsonl")]
+rows = list({(r["depth"], r["engine"]): r for r in map(json.loads, open("bench/out/long_prompt.jsonl"))}.values())
 cpu = subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | sed 's/.*: *//'"], capture_output=True, text=True).stdout.strip()
-print(f"Measured {datetime.date.today()} on {cpu}, {sys.argv[1]} threads, command `bench/long_prompt.sh`, one run, Llama-3.2-1B shape Q4_K_M, autoglm with its default 16-bit activation codes.\n")
+print(f"Measured {datetime.date.today()} on {cpu}, {sys.argv[1]} threads, command `bench/long_prompt.sh`, one run per engine and depth, Llama-3.2-1B shape Q4_K_M, autoglm with its default 16-bit activation codes.\n")
 print("| prompt tokens | test | llama.cpp | ik_llama.cpp | autoglm | autoglm vs llama.cpp / ik |")
 print("|---|---|---|---|---|---|")
 fmt = lambda v: f"{v:.1f}" if v is not None else "—"
