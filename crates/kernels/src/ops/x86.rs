@@ -144,18 +144,7 @@ pub(crate) unsafe fn attend_group<const G: usize, const NV: usize>(
     let sp = scores.as_mut_ptr();
     let cpb = bs.div_ceil(16);
     let nchunks = n.div_ceil(bs) * cpb;
-    let chunk = |j: usize| -> Chunk {
-        let (bi, c0) = (j / cpb, (j % cpb) * 16);
-        let pos = bi * bs + c0;
-        let lanes = (bs - c0).min(16).min(n.saturating_sub(pos));
-        let block = task.table[bi] as usize;
-        Chunk {
-            k: l.k_index(block, task.kv_head, c0),
-            scale: l.scale_index(block, task.kv_head, c0),
-            pos,
-            mask: ((1u32 << lanes) - 1) as u16,
-        }
-    };
+    let chunk = |j: usize| Chunk::of(task, j, cpb, n);
     let sc = ScoreArgs {
         k: task.kv.k.as_ptr(),
         k_scale: task.kv.k_scale.as_ptr(),
@@ -291,6 +280,24 @@ struct Chunk {
     scale: usize,
     pos: usize,
     mask: u16,
+}
+
+impl Chunk {
+    /// Chunk `j` of the task's context (`cpb` chunks per block) for `n` positions.
+    #[inline]
+    fn of(task: &HeadGroup, j: usize, cpb: usize, n: usize) -> Self {
+        let l = &task.kv.layout;
+        let (bi, c0) = (j / cpb, (j % cpb) * 16);
+        let pos = bi * l.block_size + c0;
+        let lanes = (l.block_size - c0).min(16).min(n.saturating_sub(pos));
+        let block = task.table[bi] as usize;
+        Chunk {
+            k: l.k_index(block, task.kv_head, c0),
+            scale: l.scale_index(block, task.kv_head, c0),
+            pos,
+            mask: ((1u32 << lanes) - 1) as u16,
+        }
+    }
 }
 
 struct ScoreArgs {

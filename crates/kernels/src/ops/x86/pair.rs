@@ -53,18 +53,7 @@ pub(crate) unsafe fn attend_pair<
     let sp = scores.as_mut_ptr();
     let cpb = bs.div_ceil(16);
     let nchunks = n.div_ceil(bs) * cpb;
-    let chunk = |j: usize| -> Chunk {
-        let (bi, c0) = (j / cpb, (j % cpb) * 16);
-        let pos = bi * bs + c0;
-        let lanes = (bs - c0).min(16).min(n.saturating_sub(pos));
-        let block = task.table[bi] as usize;
-        Chunk {
-            k: l.k_index(block, task.kv_head, c0),
-            scale: l.scale_index(block, task.kv_head, c0),
-            pos,
-            mask: ((1u32 << lanes) - 1) as u16,
-        }
-    };
+    let chunk = |j: usize| Chunk::of(task, j, cpb, n);
     // The first row's score at the second row's last position is formed and never read.
     let sc = ScoreArgs {
         k: task.kv.k.as_ptr(),
