@@ -26,6 +26,9 @@ pub(crate) struct QuantActs {
     pub scale: Vec<f32>,
     /// Per row and block: `s * Σ c`, the block's sum as the integer product sees it.
     pub sum: Vec<f32>,
+    /// Per row and block: the exact `Σ c`, for kernels that fold a code offset into the
+    /// integer product (`scalar::codes_gemm` on `SuperI8`).
+    pub csum: Vec<i32>,
     /// The codes `c` again as 16-bit integers, for the kernels that multiply words
     /// (`vpdpwssd`); filled only when `has_wide`.
     pub wide: Vec<i16>,
@@ -42,6 +45,7 @@ impl QuantActs {
             lo: Vec::new(),
             scale: Vec::new(),
             sum: Vec::new(),
+            csum: Vec::new(),
             wide: Vec::new(),
             has_wide: false,
         }
@@ -56,6 +60,7 @@ impl QuantActs {
         self.lo.resize(m * k, 0);
         self.scale.resize(m * k / block, 0.0);
         self.sum.resize(m * k / block, 0.0);
+        self.csum.resize(m * k / block, 0);
         self.has_wide = false;
     }
 
@@ -83,6 +88,17 @@ pub(crate) struct ActRow<'a> {
     pub lo: &'a mut [i8],
     pub scale: &'a mut [f32],
     pub sum: &'a mut [f32],
+}
+
+/// `out[b] = Σ c` over block `b` of one row's codes `256 * hi + lo`.
+pub(crate) fn sum_codes(hi: &[i8], lo: &[i8], block: usize, out: &mut [i32]) {
+    for ((h, l), o) in hi.chunks_exact(block).zip(lo.chunks_exact(block)).zip(out) {
+        *o = h
+            .iter()
+            .zip(l)
+            .map(|(&h, &l)| 256 * h as i32 + l as i32)
+            .sum();
+    }
 }
 
 /// Where code `kk` of row `i` lies in `wide`: rows in tiles of `WIDE_TILE`, and within a

@@ -143,11 +143,7 @@ unsafe fn block_scales<const SB: u8>(
                 _mm256_mul_ps(f16s(32), _mm256_xor_ps(m, neg)),
             )
         }
-        _ => {
-            let sc = _mm_loadl_epi64(hdr.add(32 + 16 * j + 8 * half) as *const _);
-            let d = _mm256_mul_ps(f16s(0), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)));
-            (d, _mm256_mul_ps(d, _mm256_set1_ps(-32.0)))
-        }
+        _ => unreachable!("SuperI8 scales are applied in the products"),
     }
 }
 
@@ -187,6 +183,8 @@ impl HalfTile<'_> {
         };
         let high_at = w.high_bits_at() + 32 * self.half;
         let mut acc = [_mm256_setzero_ps(); RR];
+        // `SuperI8`'s sums over the blocks of the current super-block.
+        let mut part = [_mm256_setzero_ps(); RR];
         // As in the AVX-512 kernel: keep the panel's next bytes requested.
         let mut fetched = w.block_at(self.p, nb, 0).hdr;
         let data_end = w.data.len();
@@ -253,6 +251,30 @@ impl HalfTile<'_> {
                         }
                     }
                 }
+            }
+            if SB == SUPER_I8 {
+                // `scalar::codes_gemm`'s folded form, `J = (I - 32 Σ c) * sc` as the AVX-512
+                // byte kernel computes it (`Tile::fold_super_i8`: exact up to one rounding).
+                let hdr = w.data.as_ptr().add(at.hdr);
+                let sc = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                    hdr.add(32 + 16 * at.j + 8 * self.half) as *const _,
+                )));
+                for r in 0..RR {
+                    let i = (self.i0 + r) * nb + b;
+                    let s = _mm256_set1_ps(*acts.scale.get_unchecked(i));
+                    let offset = _mm256_set1_epi32(32 * *acts.csum.get_unchecked(i));
+                    let dot = _mm256_add_epi32(_mm256_slli_epi32::<8>(ia[r]), ib[r]);
+                    let j = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(dot, offset)), sc);
+                    part[r] = _mm256_fmadd_ps(j, s, part[r]);
+                }
+                if at.j + 1 == w.scales.blocks_per_group() {
+                    let d = _mm256_cvtph_ps(_mm_loadu_si128(hdr.add(16 * self.half) as *const _));
+                    for r in 0..RR {
+                        acc[r] = _mm256_fmadd_ps(part[r], d, acc[r]);
+                        part[r] = _mm256_setzero_ps();
+                    }
+                }
+                continue;
             }
             let (d, mn) = block_scales::<SB>(w.data.as_ptr().add(at.hdr), at.j, self.half, offset);
             for r in 0..RR {

@@ -111,8 +111,8 @@ fn quantize_rows(
     }
     match pool {
         Some(pool) if m >= 8 && pool.threads() > 1 => {
-            struct Bufs(*mut i8, *mut i8, *mut f32, *mut f32, *mut i16);
-            // SAFETY: each task writes only its own rows of the five buffers.
+            struct Bufs(*mut i8, *mut i8, *mut f32, *mut f32, *mut i16, *mut i32);
+            // SAFETY: each task writes only its own rows of the six buffers.
             unsafe impl Sync for Bufs {}
             let b = Bufs(
                 acts.hi.as_mut_ptr(),
@@ -120,6 +120,7 @@ fn quantize_rows(
                 acts.scale.as_mut_ptr(),
                 acts.sum.as_mut_ptr(),
                 acts.wide.as_mut_ptr(),
+                acts.csum.as_mut_ptr(),
             );
             let b = &b;
             let per = m.div_ceil(pool.threads() * 2);
@@ -137,6 +138,15 @@ fn quantize_rows(
                         }
                     };
                     acts::quantize_row(&x[i * k..(i + 1) * k], block, row, bits);
+                    // SAFETY: as above; the row's quantizing is done.
+                    unsafe {
+                        acts::sum_codes(
+                            std::slice::from_raw_parts(b.0.add(i * k), k),
+                            std::slice::from_raw_parts(b.1.add(i * k), k),
+                            block,
+                            std::slice::from_raw_parts_mut(b.5.add(i * nb), nb),
+                        );
+                    }
                     if widen {
                         // SAFETY: as above; the row's quantizing is done.
                         unsafe {
@@ -154,6 +164,8 @@ fn quantize_rows(
         _ => {
             for i in 0..m {
                 acts::quantize_row(&x[i * k..(i + 1) * k], block, acts.row_mut(i), bits);
+                let (r, c) = (i * k..(i + 1) * k, i * nb..(i + 1) * nb);
+                acts::sum_codes(&acts.hi[r.clone()], &acts.lo[r], block, &mut acts.csum[c]);
             }
             if widen {
                 let wide = acts.wide.as_mut_ptr();

@@ -55,7 +55,9 @@ pub(crate) enum ScaleBits {
     /// scale = d * sc, min = dmin * -m.
     Super6,
     /// Per super-block of 16 blocks (Q6_K): 16 f16 `d`, then 256 signed scale bytes
-    /// (byte `16 j + r`); scale = d * sc, min = -32 * scale.
+    /// (byte `16 j + r`); scale = d * sc, min = -32 * scale. The kernels fold the offset
+    /// and `sc` into the integer product and apply `d` once per super-block
+    /// (`scalar::codes_gemm`).
     SuperI8,
 }
 
@@ -167,7 +169,7 @@ impl CodePanels {
         match self.scales {
             ScaleBits::ScaleMin | ScaleBits::ScaleOffset(_) => d,
             ScaleBits::Super6 => d * self.super6(at, lane, false) as f32,
-            ScaleBits::SuperI8 => d * (self.data[at.hdr + 32 + 16 * at.j + lane] as i8) as f32,
+            ScaleBits::SuperI8 => d * self.sub_scale(at, lane) as f32,
         }
     }
     pub fn min(&self, at: BlockAt, lane: usize) -> f32 {
@@ -179,6 +181,14 @@ impl CodePanels {
             }
             ScaleBits::SuperI8 => self.scale(at, lane) * -32.0,
         }
+    }
+    /// The super-block scale `d` of lane `r` (`SuperI8`).
+    pub fn super_d(&self, at: BlockAt, lane: usize) -> f32 {
+        f16_le(&self.data, at.hdr + 2 * lane)
+    }
+    /// The signed sub-block scale `sc` of lane `r` (`SuperI8`).
+    pub fn sub_scale(&self, at: BlockAt, lane: usize) -> i32 {
+        (self.data[at.hdr + 32 + 16 * at.j + lane] as i8) as i32
     }
     /// Code `kk` (within the block) of panel row `lane`.
     pub fn code(&self, at: BlockAt, lane: usize, kk: usize) -> u8 {

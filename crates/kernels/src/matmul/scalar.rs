@@ -3,7 +3,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::acts::QuantActs;
-use super::pack::{CodePanels, Packed, PackedMatrix, PANEL};
+use super::pack::{CodePanels, Packed, PackedMatrix, ScaleBits, PANEL};
 use super::shared_out::SharedOut;
 
 /// f32 weights: one sequential FMA chain per output.
@@ -31,6 +31,11 @@ pub(crate) fn panel_gemm(
 
 /// Integer codes: per block the exact integer `I = Σ code * c`, then
 /// `acc = fma(I, scale * s, acc)` and `acc = fma(min, sum, acc)`.
+///
+/// `SuperI8` (Q6_K) instead takes per block the exact `J = Σ (code - 32) * sc * c` (at
+/// most 16 · 4096 · 32512 < 2³¹ in magnitude), `part = fma(J, s, part)`, and per
+/// super-block `acc = fma(part, d, acc)`: its blocks are 16 codes, so the per-block
+/// multiply and min step of the general form were a third of its kernel's vector ops.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn codes_gemm(
     w: &CodePanels,
@@ -43,15 +48,31 @@ pub(crate) fn codes_gemm(
     valid: usize,
 ) {
     let nb = k / w.block;
+    let folded = w.scales == ScaleBits::SuperI8;
+    let last = w.scales.blocks_per_group() - 1;
     for i in rows {
         for l in 0..valid {
             let mut acc = 0f32;
+            let mut part = 0f32;
             for b in 0..nb {
                 let at = w.block_at(p, nb, b);
-                let dot: i32 = (0..w.block)
-                    .map(|kk| w.code(at, l, kk) as i32 * acts.code(i, b * w.block + kk))
-                    .sum();
+                let code = |kk: usize| acts.code(i, b * w.block + kk);
                 let (s, sum) = (acts.scale[i * nb + b], acts.sum[i * nb + b]);
+                if folded {
+                    let sc = w.sub_scale(at, l);
+                    let dot: i32 = (0..w.block)
+                        .map(|kk| (w.code(at, l, kk) as i32 - 32) * sc * code(kk))
+                        .sum();
+                    part = (dot as f32).mul_add(s, part);
+                    if at.j == last {
+                        acc = part.mul_add(w.super_d(at, l), acc);
+                        part = 0.0;
+                    }
+                    continue;
+                }
+                let dot: i32 = (0..w.block)
+                    .map(|kk| w.code(at, l, kk) as i32 * code(kk))
+                    .sum();
                 acc = (dot as f32).mul_add(w.scale(at, l) * s, acc);
                 acc = w.min(at, l).mul_add(sum, acc);
             }

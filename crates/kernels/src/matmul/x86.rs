@@ -243,7 +243,7 @@ unsafe fn decode_scales(
         S::ScaleMin => decode_scales_as::<MIN>(w, nb, p0, p1, out),
         S::ScaleOffset(_) => decode_scales_as::<OFFSET>(w, nb, p0, p1, out),
         S::Super6 => decode_scales_as::<SUPER6>(w, nb, p0, p1, out),
-        S::SuperI8 => decode_scales_as::<SUPER_I8>(w, nb, p0, p1, out),
+        S::SuperI8 => unreachable!("SuperI8 scales are applied in the products"),
     }
 }
 
@@ -299,7 +299,6 @@ fn reserve_scales(out: &mut Vec<BlockScales>, needed: usize) {
 unsafe fn group_scales<const SB: u8>(hdr: *const u8, offset: f32, out: *mut BlockScales) {
     match SB {
         SUPER6 => group_scales_super6(hdr, out),
-        SUPER_I8 => group_scales_super_i8(hdr, out),
         _ => {
             let (d, min) = block_scales::<SB>(hdr, 0, offset);
             _mm512_store_ps((*out).d.as_mut_ptr(), d);
@@ -355,29 +354,6 @@ unsafe fn group_scales_super6(hdr: *const u8, out: *mut BlockScales) {
         _mm512_store_ps(o.d.as_mut_ptr(), _mm512_mul_ps(d, scale));
         _mm512_store_ps(o.min.as_mut_ptr(), _mm512_mul_ps(dmin, negate(min)));
     }
-}
-
-/// The sixteen blocks' scales of a `SuperI8` group at `hdr` into `out[0..16]`, as
-/// `block_scales::<SUPER_I8>` gives them, `d` converted once for the group.
-#[target_feature(enable = "avx512f,avx512bw")]
-#[inline]
-unsafe fn group_scales_super_i8(hdr: *const u8, out: *mut BlockScales) {
-    let d = _mm512_cvtph_ps(_mm256_loadu_si256(hdr as *const _));
-    for j in 0..16 {
-        let (scale, min) = super_i8_block(d, hdr, j);
-        let o = &mut *out.add(j);
-        _mm512_store_ps(o.d.as_mut_ptr(), scale);
-        _mm512_store_ps(o.min.as_mut_ptr(), min);
-    }
-}
-
-/// Block `j`'s scale `d * sc` and min `-32 * d * sc` of the `SuperI8` header at `hdr`.
-#[target_feature(enable = "avx512f,avx512bw")]
-#[inline]
-unsafe fn super_i8_block(d: __m512, hdr: *const u8, j: usize) -> (__m512, __m512) {
-    let sc = _mm_loadu_si128(hdr.add(32 + 16 * j) as *const _);
-    let scale = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc)));
-    (scale, _mm512_mul_ps(scale, _mm512_set1_ps(-32.0)))
 }
 
 /// `-v` by flipping the sign bit (an integer op: the float xor needs avx512dq).
@@ -476,7 +452,7 @@ unsafe fn block_scales<const SB: u8>(hdr: *const u8, j: usize, offset: f32) -> (
                 _mm512_mul_ps(f16s(32), negate(m)),
             )
         }
-        _ => super_i8_block(f16s(0), hdr, j),
+        _ => unreachable!("SuperI8 scales are applied in the products"),
     }
 }
 
@@ -588,6 +564,8 @@ impl Tile<'_> {
         let offset = scale_offset(w);
         let high_at = w.high_bits_at();
         let mut acc = [[_mm512_setzero_ps(); P]; R];
+        // `SuperI8`'s sums over the blocks of the current super-block.
+        let mut part = [[_mm512_setzero_ps(); P]; R];
         // Per panel, the byte offset up to which lines have been prefetched.
         let mut fetched = [0usize; P];
         for q in 0..P {
@@ -612,6 +590,15 @@ impl Tile<'_> {
             let base = |q: usize| w.data.as_ptr().add(at[q].codes);
             let mut ia = [[_mm512_setzero_si512(); P]; R];
             let mut ib = [[_mm512_setzero_si512(); P]; R];
+            if SB == SUPER_I8 {
+                // `SuperI8` multiplies `code - 32`: the low chain starts at `-32 Σ c`, so the
+                // block's integer comes out as `I - 32 Σ c` with no extra step.
+                for r in 0..R {
+                    let i = (self.i0 + r) * nb + b;
+                    let offset = _mm512_set1_epi32(-32 * *acts.csum.get_unchecked(i));
+                    ib[r] = [offset; P];
+                }
+            }
             let kb = b * block;
             if CB == BYTES {
                 for g in 0..block / 4 {
@@ -669,6 +656,10 @@ impl Tile<'_> {
                 }
             }
             for q in 0..P {
+                if SB == SUPER_I8 {
+                    self.fold_super_i8::<R, P, CB, A8>(&ia, &ib, at[q], b, q, &mut part, &mut acc);
+                    continue;
+                }
                 let (d, mn) = match self.scales {
                     Some(s) => {
                         let s = &*s.add((p0 + q - self.p_first) * nb + b);
@@ -680,13 +671,7 @@ impl Tile<'_> {
                     let at = (self.i0 + r) * nb + b;
                     let s = _mm512_set1_ps(*acts.scale.get_unchecked(at));
                     let sum = _mm512_set1_ps(*acts.sum.get_unchecked(at));
-                    let dot = if A8 && CB != BYTES {
-                        _mm512_add_epi32(ia[r][q], ib[r][q])
-                    } else if A8 {
-                        ib[r][q]
-                    } else {
-                        _mm512_add_epi32(_mm512_slli_epi32::<8>(ia[r][q]), ib[r][q])
-                    };
+                    let dot = block_dot::<CB, A8>(ia[r][q], ib[r][q]);
                     acc[r][q] =
                         _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(d, s), acc[r][q]);
                     acc[r][q] = _mm512_fmadd_ps(mn, sum, acc[r][q]);
@@ -694,5 +679,57 @@ impl Tile<'_> {
             }
         }
         store_tile(self.y, self.n, self.i0, p0, &acc);
+    }
+
+    /// Panel `q`'s f32 steps for block `b` of a `SuperI8` matrix (`scalar::codes_gemm`),
+    /// whose chains hold `I - 32 Σ c`: `J = (I - 32 Σ c) * sc`, `part = fma(J, s, part)`, and at the super-block's last
+    /// block `acc = fma(part, d, acc)`. `I - 32 Σ c` is within 16 · 32 · 32512 < 2²⁴, so
+    /// its conversion is exact and the f32 multiply by `sc` rounds the exact `J` once,
+    /// as converting the integer `J` does (a `vpmulld` is two uops to `vmulps`' one).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn fold_super_i8<const R: usize, const P: usize, const CB: u8, const A8: bool>(
+        &self,
+        ia: &[[__m512i; P]; R],
+        ib: &[[__m512i; P]; R],
+        at: super::pack::BlockAt,
+        b: usize,
+        q: usize,
+        part: &mut [[__m512; P]; R],
+        acc: &mut [[__m512; P]; R],
+    ) {
+        let (acts, nb) = (self.acts, self.k / self.w.block);
+        let hdr = self.w.data.as_ptr().add(at.hdr);
+        let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(hdr.add(32 + 16 * at.j) as *const _));
+        let sc = _mm512_cvtepi32_ps(sc);
+        for r in 0..R {
+            let i = (self.i0 + r) * nb + b;
+            let s = _mm512_set1_ps(*acts.scale.get_unchecked(i));
+            let dot = block_dot::<CB, A8>(ia[r][q], ib[r][q]);
+            let j = _mm512_mul_ps(_mm512_cvtepi32_ps(dot), sc);
+            part[r][q] = _mm512_fmadd_ps(j, s, part[r][q]);
+        }
+        if at.j + 1 == self.w.scales.blocks_per_group() {
+            let d = _mm512_cvtph_ps(_mm256_loadu_si256(hdr as *const _));
+            for r in 0..R {
+                acc[r][q] = _mm512_fmadd_ps(part[r][q], d, acc[r][q]);
+                part[r][q] = _mm512_setzero_ps();
+            }
+        }
+    }
+}
+
+/// A block's exact `I = Σ code * c` from the tile's two chains: high and low activation
+/// bytes (`I = (A << 8) + B`), or with 8-bit activations (`A8`) the low bytes' chains.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn block_dot<const CB: u8, const A8: bool>(ia: __m512i, ib: __m512i) -> __m512i {
+    if A8 && CB != BYTES {
+        _mm512_add_epi32(ia, ib)
+    } else if A8 {
+        ib
+    } else {
+        _mm512_add_epi32(_mm512_slli_epi32::<8>(ia), ib)
     }
 }

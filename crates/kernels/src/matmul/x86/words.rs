@@ -6,7 +6,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::super::acts::{QuantActs, WIDE_TILE};
-use super::super::pack::{CodePanels, PANEL};
+use super::super::pack::{CodePanels, ScaleBits, PANEL};
 use super::super::shared_out::SharedOut;
 use super::{decode_scales, store_tile, unpack_group, BlockScales, BYTES, HI1, HI2, NIB4};
 use std::arch::x86_64::*;
@@ -41,7 +41,11 @@ pub(super) unsafe fn chunk(
         widen_codes(w, nb, c0, c1, &mut words);
         words.as_ptr()
     });
-    decode_scales(w, nb, c0, c1, decoded);
+    // Q6_K's scales are in the widened words and its `d` is read from the headers.
+    let folded = w.scales == ScaleBits::SuperI8;
+    if !folded {
+        decode_scales(w, nb, c0, c1, decoded);
+    }
     let mut i0 = 0;
     while i0 < m {
         let r = (m - i0).min(WIDE_TILE);
@@ -59,13 +63,19 @@ pub(super) unsafe fn chunk(
         // At least ten independent `vpdpwssd` chains keep both pipes busy (about five
         // cycles of latency each): a C loop of this shape ran 5.4 G/s per core with 12
         // chains, 3.5–3.9 with 8.
-        match r {
-            6 => t.panels::<6, 2, 1>(c0, c1),
-            5 => t.panels::<5, 2, 1>(c0, c1),
-            4 => t.panels::<4, 2, 2>(c0, c1),
-            3 => t.panels::<3, 2, 2>(c0, c1),
-            2 => t.panels::<2, 4, 2>(c0, c1),
-            _ => t.panels::<1, 4, 2>(c0, c1),
+        match (r, folded) {
+            (6, false) => t.panels::<6, 2, 1, false>(c0, c1),
+            (5, false) => t.panels::<5, 2, 1, false>(c0, c1),
+            (4, false) => t.panels::<4, 2, 2, false>(c0, c1),
+            (3, false) => t.panels::<3, 2, 2, false>(c0, c1),
+            (2, false) => t.panels::<2, 4, 2, false>(c0, c1),
+            (_, false) => t.panels::<1, 4, 2, false>(c0, c1),
+            (6, true) => t.panels::<6, 2, 1, true>(c0, c1),
+            (5, true) => t.panels::<5, 2, 1, true>(c0, c1),
+            (4, true) => t.panels::<4, 2, 2, true>(c0, c1),
+            (3, true) => t.panels::<3, 2, 2, true>(c0, c1),
+            (2, true) => t.panels::<2, 4, 2, true>(c0, c1),
+            (_, true) => t.panels::<1, 4, 2, true>(c0, c1),
         }
         i0 += r;
     }
@@ -78,7 +88,8 @@ const WIDE_BYTES: usize = 128 << 10;
 thread_local! {
     /// The codes of the panels a task multiplies as words, widened once for all its row
     /// tiles: per panel and block, `block / 2` vectors, vector `v` holding in lane `r`
-    /// codes `2v` and `2v + 1` of row `r`.
+    /// codes `2v` and `2v + 1` of row `r` (for `SuperI8`, `(code - 32) * sc`: within
+    /// ±4096).
     static WORDS: RefCell<Vec<__m512i>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -86,16 +97,17 @@ thread_local! {
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn widen_codes(w: &CodePanels, nb: usize, p0: usize, p1: usize, out: &mut Vec<__m512i>) {
     use super::super::pack::CodeBits as C;
-    match w.codes {
-        C::Nib4 => widen_codes_as::<NIB4>(w, nb, p0, p1, out),
-        C::Nib4Hi1 => widen_codes_as::<HI1>(w, nb, p0, p1, out),
-        C::Nib4Hi2 => widen_codes_as::<HI2>(w, nb, p0, p1, out),
-        C::Bytes => widen_codes_as::<BYTES>(w, nb, p0, p1, out),
+    match (w.codes, w.scales) {
+        (C::Nib4Hi2, ScaleBits::SuperI8) => widen_codes_as::<HI2, true>(w, nb, p0, p1, out),
+        (C::Nib4, _) => widen_codes_as::<NIB4, false>(w, nb, p0, p1, out),
+        (C::Nib4Hi1, _) => widen_codes_as::<HI1, false>(w, nb, p0, p1, out),
+        (C::Nib4Hi2, _) => widen_codes_as::<HI2, false>(w, nb, p0, p1, out),
+        (C::Bytes, _) => widen_codes_as::<BYTES, false>(w, nb, p0, p1, out),
     }
 }
 
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn widen_codes_as<const CB: u8>(
+unsafe fn widen_codes_as<const CB: u8, const FOLD: bool>(
     w: &CodePanels,
     nb: usize,
     p0: usize,
@@ -133,10 +145,29 @@ unsafe fn widen_codes_as<const CB: u8>(
             }
             let base = w.data.as_ptr().add(at.codes);
             let d = dst.add(((p - p0) * nb + b) * pairs);
+            // Lane `r`'s `sc` in both of its words.
+            let sc = if FOLD {
+                let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(
+                    w.data.as_ptr().add(at.hdr + 32 + 16 * at.j) as *const _,
+                ));
+                _mm512_or_si512(
+                    _mm512_and_si512(sc, _mm512_set1_epi32(0xFFFF)),
+                    _mm512_slli_epi32::<16>(sc),
+                )
+            } else {
+                _mm512_setzero_si512()
+            };
+            let words = |v: __m512i| {
+                if FOLD {
+                    _mm512_mullo_epi16(_mm512_sub_epi16(v, _mm512_set1_epi16(32)), sc)
+                } else {
+                    v
+                }
+            };
             // Byte vector `t` holds codes 4t..4t + 4 of every lane.
             let put = |t: usize, bytes: __m512i| {
-                _mm512_store_si512(d.add(2 * t), _mm512_shuffle_epi8(bytes, first));
-                _mm512_store_si512(d.add(2 * t + 1), _mm512_shuffle_epi8(bytes, last));
+                _mm512_store_si512(d.add(2 * t), words(_mm512_shuffle_epi8(bytes, first)));
+                _mm512_store_si512(d.add(2 * t + 1), words(_mm512_shuffle_epi8(bytes, last)));
             };
             if CB == BYTES {
                 for g in 0..w.block / 4 {
@@ -195,34 +226,49 @@ impl WideTile<'_> {
     /// Panels `p0..p1` in steps of `P` with `S` chains per output, the rest one at a time
     /// with two.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    unsafe fn panels<const R: usize, const P: usize, const S: usize>(&self, p0: usize, p1: usize) {
+    unsafe fn panels<const R: usize, const P: usize, const S: usize, const FOLD: bool>(
+        &self,
+        p0: usize,
+        p1: usize,
+    ) {
         let mut p = p0;
         while p + P <= p1 {
-            self.tile::<R, P, S>(p);
+            self.tile::<R, P, S, FOLD>(p);
             p += P;
         }
         while p < p1 {
-            self.tile::<R, 1, 2>(p);
+            self.tile::<R, 1, 2, FOLD>(p);
             p += 1;
         }
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[inline]
-    unsafe fn tile<const R: usize, const P: usize, const S: usize>(&self, p0: usize) {
+    unsafe fn tile<const R: usize, const P: usize, const S: usize, const FOLD: bool>(
+        &self,
+        p0: usize,
+    ) {
         match self.w.block {
-            16 => self.tile_as::<R, P, S, 8>(p0),
-            32 => self.tile_as::<R, P, S, 16>(p0),
+            16 => self.tile_as::<R, P, S, 8, FOLD>(p0),
+            32 if !FOLD => self.tile_as::<R, P, S, 16, FOLD>(p0),
             b => unreachable!("no word kernel for blocks of {b}"),
         }
     }
 
     /// `R` rows from `i0` against panels `p0..p0 + P`: per block and (row, panel) the
     /// exact `I = Σ code * c` in `S` chains (1, or 2: even and odd word pairs, for
-    /// latency when the tile is small), then the same f32 steps as `Tile::tile`.
+    /// latency when the tile is small), then the same f32 steps as `Tile::tile` (for
+    /// `FOLD`, `SuperI8`'s: the words already hold `(code - 32) * sc`, so the integer is
+    /// its `J`).
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[inline]
-    unsafe fn tile_as<const R: usize, const P: usize, const S: usize, const PAIRS: usize>(
+    unsafe fn tile_as<
+        const R: usize,
+        const P: usize,
+        const S: usize,
+        const PAIRS: usize,
+        const FOLD: bool,
+    >(
         &self,
         p0: usize,
     ) {
@@ -233,6 +279,7 @@ impl WideTile<'_> {
         let x = acts.wide.as_ptr().add(self.i0 * k);
         let bcast = |p: *const i16| _mm512_set1_epi32((p as *const i32).read_unaligned());
         let mut acc = [[_mm512_setzero_ps(); P]; R];
+        let mut part = [[_mm512_setzero_ps(); P]; R];
         for b in 0..nb {
             let mut e = [[_mm512_setzero_si512(); P]; R];
             let mut o = [[_mm512_setzero_si512(); P]; R];
@@ -261,6 +308,10 @@ impl WideTile<'_> {
                     }
                 }
             }
+            if FOLD {
+                self.fold_super_i8::<R, P, S>(&e, &o, p0, b, &mut part, &mut acc);
+                continue;
+            }
             for q in 0..P {
                 let s = &*self.scales.add((p0 + q - self.p_first) * nb + b);
                 let (d, mn) = (_mm512_load_ps(s.d.as_ptr()), _mm512_load_ps(s.min.as_ptr()));
@@ -280,5 +331,44 @@ impl WideTile<'_> {
             }
         }
         store_tile(self.y, self.n, self.i0, p0, &acc);
+    }
+
+    /// `SuperI8`'s f32 steps for block `b` (`scalar::codes_gemm`): `part = fma(J, s, part)`
+    /// and at the super-block's last block `acc = fma(part, d, acc)`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[inline]
+    unsafe fn fold_super_i8<const R: usize, const P: usize, const S: usize>(
+        &self,
+        e: &[[__m512i; P]; R],
+        o: &[[__m512i; P]; R],
+        p0: usize,
+        b: usize,
+        part: &mut [[__m512; P]; R],
+        acc: &mut [[__m512; P]; R],
+    ) {
+        let (acts, nb) = (self.acts, self.k / self.w.block);
+        for r in 0..R {
+            let s = _mm512_set1_ps(*acts.scale.get_unchecked((self.i0 + r) * nb + b));
+            for q in 0..P {
+                let dot = if S == 2 {
+                    _mm512_add_epi32(e[r][q], o[r][q])
+                } else {
+                    e[r][q]
+                };
+                part[r][q] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, part[r][q]);
+            }
+        }
+        let at = self.w.block_at(p0, nb, b);
+        if at.j + 1 < self.w.scales.blocks_per_group() {
+            return;
+        }
+        for q in 0..P {
+            let hdr = self.w.block_at(p0 + q, nb, b).hdr;
+            let d = _mm512_cvtph_ps(_mm256_loadu_si256(self.w.data.as_ptr().add(hdr) as *const _));
+            for r in 0..R {
+                acc[r][q] = _mm512_fmadd_ps(part[r][q], d, acc[r][q]);
+                part[r][q] = _mm512_setzero_ps();
+            }
+        }
     }
 }
