@@ -273,7 +273,11 @@ pub fn write(spec: &Spec, vocab: &GgufFile, out: &std::path::Path) -> std::io::R
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = out.with_extension(format!("partial-{}", std::process::id()));
+    // Unique per call, not only per process: two threads writing the same model (tests
+    // run in parallel) must not share a partial file, or the rename publishes a mix.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = out.with_extension(format!("partial-{}-{n}", std::process::id()));
     let file = std::fs::File::create(&tmp)?;
     let mut bw = std::io::BufWriter::with_capacity(1 << 20, file);
     w.write_to(&mut bw)?;
