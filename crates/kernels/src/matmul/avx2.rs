@@ -1,7 +1,14 @@
-//! AVX2 twin of the integer matmul, for CPUs without AVX-512 VNNI: `vpmaddubsw` then
-//! `vpmaddwd` stand in for `vpdpbusd`. `vpmaddubsw` saturates its 16-bit pair sums, so
-//! it is exact only while `2 * code * 128 < 32768`, i.e. codes up to 127; wider codes
-//! (Q8_0, offset to 0..=255) are split into nibbles, `code = 16 * high + low`.
+//! AVX2 twin of the integer matmul, for CPUs without AVX-512 VNNI: `vpmaddubsw` stands in
+//! for `vpdpbusd`. It multiplies unsigned codes by signed activation bytes and adds each
+//! adjacent pair of products into a saturating 16-bit lane, so it is exact while
+//! `2 * code * 128 < 32768`, i.e. codes up to 127; wider codes (Q8_0, offset to 0..=255)
+//! are split into nibbles, `code = 16 * high + low`.
+//!
+//! The pair sums of small codes are added further as 16-bit words before one
+//! `vpmaddwd` widens them (`word_sums`): for 4-bit codes eight pair sums stay within
+//! 8 · 2 · 15 · 128 = 30720, so a 32-code block takes one widening per activation byte
+//! instead of eight. On the Zen 3 EPYC measured, `vpmaddubsw` and `vpmaddwd` share the
+//! two multiply pipes: the widenings were half of the kernel's multiplies.
 // Register tiles are indexed [row] on purpose: iterator chains obscure the tiling.
 #![allow(clippy::needless_range_loop)]
 
@@ -10,8 +17,12 @@ use super::pack::{CodePanels, PANEL};
 use super::shared_out::SharedOut;
 use std::arch::x86_64::*;
 
-/// Rows per tile: AVX2 has 16 vector registers, and a row holds three per half panel.
-const R: usize = 2;
+/// Most activation rows per tile: a row takes an f32 accumulator and one or two 16-bit
+/// sums (high and low activation bytes), and AVX2 has 16 vector registers.
+const R: usize = 4;
+
+/// Activation rows per chunk (see `codes_panels`).
+const ROW_CHUNK: usize = 16;
 
 /// Panels `p0..p1` times all `m` rows of `acts`.
 ///
@@ -32,43 +43,57 @@ pub unsafe fn codes_panels(
     w.check_job(k, n, p1, acts, m, y.len());
     use super::pack::{CodeBits as C, ScaleBits as S};
     let wide = w.codes == C::Bytes && w.max_code > 127;
-    for p in p0..p1 {
-        let mut i0 = 0;
-        while i0 < m {
-            let rows = (m - i0).min(R);
+    let a8 = acts.bits == 8;
+    // Rows in chunks whose activations stay in L2 while the task's panels pass over
+    // them (a prefill's 512 rows of 2048 are 2 MiB); within a chunk, each panel meets
+    // all of its row tiles while its codes are in L1.
+    for c0 in (0..m).step_by(ROW_CHUNK) {
+        let c1 = (c0 + ROW_CHUNK).min(m);
+        for p in p0..p1 {
             for half in 0..2 {
-                let t = HalfTile {
-                    w,
-                    k,
-                    n,
-                    acts,
-                    i0,
-                    p,
-                    half,
-                };
-                let a8 = acts.bits == 8;
-                macro_rules! by_rows {
-                    ($cb:expr, $sb:expr) => {
-                        match (rows, a8) {
-                            (2, false) => t.run::<2, { $cb }, { $sb }, false>(y),
-                            (2, true) => t.run::<2, { $cb }, { $sb }, true>(y),
-                            (_, false) => t.run::<1, { $cb }, { $sb }, false>(y),
-                            (_, true) => t.run::<1, { $cb }, { $sb }, true>(y),
-                        }
+                let mut i0 = c0;
+                while i0 < c1 {
+                    let rows = (c1 - i0).min(R);
+                    let t = HalfTile {
+                        w,
+                        k,
+                        n,
+                        acts,
+                        i0,
+                        p,
+                        half,
+                        // The first pass over a panel brings it in; the others find it cached.
+                        prefetch: half == 0 && i0 == c0,
                     };
-                }
-                match (w.codes, w.scales, wide) {
-                    (C::Nib4, S::ScaleOffset(_), _) => by_rows!(NIB4, OFFSET),
-                    (C::Nib4, S::ScaleMin, _) => by_rows!(NIB4, MIN),
-                    (C::Nib4, S::Super6, _) => by_rows!(NIB4, SUPER6),
-                    (C::Nib4Hi1, S::Super6, _) => by_rows!(HI1, SUPER6),
-                    (C::Nib4Hi2, S::SuperI8, _) => by_rows!(HI2, SUPER_I8),
-                    (C::Bytes, S::ScaleOffset(_), false) => by_rows!(BYTES, OFFSET),
-                    (C::Bytes, S::ScaleOffset(_), true) => by_rows!(WIDE_BYTES, OFFSET),
-                    (cb, sb, _) => unreachable!("no kernel for {cb:?} codes with {sb:?} scales"),
+                    macro_rules! by_rows {
+                        ($cb:expr, $sb:expr, $block:expr) => {
+                            match (rows, a8) {
+                                (4, false) => t.run::<4, { $cb }, { $sb }, { $block }, false>(y),
+                                (4, true) => t.run::<4, { $cb }, { $sb }, { $block }, true>(y),
+                                (3, false) => t.run::<3, { $cb }, { $sb }, { $block }, false>(y),
+                                (3, true) => t.run::<3, { $cb }, { $sb }, { $block }, true>(y),
+                                (2, false) => t.run::<2, { $cb }, { $sb }, { $block }, false>(y),
+                                (2, true) => t.run::<2, { $cb }, { $sb }, { $block }, true>(y),
+                                (_, false) => t.run::<1, { $cb }, { $sb }, { $block }, false>(y),
+                                (_, true) => t.run::<1, { $cb }, { $sb }, { $block }, true>(y),
+                            }
+                        };
+                    }
+                    match (w.codes, w.scales, wide, w.block) {
+                        (C::Nib4, S::ScaleOffset(_), _, 32) => by_rows!(NIB4, OFFSET, 32),
+                        (C::Nib4, S::ScaleMin, _, 32) => by_rows!(NIB4, MIN, 32),
+                        (C::Nib4, S::Super6, _, 32) => by_rows!(NIB4, SUPER6, 32),
+                        (C::Nib4Hi1, S::Super6, _, 32) => by_rows!(HI1, SUPER6, 32),
+                        (C::Nib4Hi2, S::SuperI8, _, 16) => by_rows!(HI2, SUPER_I8, 16),
+                        (C::Bytes, S::ScaleOffset(_), false, 32) => by_rows!(BYTES, OFFSET, 32),
+                        (C::Bytes, S::ScaleOffset(_), true, 32) => by_rows!(WIDE_BYTES, OFFSET, 32),
+                        (cb, sb, _, block) => {
+                            unreachable!("no kernel for {cb:?} codes with {sb:?} scales in blocks of {block}")
+                        }
+                    }
+                    i0 += rows;
                 }
             }
-            i0 += rows;
         }
     }
 }
@@ -83,6 +108,20 @@ const MIN: u8 = 0;
 const OFFSET: u8 = 1;
 const SUPER6: u8 = 2;
 const SUPER_I8: u8 = 3;
+
+/// How many `vpmaddubsw` results of codes `CB` may be added as 16-bit words before they
+/// must be widened: each is two products of a code and an activation byte (at most 128
+/// in magnitude), and the sum must stay within ±32767. 4-bit codes (≤ 15): 8 (30720);
+/// 5-bit (≤ 31): 4 (31744); 6-bit (≤ 63): 2 (32256); bytes (≤ 127) and nibbles of wide
+/// bytes: 1.
+const fn word_sums(cb: u8) -> usize {
+    match cb {
+        NIB4 => 8,
+        HI1 => 4,
+        HI2 => 2,
+        _ => 1,
+    }
+}
 
 /// Bits `bits` of `high` moved to `shift` bits lower (or higher, if negative) then masked
 /// with `mask` and or-ed into `nib`: each byte's result bits come from the same byte.
@@ -156,99 +195,141 @@ struct HalfTile<'a> {
     i0: usize,
     p: usize,
     half: usize,
+    /// Whether to request the panel's next bytes ahead of the loads.
+    prefetch: bool,
 }
 
-/// `Σ code * a` over each 32-bit lane's four byte pairs, exactly (codes ≤ 127).
+/// One block's codes for eight lanes, as byte vectors of four codes per lane: vector `v`
+/// holds codes `4v..4v + 4` (for `WIDE_BYTES`, vectors `2v` and `2v + 1` hold the low and
+/// high nibbles of codes `4v..4v + 4`).
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn dot4(codes: __m256i, a: __m256i) -> __m256i {
-    _mm256_madd_epi16(_mm256_maddubs_epi16(codes, a), _mm256_set1_epi16(1))
+unsafe fn block_codes<const CB: u8, const BLOCK: usize>(
+    base: *const u8,
+    high: *const u8,
+    out: &mut [__m256i; 16],
+) {
+    let nibble = _mm256_set1_epi8(0x0F);
+    if CB == BYTES {
+        for v in 0..BLOCK / 4 {
+            out[v] = _mm256_loadu_si256(base.add(v * 64) as *const _);
+        }
+        return;
+    }
+    if CB == WIDE_BYTES {
+        for v in 0..BLOCK / 4 {
+            let raw = _mm256_loadu_si256(base.add(v * 64) as *const _);
+            out[2 * v] = _mm256_and_si256(raw, nibble);
+            out[2 * v + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nibble);
+        }
+        return;
+    }
+    let high = if CB == NIB4 {
+        _mm256_setzero_si256()
+    } else {
+        _mm256_loadu_si256(high as *const _)
+    };
+    for g in 0..BLOCK / 8 {
+        let raw = _mm256_loadu_si256(base.add(g * 64) as *const _);
+        let mut c0 = _mm256_and_si256(raw, nibble);
+        let mut c1 = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nibble);
+        let (v0, v1) = (2 * g as i32, 2 * g as i32 + 1);
+        if CB == HI1 {
+            c0 = or_high(c0, high, 4 - v0, 0x10);
+            c1 = or_high(c1, high, 4 - v1, 0x10);
+        } else if CB == HI2 {
+            c0 = or_high(c0, high, 4 - 2 * v0, 0x30);
+            c1 = or_high(c1, high, 4 - 2 * v1, 0x30);
+        }
+        out[2 * g] = c0;
+        out[2 * g + 1] = c1;
+    }
 }
 
 impl HalfTile<'_> {
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn run<const RR: usize, const CB: u8, const SB: u8, const A8: bool>(
+    unsafe fn run<
+        const RR: usize,
+        const CB: u8,
+        const SB: u8,
+        const BLOCK: usize,
+        const A8: bool,
+    >(
         &self,
         y: &SharedOut,
     ) {
         let (w, k, acts) = (self.w, self.k, self.acts);
-        let (block, nb) = (w.block, k / w.block);
+        let nb = k / BLOCK;
         let xh = acts.hi.as_ptr().add(self.i0 * k);
         let xl = acts.lo.as_ptr().add(self.i0 * k);
         let bcast = |p: *const i8| _mm256_set1_epi32((p as *const i32).read_unaligned());
-        let nibble = _mm256_set1_epi8(0x0F);
+        let (ones, x256) = (_mm256_set1_epi16(1), _mm256_set1_epi16(256));
         let offset = match w.scales {
             super::pack::ScaleBits::ScaleOffset(o) => -(o as f32),
             _ => -32.0,
         };
         let high_at = w.high_bits_at() + 32 * self.half;
+        // Code vectors per block, and how many of them share one widening.
+        let vecs = if CB == WIDE_BYTES {
+            BLOCK / 2
+        } else {
+            BLOCK / 4
+        };
+        let sums = word_sums(CB);
         let mut acc = [_mm256_setzero_ps(); RR];
         // `SuperI8`'s sums over the blocks of the current super-block.
         let mut part = [_mm256_setzero_ps(); RR];
         // As in the AVX-512 kernel: keep the panel's next bytes requested.
         let mut fetched = w.block_at(self.p, nb, 0).hdr;
         let data_end = w.data.len();
+        let mut codes = [_mm256_setzero_si256(); 16];
         for b in 0..nb {
             let at = w.block_at(self.p, nb, b);
-            let want = (at.codes + w.code_bytes() + super::PREFETCH_AHEAD).min(data_end);
-            while fetched < want {
-                _mm_prefetch::<_MM_HINT_T0>(w.data.as_ptr().add(fetched) as *const i8);
-                fetched += 64;
+            if self.prefetch {
+                let want = (at.codes + w.code_bytes() + super::PREFETCH_AHEAD).min(data_end);
+                while fetched < want {
+                    _mm_prefetch::<_MM_HINT_T0>(w.data.as_ptr().add(fetched) as *const i8);
+                    fetched += 64;
+                }
             }
             let base = w.data.as_ptr().add(at.codes + 32 * self.half);
-            let mut ia = [_mm256_setzero_si256(); RR];
-            let mut ib = [_mm256_setzero_si256(); RR];
-            let kb = b * block;
-            if CB == BYTES || CB == WIDE_BYTES {
-                for g in 0..block / 4 {
-                    let raw = _mm256_loadu_si256(base.add(g * 64) as *const _);
+            block_codes::<CB, BLOCK>(base, w.data.as_ptr().add(at.codes + high_at), &mut codes);
+            // Per row the block's exact `I = Σ code * c`: 256 times the high bytes' products
+            // plus the low bytes', widened from 16-bit sums `sums` vectors at a time.
+            let mut dot = [_mm256_setzero_si256(); RR];
+            let kb = b * BLOCK;
+            for v0 in (0..vecs).step_by(sums) {
+                let mut sl = [_mm256_setzero_si256(); RR];
+                let mut sh = [_mm256_setzero_si256(); RR];
+                for v in v0..v0 + sums {
+                    // Activation bytes of code vector v: for WIDE_BYTES both nibble vectors
+                    // of codes 4(v/2).., the high one weighing 16.
+                    let kk = if CB == WIDE_BYTES { 4 * (v / 2) } else { 4 * v };
                     for r in 0..RR {
-                        let at = r * k + kb + 4 * g;
-                        let (h, l) = (bcast(xh.add(at)), bcast(xl.add(at)));
-                        if CB == WIDE_BYTES {
-                            let lo = _mm256_and_si256(raw, nibble);
-                            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nibble);
-                            let split = |a: __m256i| {
-                                _mm256_add_epi32(_mm256_slli_epi32::<4>(dot4(hi, a)), dot4(lo, a))
-                            };
-                            ib[r] = _mm256_add_epi32(ib[r], split(l));
-                            if !A8 {
-                                ia[r] = _mm256_add_epi32(ia[r], split(h));
-                            }
-                        } else {
-                            ib[r] = _mm256_add_epi32(ib[r], dot4(raw, l));
-                            if !A8 {
-                                ia[r] = _mm256_add_epi32(ia[r], dot4(raw, h));
-                            }
+                        let at = r * k + kb + kk;
+                        sl[r] = _mm256_add_epi16(
+                            sl[r],
+                            _mm256_maddubs_epi16(codes[v], bcast(xl.add(at))),
+                        );
+                        if !A8 {
+                            sh[r] = _mm256_add_epi16(
+                                sh[r],
+                                _mm256_maddubs_epi16(codes[v], bcast(xh.add(at))),
+                            );
                         }
                     }
                 }
-            } else {
-                let high = if CB == NIB4 {
-                    _mm256_setzero_si256()
+                // WIDE_BYTES alternates low and high nibbles (sums = 1): the high ones
+                // weigh 16.
+                let (wl, wh) = if CB == WIDE_BYTES && (v0 % 2) == 1 {
+                    (_mm256_set1_epi16(16), _mm256_set1_epi16(16 * 256))
                 } else {
-                    _mm256_loadu_si256(w.data.as_ptr().add(at.codes + high_at) as *const _)
+                    (ones, x256)
                 };
-                for g in 0..block / 8 {
-                    let raw = _mm256_loadu_si256(base.add(g * 64) as *const _);
-                    let mut c0 = _mm256_and_si256(raw, nibble);
-                    let mut c1 = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nibble);
-                    let (v0, v1) = (2 * g as i32, 2 * g as i32 + 1);
-                    if CB == HI1 {
-                        c0 = or_high(c0, high, 4 - v0, 0x10);
-                        c1 = or_high(c1, high, 4 - v1, 0x10);
-                    } else if CB == HI2 {
-                        c0 = or_high(c0, high, 4 - 2 * v0, 0x30);
-                        c1 = or_high(c1, high, 4 - 2 * v1, 0x30);
-                    }
-                    for r in 0..RR {
-                        let at = r * k + kb + 8 * g;
-                        ib[r] = _mm256_add_epi32(ib[r], dot4(c0, bcast(xl.add(at))));
-                        ib[r] = _mm256_add_epi32(ib[r], dot4(c1, bcast(xl.add(at + 4))));
-                        if !A8 {
-                            ia[r] = _mm256_add_epi32(ia[r], dot4(c0, bcast(xh.add(at))));
-                            ia[r] = _mm256_add_epi32(ia[r], dot4(c1, bcast(xh.add(at + 4))));
-                        }
+                for r in 0..RR {
+                    dot[r] = _mm256_add_epi32(dot[r], _mm256_madd_epi16(sl[r], wl));
+                    if !A8 {
+                        dot[r] = _mm256_add_epi32(dot[r], _mm256_madd_epi16(sh[r], wh));
                     }
                 }
             }
@@ -263,8 +344,7 @@ impl HalfTile<'_> {
                     let i = (self.i0 + r) * nb + b;
                     let s = _mm256_set1_ps(*acts.scale.get_unchecked(i));
                     let offset = _mm256_set1_epi32(32 * *acts.csum.get_unchecked(i));
-                    let dot = _mm256_add_epi32(_mm256_slli_epi32::<8>(ia[r]), ib[r]);
-                    let j = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(dot, offset)), sc);
+                    let j = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(dot[r], offset)), sc);
                     part[r] = _mm256_fmadd_ps(j, s, part[r]);
                 }
                 if at.j + 1 == w.scales.blocks_per_group() {
@@ -281,8 +361,7 @@ impl HalfTile<'_> {
                 let at = (self.i0 + r) * nb + b;
                 let s = _mm256_set1_ps(*acts.scale.get_unchecked(at));
                 let sum = _mm256_set1_ps(*acts.sum.get_unchecked(at));
-                let dot = _mm256_add_epi32(_mm256_slli_epi32::<8>(ia[r]), ib[r]);
-                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(d, s), acc[r]);
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r]), _mm256_mul_ps(d, s), acc[r]);
                 acc[r] = _mm256_fmadd_ps(mn, sum, acc[r]);
             }
         }

@@ -191,6 +191,80 @@ fn long_k_quant_rows_match_scalar_bitwise() {
     }
 }
 
+/// The AVX2 kernel adds `vpmaddubsw` results as 16-bit words before widening them
+/// (`avx2::word_sums`): at every format's largest codes, against activation bytes of the
+/// largest magnitude (`lo = -128`, `hi = ±127`), the words must not wrap.
+#[test]
+fn avx2_word_sums_stay_exact_at_the_largest_codes_and_activations() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !(is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c"))
+        {
+            return;
+        }
+        // Per format: the byte range of each block holding codes, and the byte that
+        // makes every code there the largest.
+        let cases: [(QuantFormat, std::ops::Range<usize>, u8); 6] = [
+            (QuantFormat::Q4_0, 2..18, 0xFF),
+            (QuantFormat::Q4_1, 4..20, 0xFF),
+            (QuantFormat::Q8_0, 2..34, 0x7F),
+            (QuantFormat::Q4K, 16..144, 0xFF),
+            (QuantFormat::Q5K, 16..176, 0xFF),
+            (QuantFormat::Q6K, 0..192, 0xFF),
+        ];
+        for (fmt, codes, max) in cases {
+            let (n, k, m) = (24, 512, 6);
+            let mut data = random_ggml(fmt, n, k, 11);
+            let bb = fmt.block().1;
+            for blk in data.chunks_exact_mut(bb) {
+                blk[codes.clone()].fill(max);
+            }
+            // Every 16 values: one of magnitude 1, fifteen of 32384/32512, whose 16-bit
+            // codes ±32384 split into hi = 127 or -126 and lo = -128; signs alternate by row.
+            let x: Vec<f32> = (0..m * k)
+                .map(|i| {
+                    let sign = if (i / k) % 2 == 0 { 1.0 } else { -1.0 };
+                    sign * if i % 16 == 0 { 1.0 } else { 32384.0 / 32512.0 }
+                })
+                .collect();
+            for bits in [16u8, 8] {
+                let mut w = PackedMatrix::from_ggml(fmt, &data, n, k).unwrap();
+                w.set_activation_bits(bits);
+                let Packed::Codes(c) = &w.data else {
+                    unreachable!("quantized formats pack as codes")
+                };
+                let mut acts = acts::QuantActs::new();
+                acts.resize(m, k, c.block, bits);
+                quantize_rows(None, &x, m, &mut acts, false);
+                if bits == 16 {
+                    assert!(
+                        acts.lo.iter().filter(|&&l| l == -128).count() > m * k / 2,
+                        "{fmt:?}"
+                    );
+                }
+                let mut got = vec![0f32; m * n];
+                // SAFETY: the features were detected above; shapes are consistent.
+                unsafe {
+                    avx2::codes_panels(c, k, n, 0, w.panels(), &acts, m, &SharedOut::new(&mut got))
+                };
+                let mut want = vec![0f32; m * n];
+                reference::matmul(&w, &x, m, &mut want);
+                for i in 0..m * n {
+                    assert_eq!(
+                        got[i].to_bits(),
+                        want[i].to_bits(),
+                        "{fmt:?} {bits}-bit at {i}: {} vs {}",
+                        got[i],
+                        want[i]
+                    );
+                }
+            }
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -214,7 +288,7 @@ proptest! {
     }
 
     #[test]
-    fn avx2_matmul_is_bitwise_equal_to_scalar(fi in 3usize..9, m in 1usize..6, n in 1usize..40, kb in 1usize..4, seed in 0u64..1000, bits in prop::sample::select(vec![8u8, 16])) {
+    fn avx2_matmul_is_bitwise_equal_to_scalar(fi in 3usize..9, m in 1usize..11, n in 1usize..40, kb in 1usize..4, seed in 0u64..1000, bits in prop::sample::select(vec![8u8, 16])) {
         #[cfg(target_arch = "x86_64")]
         {
             if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")) {
