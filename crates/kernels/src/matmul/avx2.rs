@@ -16,6 +16,7 @@ use super::acts::QuantActs;
 use super::pack::{CodePanels, PANEL};
 use super::shared_out::SharedOut;
 use std::arch::x86_64::*;
+use std::cell::RefCell;
 
 /// Most activation rows per tile: a row takes an f32 accumulator and one or two 16-bit
 /// sums (high and low activation bytes), and AVX2 has 16 vector registers.
@@ -47,9 +48,13 @@ pub unsafe fn codes_panels(
     // Rows in chunks whose activations stay in L2 while the task's panels pass over
     // them (a prefill's 512 rows of 2048 are 2 MiB); within a chunk, each panel meets
     // all of its row tiles while its codes are in L1.
+    let mut scales = SCALES.with(|cell| cell.take());
     for c0 in (0..m).step_by(ROW_CHUNK) {
         let c1 = (c0 + ROW_CHUNK).min(m);
         for p in p0..p1 {
+            if w.scales == S::Super6 {
+                decode_super6(w, p, k / w.block, &mut scales);
+            }
             for half in 0..2 {
                 let mut i0 = c0;
                 while i0 < c1 {
@@ -64,6 +69,7 @@ pub unsafe fn codes_panels(
                         half,
                         // The first pass over a panel brings it in; the others find it cached.
                         prefetch: half == 0 && i0 == c0,
+                        scales: scales.as_ptr(),
                     };
                     macro_rules! by_rows {
                         ($cb:expr, $sb:expr, $block:expr) => {
@@ -96,6 +102,7 @@ pub unsafe fn codes_panels(
             }
         }
     }
+    SCALES.with(|cell| cell.replace(scales));
 }
 
 const NIB4: u8 = 0;
@@ -186,6 +193,96 @@ unsafe fn block_scales<const SB: u8>(
     }
 }
 
+/// One block's scales and mins for the 16 lanes of a panel, as `block_scales` gives them.
+#[repr(C, align(32))]
+#[derive(Clone, Copy)]
+struct PanelScales {
+    d: [f32; PANEL],
+    min: [f32; PANEL],
+}
+
+thread_local! {
+    /// The decoded `Super6` scales of the panel being multiplied.
+    static SCALES: RefCell<Vec<PanelScales>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The scales of blocks `0..nb` of panel `p` of a `Super6` matrix into `out`, for all of
+/// the panel's row tiles and both halves: decoding them in every tile, a block's 6-bit
+/// fields at a time, was a third of the vector instructions of batch-1 decode.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn decode_super6(w: &CodePanels, p: usize, nb: usize, out: &mut Vec<PanelScales>) {
+    if out.len() < nb {
+        out.resize(
+            nb,
+            PanelScales {
+                d: [0.0; PANEL],
+                min: [0.0; PANEL],
+            },
+        );
+    }
+    let (nib, two) = (_mm_set1_epi8(0xF), _mm_set1_epi8(3));
+    let neg = _mm256_set1_ps(-0.0);
+    let load = |p: *const u8| _mm_loadu_si128(p as *const _);
+    // Per 16-bit lane shifts, masked afterwards: a byte's field bits come from that byte.
+    let bits = |v: __m128i, shift: i32, mask: __m128i| {
+        _mm_and_si128(_mm_srl_epi16(v, _mm_cvtsi32_si128(shift)), mask)
+    };
+    // This is the panel's first touch: ask for every header before waiting on the first.
+    for g in 0..nb / 8 {
+        let hdr = w.data.as_ptr().add(w.block_at(p, nb, 8 * g).hdr);
+        for line in (0..256).step_by(64) {
+            _mm_prefetch::<_MM_HINT_T0>(hdr.add(line) as *const i8);
+        }
+    }
+    for g in 0..nb / 8 {
+        let hdr = w.data.as_ptr().add(w.block_at(p, nb, 8 * g).hdr);
+        let d = [
+            _mm256_cvtph_ps(load(hdr)),
+            _mm256_cvtph_ps(load(hdr.add(16))),
+        ];
+        let dmin = [
+            _mm256_cvtph_ps(load(hdr.add(32))),
+            _mm256_cvtph_ps(load(hdr.add(48))),
+        ];
+        for t in 0..4 {
+            // Byte r of these holds lane r's fields of blocks 2t and 2t + 1.
+            let (sl, ml, h) = (
+                load(hdr.add(64 + 16 * t)),
+                load(hdr.add(128 + 16 * t)),
+                load(hdr.add(192 + 16 * t)),
+            );
+            for odd in 0..2 {
+                // Block 2t + odd: nibble `odd` of the low planes, and of the high plane
+                // bits 2 odd (scale) and 4 + 2 odd (min).
+                let (lo_shift, hi_shift) = (4 * odd as i32, 2 * odd as i32);
+                let sc = _mm_or_si128(
+                    bits(sl, lo_shift, nib),
+                    _mm_slli_epi16::<4>(bits(h, hi_shift, two)),
+                );
+                let m = _mm_or_si128(
+                    bits(ml, lo_shift, nib),
+                    _mm_slli_epi16::<4>(bits(h, 4 + hi_shift, two)),
+                );
+                let e = &mut out[8 * g + 2 * t + odd];
+                for hh in 0..2 {
+                    let lanes = |v: __m128i| {
+                        let v = if hh == 0 { v } else { _mm_srli_si128::<8>(v) };
+                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v))
+                    };
+                    _mm256_store_ps(
+                        e.d.as_mut_ptr().add(8 * hh),
+                        _mm256_mul_ps(d[hh], lanes(sc)),
+                    );
+                    _mm256_store_ps(
+                        e.min.as_mut_ptr().add(8 * hh),
+                        _mm256_mul_ps(dmin[hh], _mm256_xor_ps(lanes(m), neg)),
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Rows `i0..` against one half (eight rows) of panel `p`.
 struct HalfTile<'a> {
     w: &'a CodePanels,
@@ -197,6 +294,8 @@ struct HalfTile<'a> {
     half: usize,
     /// Whether to request the panel's next bytes ahead of the loads.
     prefetch: bool,
+    /// `decode_super6` of panel `p`, for `Super6` matrices.
+    scales: *const PanelScales,
 }
 
 /// One block's codes for eight lanes, as byte vectors of four codes per lane: vector `v`
@@ -356,7 +455,15 @@ impl HalfTile<'_> {
                 }
                 continue;
             }
-            let (d, mn) = block_scales::<SB>(w.data.as_ptr().add(at.hdr), at.j, self.half, offset);
+            let (d, mn) = if SB == SUPER6 {
+                let e = &*self.scales.add(b);
+                (
+                    _mm256_load_ps(e.d.as_ptr().add(8 * self.half)),
+                    _mm256_load_ps(e.min.as_ptr().add(8 * self.half)),
+                )
+            } else {
+                block_scales::<SB>(w.data.as_ptr().add(at.hdr), at.j, self.half, offset)
+            };
             for r in 0..RR {
                 let at = (self.i0 + r) * nb + b;
                 let s = _mm256_set1_ps(*acts.scale.get_unchecked(at));
