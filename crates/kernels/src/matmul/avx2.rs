@@ -143,35 +143,10 @@ unsafe fn or_high(nib: __m256i, high: __m256i, left: i32, mask: i8) -> __m256i {
     _mm256_or_si256(nib, _mm256_and_si256(moved, _mm256_set1_epi8(mask)))
 }
 
-/// Eight lanes' 6-bit sub-block values `j` of a `Super6` header (see `x86::six_bits`).
-#[target_feature(enable = "avx2")]
-#[inline]
-unsafe fn six_bits(lo: *const u8, hi: *const u8, j: usize, shift: i32) -> __m256 {
-    let at = 16 * (j / 2);
-    let odd = (j % 2) as i32;
-    let l = _mm_loadl_epi64(lo.add(at) as *const _);
-    let h = _mm_loadl_epi64(hi.add(at) as *const _);
-    let l = _mm_and_si128(
-        _mm_srl_epi16(l, _mm_cvtsi32_si128(4 * odd)),
-        _mm_set1_epi8(0xF),
-    );
-    let h = _mm_and_si128(
-        _mm_srl_epi16(h, _mm_cvtsi32_si128(shift + 2 * odd)),
-        _mm_set1_epi8(3),
-    );
-    let v = _mm_or_si128(l, _mm_slli_epi16::<4>(h));
-    _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v))
-}
-
-/// Eight lanes' scale and min of block `j`, lanes from `8 * half`.
+/// Eight lanes' scale and min of a `ScaleMin` or `ScaleOffset` block, lanes from `8 * half`.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn block_scales<const SB: u8>(
-    hdr: *const u8,
-    j: usize,
-    half: usize,
-    offset: f32,
-) -> (__m256, __m256) {
+unsafe fn block_scales<const SB: u8>(hdr: *const u8, half: usize, offset: f32) -> (__m256, __m256) {
     let f16s = |at: usize| _mm256_cvtph_ps(_mm_loadu_si128(hdr.add(at + 16 * half) as *const _));
     match SB {
         MIN => (f16s(0), f16s(32)),
@@ -179,21 +154,12 @@ unsafe fn block_scales<const SB: u8>(
             let d = f16s(0);
             (d, _mm256_mul_ps(d, _mm256_set1_ps(offset)))
         }
-        SUPER6 => {
-            let (lo, hi) = (hdr.add(64 + 8 * half), hdr.add(192 + 8 * half));
-            let sc = six_bits(lo, hi, j, 0);
-            let m = six_bits(lo.add(64), hi, j, 4);
-            let neg = _mm256_set1_ps(-0.0);
-            (
-                _mm256_mul_ps(f16s(0), sc),
-                _mm256_mul_ps(f16s(32), _mm256_xor_ps(m, neg)),
-            )
-        }
-        _ => unreachable!("SuperI8 scales are applied in the products"),
+        _ => unreachable!("Super6 scales come from decode_super6, SuperI8's from the products"),
     }
 }
 
-/// One block's scales and mins for the 16 lanes of a panel, as `block_scales` gives them.
+/// One `Super6` block's scales and mins for the 16 lanes of a panel, as
+/// `CodePanels::scale` and `min` define them.
 #[repr(C, align(32))]
 #[derive(Clone, Copy)]
 struct PanelScales {
@@ -462,7 +428,7 @@ impl HalfTile<'_> {
                     _mm256_load_ps(e.min.as_ptr().add(8 * self.half)),
                 )
             } else {
-                block_scales::<SB>(w.data.as_ptr().add(at.hdr), at.j, self.half, offset)
+                block_scales::<SB>(w.data.as_ptr().add(at.hdr), self.half, offset)
             };
             for r in 0..RR {
                 let at = (self.i0 + r) * nb + b;
