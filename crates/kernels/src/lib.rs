@@ -20,8 +20,9 @@ pub use quant::QuantFormat;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
     Scalar,
-    /// AVX2, FMA and F16C: the integer matmul and the activation quantizer have AVX2
-    /// twins; the other kernels run their scalar reference compiled for AVX2.
+    /// AVX2, FMA and F16C: the integer matmul, the activation quantizer, attention,
+    /// `exp` and SiLU have AVX2 twins; the other kernels run their scalar reference
+    /// compiled for AVX2.
     Avx2,
     Avx512,
 }

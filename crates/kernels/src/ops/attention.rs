@@ -484,14 +484,40 @@ fn attend(task: &HeadGroup, qs: &[f32], scores: &mut Vec<f32>, out: &mut [f32]) 
     }
     #[cfg(target_arch = "x86_64")]
     if crate::isa() == crate::Isa::Avx2 {
-        // SAFETY: avx2 and fma were detected.
-        return unsafe { reference_attend_avx2(task, qs, scores, out) };
+        let hd = task.kv.layout.head_dim;
+        macro_rules! go {
+            ($g:literal, $nv:literal, $c:literal, $dv:literal) => {
+                // SAFETY: avx2 and fma detected; `check` validated every block index.
+                unsafe { super::avx2::attend_group::<$g, $nv, $c, $dv>(task, qs, scores, out) }
+            };
+        }
+        // Chunks `C` and V vectors per pass `DV` keep the `G * C` score and `G * DV`
+        // output accumulators, the loaded codes and a broadcast within 16 registers.
+        match (qs.len() / hd, hd) {
+            (1, 32) => return go!(1, 4, 4, 4),
+            (2, 32) => return go!(2, 4, 4, 4),
+            (3, 32) => return go!(3, 4, 3, 2),
+            (4, 32) => return go!(4, 4, 2, 2),
+            (1, 48) => return go!(1, 6, 4, 6),
+            (2, 48) => return go!(2, 6, 4, 3),
+            (1, 64) => return go!(1, 8, 4, 4),
+            (2, 64) => return go!(2, 8, 4, 4),
+            (3, 64) => return go!(3, 8, 3, 2),
+            (4, 64) => return go!(4, 8, 2, 2),
+            (1, 96) => return go!(1, 12, 4, 6),
+            (2, 96) => return go!(2, 12, 4, 4),
+            (1, 128) => return go!(1, 16, 4, 4),
+            (2, 128) => return go!(2, 16, 4, 4),
+            (1, 256) => return go!(1, 32, 4, 4),
+            // SAFETY: avx2 and fma were detected.
+            _ => return unsafe { reference_attend_avx2(task, qs, scores, out) },
+        }
     }
     reference_attend(task, qs, scores, out);
 }
 
-/// The reference compiled for AVX2 and FMA (the output accumulation vectorizes; the
-/// arithmetic is unchanged).
+/// The reference compiled for AVX2 and FMA, for head shapes without a kernel (`mul_add`
+/// becomes one instruction instead of a libm call; the arithmetic is unchanged).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn reference_attend_avx2(

@@ -3,6 +3,8 @@
 //! without changing results.
 
 mod attention;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 mod rope;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
@@ -62,7 +64,7 @@ fn exp_neg_into(gate: &mut [f32], up: &[f32]) {
         Isa::Avx512 => unsafe { x86::silu_mul(gate, up) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: avx2 and fma were detected at run time.
-        Isa::Avx2 => unsafe { avx2_silu_mul(gate, up) },
+        Isa::Avx2 => unsafe { avx2::silu_mul(gate, up) },
         _ => scalar::silu_mul(gate, up),
     }
 }
@@ -85,7 +87,7 @@ pub fn exp_inplace(x: &mut [f32]) {
         Isa::Avx512 => unsafe { x86::exp_inplace(x) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: avx2 and fma were detected at run time.
-        Isa::Avx2 => unsafe { avx2_exp_inplace(x) },
+        Isa::Avx2 => unsafe { avx2::exp_inplace(x) },
         _ => scalar::exp_inplace(x),
     }
 }
@@ -98,20 +100,6 @@ pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
         Isa::Avx512 => unsafe { x86::axpy(a, x, y) },
         _ => scalar::axpy(a, x, y),
     }
-}
-
-// The scalar bodies compiled for AVX2 and FMA: `mul_add` becomes one instruction instead
-// of a libm call, and the loops vectorize; the arithmetic is the same.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn avx2_silu_mul(gate: &mut [f32], up: &[f32]) {
-    scalar::silu_mul(gate, up)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn avx2_exp_inplace(x: &mut [f32]) {
-    scalar::exp_inplace(x)
 }
 
 /// Scalar twins, for tests.

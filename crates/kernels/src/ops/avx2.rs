@@ -1,0 +1,311 @@
+//! AVX2 twins of the attention reference and of `exp`: 8-lane vectors and 16 registers,
+//! so the head group's accumulators are tiled more finely than the AVX-512 kernel's.
+// Register tiles are indexed [head][vector] on purpose: iterator chains obscure the tiling.
+#![allow(clippy::needless_range_loop)]
+
+use super::attention::{reduce8, softcap, HeadGroup};
+use super::scalar::{EXP_HI, EXP_LO, LN2_HI, LN2_LO, LOG2E, P};
+use std::arch::x86_64::*;
+
+/// `scalar::exp` on 8 lanes, operation for operation.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn exp8(x: __m256) -> __m256 {
+    let under = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(EXP_LO));
+    // A NaN lane becomes EXP_HI, as `f32::min` makes it in the scalar twin.
+    let x = _mm256_min_ps(x, _mm256_set1_ps(EXP_HI));
+    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
+        x,
+        _mm256_set1_ps(LOG2E),
+    ));
+    let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_HI), x);
+    let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_LO), r);
+    let mut p = _mm256_set1_ps(P[0]);
+    for &c in &P[1..] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    }
+    let r2 = _mm256_mul_ps(r, r);
+    let y = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0));
+    let e = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+        _mm256_cvtps_epi32(n),
+        _mm256_set1_epi32(127),
+    ));
+    _mm256_andnot_ps(under, _mm256_mul_ps(y, _mm256_castsi256_ps(e)))
+}
+
+/// # Safety
+/// Requires avx2 and fma.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn exp_inplace(x: &mut [f32]) {
+    let n = x.len() / 8 * 8;
+    let p = x.as_mut_ptr();
+    for i in (0..n).step_by(8) {
+        // SAFETY: i + 8 <= n <= x.len().
+        _mm256_storeu_ps(p.add(i), exp8(_mm256_loadu_ps(p.add(i))));
+    }
+    super::scalar::exp_inplace(&mut x[n..]);
+}
+
+/// # Safety
+/// Requires avx2 and fma.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn silu_mul(gate: &mut [f32], up: &[f32]) {
+    let len = gate.len().min(up.len());
+    let n = len / 8 * 8;
+    let (g, u) = (gate.as_mut_ptr(), up.as_ptr());
+    let one = _mm256_set1_ps(1.0);
+    for i in (0..n).step_by(8) {
+        // SAFETY: i + 8 <= n <= both lengths.
+        let gv = _mm256_loadu_ps(g.add(i));
+        let e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), gv));
+        let s = _mm256_div_ps(gv, _mm256_add_ps(one, e));
+        _mm256_storeu_ps(g.add(i), _mm256_mul_ps(s, _mm256_loadu_ps(u.add(i))));
+    }
+    super::scalar::silu_mul(&mut gate[n..len], &up[n..len]);
+}
+
+/// Lanes `0..lanes` set, as `maskload`/`maskstore` read a mask.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn lane_mask(lanes: usize) -> __m256i {
+    _mm256_cmpgt_epi32(
+        _mm256_set1_epi32(lanes as i32),
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+    )
+}
+
+/// 8 consecutive 16-bit codes as f32 (exact).
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn codes8(p: *const i16) -> __m256 {
+    _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm_loadu_si128(p as *const __m128i)))
+}
+
+/// Up to 8 consecutive slots of one block: K index of dimension 0, index of the first
+/// slot's scale, position of the first slot, how many lanes are real positions.
+#[derive(Clone, Copy)]
+struct Chunk {
+    k: usize,
+    scale: usize,
+    pos: usize,
+    lanes: usize,
+}
+
+impl Chunk {
+    /// Chunk `j` of the task's context (`cpb` chunks per block) for `n` positions.
+    #[inline]
+    fn of(task: &HeadGroup, j: usize, cpb: usize, n: usize) -> Self {
+        let l = &task.kv.layout;
+        let (bi, c0) = (j / cpb, (j % cpb) * 8);
+        let pos = bi * l.block_size + c0;
+        let block = task.table[bi] as usize;
+        Chunk {
+            k: l.k_index(block, task.kv_head, c0),
+            scale: l.scale_index(block, task.kv_head, c0),
+            pos,
+            lanes: (l.block_size - c0).min(8).min(n.saturating_sub(pos)),
+        }
+    }
+}
+
+/// Attention of `G` query heads sharing one KV head, `head_dim = 8 * NV`: the bitwise
+/// twin of `attention::reference_attend` (the same FMA chain per score over the head
+/// dimension, the same softmax, and per output dimension the same sequential FMAs over
+/// positions). Scores go `C` chunks of 8 positions at a time (`G * C` accumulators); the
+/// V pass covers `DV` vectors of the head at a time (`G * DV` accumulators), reading each
+/// V row once per pass for all `G` heads.
+///
+/// # Safety
+/// Requires avx2 and fma; `task.check()` passed; `qs` and `out` hold `G * 8 * NV` values.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn attend_group<
+    const G: usize,
+    const NV: usize,
+    const C: usize,
+    const DV: usize,
+>(
+    task: &HeadGroup,
+    qs: &[f32],
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    let l = task.kv.layout;
+    let (hd, bs, n, s0) = (l.head_dim, l.block_size, task.n_ctx, task.start);
+    assert!(hd == 8 * NV && NV.is_multiple_of(DV));
+    assert!(qs.len() >= G * hd && out.len() >= G * hd && s0 < n);
+    scores.clear();
+    scores.resize(G * n, 0.0);
+    let cpb = bs.div_ceil(8);
+    let nchunks = n.div_ceil(bs) * cpb;
+    let chunk = |j: usize| Chunk::of(task, j, cpb, n);
+    let sc = Scores {
+        k: task.kv.k.as_ptr(),
+        k_scale: task.kv.k_scale.as_ptr(),
+        bs,
+        hd,
+        q: qs.as_ptr(),
+        scale: task.scale,
+        out: scores.as_mut_ptr(),
+        n,
+    };
+    // From the chunk holding the first visible position; scores before it are ignored.
+    let mut j = (s0 / bs) * cpb + (s0 % bs) / 8;
+    while j + C <= nchunks {
+        sc.chunks::<G, C>(std::array::from_fn(|c| chunk(j + c)));
+        j += C;
+    }
+    while j < nchunks {
+        sc.chunks::<G, 1>([chunk(j)]);
+        j += 1;
+    }
+    for g in 0..G {
+        let s = &mut scores[g * n + s0..(g + 1) * n];
+        if let Some(cap) = task.softcap {
+            softcap(s, cap);
+        }
+        let inv = softmax_weights(s);
+        weigh(task, inv, s);
+    }
+    let (vp, sp) = (task.kv.v.as_ptr(), scores.as_ptr());
+    for piece in 0..NV / DV {
+        let mut o = [[_mm256_setzero_ps(); DV]; G];
+        for bi in s0 / bs..n.div_ceil(bs) {
+            let block = task.table[bi] as usize;
+            let first = if bi == s0 / bs { s0 % bs } else { 0 };
+            for slot in first..bs.min(n - bi * bs) {
+                let p = bi * bs + slot;
+                let v = vp.add(l.v_index(block, slot, task.kv_head) + 8 * DV * piece);
+                let mut vv = [_mm256_setzero_ps(); DV];
+                for c in 0..DV {
+                    vv[c] = codes8(v.add(8 * c));
+                }
+                for g in 0..G {
+                    let a = _mm256_broadcast_ss(&*sp.add(g * n + p));
+                    for c in 0..DV {
+                        o[g][c] = _mm256_fmadd_ps(a, vv[c], o[g][c]);
+                    }
+                }
+            }
+        }
+        for g in 0..G {
+            for c in 0..DV {
+                let at = g * hd + 8 * (DV * piece + c);
+                _mm256_storeu_ps(out.as_mut_ptr().add(at), o[g][c]);
+            }
+        }
+    }
+}
+
+/// `s = exp(s - max)` in place; returns `1 / Σ s` as `attention::reference_attend` computes
+/// it (the max is exact in any order; the f64 sum uses `sum8`'s lanes and tree, position
+/// `i` of `s` into lane `i % 8`).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn softmax_weights(s: &mut [f32]) -> f32 {
+    let n = s.len();
+    let p = s.as_mut_ptr();
+    let mut vmax = _mm256_set1_ps(f32::NEG_INFINITY);
+    let full = n / 8 * 8;
+    for i in (0..full).step_by(8) {
+        // The running max second: `max_ps` returns it where the score is NaN, which
+        // `f32::max` in the reference skips too.
+        vmax = _mm256_max_ps(_mm256_loadu_ps(p.add(i)), vmax);
+    }
+    let mut m = [0f32; 8];
+    _mm256_storeu_ps(m.as_mut_ptr(), vmax);
+    let max = s[full..]
+        .iter()
+        .chain(&m)
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
+    let vmax = _mm256_set1_ps(max);
+    let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+    for i in (0..n).step_by(8) {
+        let mask = lane_mask(n - i);
+        let e = exp8(_mm256_sub_ps(_mm256_maskload_ps(p.add(i), mask), vmax));
+        _mm256_maskstore_ps(p.add(i), mask, e);
+        // Masked-off lanes add +0.0, which leaves every partial sum unchanged.
+        let e = _mm256_and_ps(e, _mm256_castsi256_ps(mask));
+        lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(e)));
+    }
+    let mut lanes = [0f64; 8];
+    _mm256_storeu_pd(lanes.as_mut_ptr(), lo);
+    _mm256_storeu_pd(lanes.as_mut_ptr().add(4), hi);
+    (1.0 / reduce8(lanes)) as f32
+}
+
+/// Each softmax weight of `s` (positions `task.start..task.n_ctx`) times `inv` and its V
+/// scale, in the reference's order: `(w * inv) * v_scale`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn weigh(task: &HeadGroup, inv: f32, s: &mut [f32]) {
+    let l = &task.kv.layout;
+    let (bs, s0, n) = (l.block_size, task.start, task.n_ctx);
+    let (vs, sp, inv) = (
+        task.kv.v_scale.as_ptr(),
+        s.as_mut_ptr(),
+        _mm256_set1_ps(inv),
+    );
+    for bi in s0 / bs..n.div_ceil(bs) {
+        let block = task.table[bi] as usize;
+        let first = if bi == s0 / bs { s0 % bs } else { 0 };
+        let end = bs.min(n - bi * bs);
+        let mut c0 = first;
+        while c0 < end {
+            let mask = lane_mask(end - c0);
+            let at = sp.add(bi * bs + c0 - s0);
+            let w = _mm256_mul_ps(_mm256_maskload_ps(at, mask), inv);
+            let scale = _mm256_maskload_ps(vs.add(l.scale_index(block, task.kv_head, c0)), mask);
+            _mm256_maskstore_ps(at, mask, _mm256_mul_ps(w, scale));
+            c0 += 8;
+        }
+    }
+}
+
+/// Where a head group's scores come from and go.
+struct Scores {
+    k: *const i16,
+    k_scale: *const f32,
+    bs: usize,
+    hd: usize,
+    q: *const f32,
+    scale: f32,
+    out: *mut f32,
+    n: usize,
+}
+
+impl Scores {
+    /// Scores of `C` chunks for `G` heads: `G × C` independent FMA chains over the head
+    /// dimension, each lane one position's sequential dot product.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn chunks<const G: usize, const C: usize>(&self, ch: [Chunk; C]) {
+        let mut acc = [[_mm256_setzero_ps(); C]; G];
+        for d in 0..self.hd {
+            let mut kv = [_mm256_setzero_ps(); C];
+            for c in 0..C {
+                // Lanes past the chunk read other codes (the storage is padded for the
+                // last block); the masked store below drops them.
+                kv[c] = codes8(self.k.add(ch[c].k + d * self.bs));
+            }
+            for g in 0..G {
+                let qb = _mm256_broadcast_ss(&*self.q.add(g * self.hd + d));
+                for c in 0..C {
+                    acc[g][c] = _mm256_fmadd_ps(qb, kv[c], acc[g][c]);
+                }
+            }
+        }
+        let scale = _mm256_set1_ps(self.scale);
+        for c in 0..C {
+            let mask = lane_mask(ch[c].lanes);
+            // The scales are not padded: a masked load reads no lane past the chunk.
+            let ks = _mm256_maskload_ps(self.k_scale.add(ch[c].scale), mask);
+            for g in 0..G {
+                _mm256_maskstore_ps(
+                    self.out.add(g * self.n + ch[c].pos),
+                    mask,
+                    _mm256_mul_ps(_mm256_mul_ps(acc[g][c], ks), scale),
+                );
+            }
+        }
+    }
+}
