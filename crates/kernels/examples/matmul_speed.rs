@@ -72,7 +72,10 @@ fn main() {
     for fmt in formats {
         let mut w = PackedMatrix::from_ggml(fmt, &random_matrix(fmt, rows, cols), rows, cols)
             .expect("packs");
-        for bits in [16, 8] {
+        // BITS=16 or BITS=8 runs one activation width (for a profile of one kernel).
+        let widths: Vec<u8> = std::env::var("BITS")
+            .map_or(vec![16, 8], |b| vec![b.parse().expect("BITS is 16 or 8")]);
+        for bits in widths {
             w.set_activation_bits(bits);
             let mut best = f64::INFINITY;
             for _ in 0..7 {

@@ -18,12 +18,18 @@ use super::shared_out::SharedOut;
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
-/// Most activation rows per tile: a row takes an f32 accumulator and one or two 16-bit
-/// sums (high and low activation bytes), and AVX2 has 16 vector registers.
-const R: usize = 4;
+/// Most activation rows per tile. A tile covers the whole panel (both halves of eight
+/// lanes), so each activation broadcast feeds two `vpmaddubsw`; a row takes two 16-bit
+/// sums per half with 16-bit activations (high and low bytes), one with 8-bit ones, and
+/// AVX2 has 16 vector registers.
+const R16: usize = 3;
+const R8: usize = 6;
+
+/// Eight-lane halves of a panel.
+const H: usize = PANEL / 8;
 
 /// Activation rows per chunk (see `codes_panels`).
-const ROW_CHUNK: usize = 16;
+const ROW_CHUNK: usize = 24;
 
 /// Panels `p0..p1` times all `m` rows of `acts`.
 ///
@@ -55,50 +61,53 @@ pub unsafe fn codes_panels(
             if w.scales == S::Super6 {
                 decode_super6(w, p, k / w.block, &mut scales);
             }
-            for half in 0..2 {
-                let mut i0 = c0;
-                while i0 < c1 {
-                    let rows = (c1 - i0).min(R);
-                    let t = HalfTile {
-                        w,
-                        k,
-                        n,
-                        acts,
-                        i0,
-                        p,
-                        half,
-                        // The first pass over a panel brings it in; the others find it cached.
-                        prefetch: half == 0 && i0 == c0,
-                        scales: scales.as_ptr(),
-                    };
-                    macro_rules! by_rows {
-                        ($cb:expr, $sb:expr, $block:expr) => {
-                            match (rows, a8) {
-                                (4, false) => t.run::<4, { $cb }, { $sb }, { $block }, false>(y),
-                                (4, true) => t.run::<4, { $cb }, { $sb }, { $block }, true>(y),
-                                (3, false) => t.run::<3, { $cb }, { $sb }, { $block }, false>(y),
-                                (3, true) => t.run::<3, { $cb }, { $sb }, { $block }, true>(y),
-                                (2, false) => t.run::<2, { $cb }, { $sb }, { $block }, false>(y),
-                                (2, true) => t.run::<2, { $cb }, { $sb }, { $block }, true>(y),
-                                (_, false) => t.run::<1, { $cb }, { $sb }, { $block }, false>(y),
-                                (_, true) => t.run::<1, { $cb }, { $sb }, { $block }, true>(y),
-                            }
-                        };
-                    }
-                    match (w.codes, w.scales, wide, w.block) {
-                        (C::Nib4, S::ScaleOffset(_), _, 32) => by_rows!(NIB4, OFFSET, 32),
-                        (C::Nib4, S::ScaleMin, _, 32) => by_rows!(NIB4, MIN, 32),
-                        (C::Nib4, S::Super6, _, 32) => by_rows!(NIB4, SUPER6, 32),
-                        (C::Nib4Hi1, S::Super6, _, 32) => by_rows!(HI1, SUPER6, 32),
-                        (C::Nib4Hi2, S::SuperI8, _, 16) => by_rows!(HI2, SUPER_I8, 16),
-                        (C::Bytes, S::ScaleOffset(_), false, 32) => by_rows!(BYTES, OFFSET, 32),
-                        (C::Bytes, S::ScaleOffset(_), true, 32) => by_rows!(WIDE_BYTES, OFFSET, 32),
-                        (cb, sb, _, block) => {
-                            unreachable!("no kernel for {cb:?} codes with {sb:?} scales in blocks of {block}")
+            let mut i0 = c0;
+            while i0 < c1 {
+                // As few tiles as the tile height allows, of nearly equal rows (16 rows in
+                // tiles of 3 go 3, 3, 3, 3, 2, 2 rather than leave a tile of 1).
+                let left = c1 - i0;
+                let rows = left.div_ceil(left.div_ceil(if a8 { R8 } else { R16 }));
+                let t = Tile {
+                    w,
+                    k,
+                    n,
+                    acts,
+                    i0,
+                    p,
+                    // The first tile over a panel brings it in; the others find it cached.
+                    prefetch: i0 == c0,
+                    scales: scales.as_ptr(),
+                };
+                macro_rules! by_rows {
+                    ($cb:expr, $sb:expr, $block:expr) => {
+                        match (rows, a8) {
+                            (6, true) => t.run::<6, { $cb }, { $sb }, { $block }, true>(y),
+                            (5, true) => t.run::<5, { $cb }, { $sb }, { $block }, true>(y),
+                            (4, true) => t.run::<4, { $cb }, { $sb }, { $block }, true>(y),
+                            (3, true) => t.run::<3, { $cb }, { $sb }, { $block }, true>(y),
+                            (2, true) => t.run::<2, { $cb }, { $sb }, { $block }, true>(y),
+                            (_, true) => t.run::<1, { $cb }, { $sb }, { $block }, true>(y),
+                            (3, false) => t.run::<3, { $cb }, { $sb }, { $block }, false>(y),
+                            (2, false) => t.run::<2, { $cb }, { $sb }, { $block }, false>(y),
+                            (_, false) => t.run::<1, { $cb }, { $sb }, { $block }, false>(y),
                         }
-                    }
-                    i0 += rows;
+                    };
                 }
+                match (w.codes, w.scales, wide, w.block) {
+                    (C::Nib4, S::ScaleOffset(_), _, 32) => by_rows!(NIB4, OFFSET, 32),
+                    (C::Nib4, S::ScaleMin, _, 32) => by_rows!(NIB4, MIN, 32),
+                    (C::Nib4, S::Super6, _, 32) => by_rows!(NIB4, SUPER6, 32),
+                    (C::Nib4Hi1, S::Super6, _, 32) => by_rows!(HI1, SUPER6, 32),
+                    (C::Nib4Hi2, S::SuperI8, _, 16) => by_rows!(HI2, SUPER_I8, 16),
+                    (C::Bytes, S::ScaleOffset(_), false, 32) => by_rows!(BYTES, OFFSET, 32),
+                    (C::Bytes, S::ScaleOffset(_), true, 32) => by_rows!(WIDE_BYTES, OFFSET, 32),
+                    (cb, sb, _, block) => {
+                        unreachable!(
+                            "no kernel for {cb:?} codes with {sb:?} scales in blocks of {block}"
+                        )
+                    }
+                }
+                i0 += rows;
             }
         }
     }
@@ -249,15 +258,14 @@ unsafe fn decode_super6(w: &CodePanels, p: usize, nb: usize, out: &mut Vec<Panel
     }
 }
 
-/// Rows `i0..` against one half (eight rows) of panel `p`.
-struct HalfTile<'a> {
+/// Rows `i0..` against panel `p` (both halves of eight lanes).
+struct Tile<'a> {
     w: &'a CodePanels,
     k: usize,
     n: usize,
     acts: &'a QuantActs,
     i0: usize,
     p: usize,
-    half: usize,
     /// Whether to request the panel's next bytes ahead of the loads.
     prefetch: bool,
     /// `decode_super6` of panel `p`, for `Super6` matrices.
@@ -311,7 +319,7 @@ unsafe fn block_codes<const CB: u8, const BLOCK: usize>(
     }
 }
 
-impl HalfTile<'_> {
+impl Tile<'_> {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn run<
         const RR: usize,
@@ -333,7 +341,7 @@ impl HalfTile<'_> {
             super::pack::ScaleBits::ScaleOffset(o) => -(o as f32),
             _ => -32.0,
         };
-        let high_at = w.high_bits_at() + 32 * self.half;
+        let high_at = w.high_bits_at();
         // Code vectors per block, and how many of them share one widening.
         let vecs = if CB == WIDE_BYTES {
             BLOCK / 2
@@ -341,13 +349,13 @@ impl HalfTile<'_> {
             BLOCK / 4
         };
         let sums = word_sums(CB);
-        let mut acc = [_mm256_setzero_ps(); RR];
+        let mut acc = [[_mm256_setzero_ps(); H]; RR];
         // `SuperI8`'s sums over the blocks of the current super-block.
-        let mut part = [_mm256_setzero_ps(); RR];
+        let mut part = [[_mm256_setzero_ps(); H]; RR];
         // As in the AVX-512 kernel: keep the panel's next bytes requested.
         let mut fetched = w.block_at(self.p, nb, 0).hdr;
         let data_end = w.data.len();
-        let mut codes = [_mm256_setzero_si256(); 16];
+        let mut codes = [[_mm256_setzero_si256(); 16]; H];
         for b in 0..nb {
             let at = w.block_at(self.p, nb, b);
             if self.prefetch {
@@ -357,30 +365,38 @@ impl HalfTile<'_> {
                     fetched += 64;
                 }
             }
-            let base = w.data.as_ptr().add(at.codes + 32 * self.half);
-            block_codes::<CB, BLOCK>(base, w.data.as_ptr().add(at.codes + high_at), &mut codes);
-            // Per row the block's exact `I = Σ code * c`: 256 times the high bytes' products
-            // plus the low bytes', widened from 16-bit sums `sums` vectors at a time.
-            let mut dot = [_mm256_setzero_si256(); RR];
+            for h in 0..H {
+                let base = w.data.as_ptr().add(at.codes + 32 * h);
+                let high = w.data.as_ptr().add(at.codes + high_at + 32 * h);
+                block_codes::<CB, BLOCK>(base, high, &mut codes[h]);
+            }
+            // Per row and half the block's exact `I = Σ code * c`: 256 times the high
+            // bytes' products plus the low bytes', widened from 16-bit sums `sums` vectors
+            // at a time.
+            let mut dot = [[_mm256_setzero_si256(); H]; RR];
             let kb = b * BLOCK;
             for v0 in (0..vecs).step_by(sums) {
-                let mut sl = [_mm256_setzero_si256(); RR];
-                let mut sh = [_mm256_setzero_si256(); RR];
+                let mut sl = [[_mm256_setzero_si256(); H]; RR];
+                let mut sh = [[_mm256_setzero_si256(); H]; RR];
                 for v in v0..v0 + sums {
                     // Activation bytes of code vector v: for WIDE_BYTES both nibble vectors
                     // of codes 4(v/2).., the high one weighing 16.
                     let kk = if CB == WIDE_BYTES { 4 * (v / 2) } else { 4 * v };
                     for r in 0..RR {
                         let at = r * k + kb + kk;
-                        sl[r] = _mm256_add_epi16(
-                            sl[r],
-                            _mm256_maddubs_epi16(codes[v], bcast(xl.add(at))),
-                        );
+                        let x = bcast(xl.add(at));
+                        for h in 0..H {
+                            sl[r][h] =
+                                _mm256_add_epi16(sl[r][h], _mm256_maddubs_epi16(codes[h][v], x));
+                        }
                         if !A8 {
-                            sh[r] = _mm256_add_epi16(
-                                sh[r],
-                                _mm256_maddubs_epi16(codes[v], bcast(xh.add(at))),
-                            );
+                            let x = bcast(xh.add(at));
+                            for h in 0..H {
+                                sh[r][h] = _mm256_add_epi16(
+                                    sh[r][h],
+                                    _mm256_maddubs_epi16(codes[h][v], x),
+                                );
+                            }
                         }
                     }
                 }
@@ -392,9 +408,12 @@ impl HalfTile<'_> {
                     (ones, x256)
                 };
                 for r in 0..RR {
-                    dot[r] = _mm256_add_epi32(dot[r], _mm256_madd_epi16(sl[r], wl));
-                    if !A8 {
-                        dot[r] = _mm256_add_epi32(dot[r], _mm256_madd_epi16(sh[r], wh));
+                    for h in 0..H {
+                        dot[r][h] = _mm256_add_epi32(dot[r][h], _mm256_madd_epi16(sl[r][h], wl));
+                        if !A8 {
+                            dot[r][h] =
+                                _mm256_add_epi32(dot[r][h], _mm256_madd_epi16(sh[r][h], wh));
+                        }
                     }
                 }
             }
@@ -402,53 +421,70 @@ impl HalfTile<'_> {
                 // `scalar::codes_gemm`'s folded form, `J = (I - 32 Σ c) * sc` as the AVX-512
                 // byte kernel computes it (`Tile::fold_super_i8`: exact up to one rounding).
                 let hdr = w.data.as_ptr().add(at.hdr);
-                let sc = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
-                    hdr.add(32 + 16 * at.j + 8 * self.half) as *const _,
-                )));
+                let sc: [__m256; H] = std::array::from_fn(|h| {
+                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                        hdr.add(32 + 16 * at.j + 8 * h) as *const _,
+                    )))
+                });
                 for r in 0..RR {
                     let i = (self.i0 + r) * nb + b;
                     let s = _mm256_set1_ps(*acts.scale.get_unchecked(i));
                     let offset = _mm256_set1_epi32(32 * *acts.csum.get_unchecked(i));
-                    let j = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(dot[r], offset)), sc);
-                    part[r] = _mm256_fmadd_ps(j, s, part[r]);
+                    for h in 0..H {
+                        let j = _mm256_mul_ps(
+                            _mm256_cvtepi32_ps(_mm256_sub_epi32(dot[r][h], offset)),
+                            sc[h],
+                        );
+                        part[r][h] = _mm256_fmadd_ps(j, s, part[r][h]);
+                    }
                 }
                 if at.j + 1 == w.scales.blocks_per_group() {
-                    let d = _mm256_cvtph_ps(_mm_loadu_si128(hdr.add(16 * self.half) as *const _));
-                    for r in 0..RR {
-                        acc[r] = _mm256_fmadd_ps(part[r], d, acc[r]);
-                        part[r] = _mm256_setzero_ps();
+                    for h in 0..H {
+                        let d = _mm256_cvtph_ps(_mm_loadu_si128(hdr.add(16 * h) as *const _));
+                        for r in 0..RR {
+                            acc[r][h] = _mm256_fmadd_ps(part[r][h], d, acc[r][h]);
+                            part[r][h] = _mm256_setzero_ps();
+                        }
                     }
                 }
                 continue;
             }
-            let (d, mn) = if SB == SUPER6 {
-                let e = &*self.scales.add(b);
-                (
-                    _mm256_load_ps(e.d.as_ptr().add(8 * self.half)),
-                    _mm256_load_ps(e.min.as_ptr().add(8 * self.half)),
-                )
-            } else {
-                block_scales::<SB>(w.data.as_ptr().add(at.hdr), self.half, offset)
-            };
+            let (mut d, mut mn) = ([_mm256_setzero_ps(); H], [_mm256_setzero_ps(); H]);
+            for h in 0..H {
+                (d[h], mn[h]) = if SB == SUPER6 {
+                    let e = &*self.scales.add(b);
+                    (
+                        _mm256_load_ps(e.d.as_ptr().add(8 * h)),
+                        _mm256_load_ps(e.min.as_ptr().add(8 * h)),
+                    )
+                } else {
+                    block_scales::<SB>(w.data.as_ptr().add(at.hdr), h, offset)
+                };
+            }
             for r in 0..RR {
                 let at = (self.i0 + r) * nb + b;
                 let s = _mm256_set1_ps(*acts.scale.get_unchecked(at));
                 let sum = _mm256_set1_ps(*acts.sum.get_unchecked(at));
-                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r]), _mm256_mul_ps(d, s), acc[r]);
-                acc[r] = _mm256_fmadd_ps(mn, sum, acc[r]);
+                for h in 0..H {
+                    let x = _mm256_cvtepi32_ps(dot[r][h]);
+                    acc[r][h] = _mm256_fmadd_ps(x, _mm256_mul_ps(d[h], s), acc[r][h]);
+                    acc[r][h] = _mm256_fmadd_ps(mn[h], sum, acc[r][h]);
+                }
             }
         }
-        let col = self.p * PANEL + 8 * self.half;
-        if col >= self.n {
-            return;
-        }
-        let valid = (self.n - col).min(8);
-        for r in 0..RR {
-            let mut out = [0f32; 8];
-            _mm256_storeu_ps(out.as_mut_ptr(), acc[r]);
-            let row = (self.i0 + r) * self.n + col;
-            // SAFETY: (row, col..col + valid) are this task's own columns.
-            y.copy_from_unshared(row, &out[..valid]);
+        for h in 0..H {
+            let col = self.p * PANEL + 8 * h;
+            if col >= self.n {
+                return;
+            }
+            let valid = (self.n - col).min(8);
+            for r in 0..RR {
+                let mut out = [0f32; 8];
+                _mm256_storeu_ps(out.as_mut_ptr(), acc[r][h]);
+                let row = (self.i0 + r) * self.n + col;
+                // SAFETY: (row, col..col + valid) are this task's own columns.
+                y.copy_from_unshared(row, &out[..valid]);
+            }
         }
     }
 }
