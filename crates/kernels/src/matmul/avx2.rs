@@ -12,6 +12,8 @@
 // Register tiles are indexed [row] on purpose: iterator chains obscure the tiling.
 #![allow(clippy::needless_range_loop)]
 
+mod words;
+
 use super::acts::QuantActs;
 use super::pack::{CodePanels, PANEL};
 use super::shared_out::SharedOut;
@@ -48,6 +50,10 @@ pub unsafe fn codes_panels(
     y: &SharedOut,
 ) {
     w.check_job(k, n, p1, acts, m, y.len());
+    if acts.has_wide {
+        words::codes_panels(w, k, n, p0, p1, acts, m, y);
+        return;
+    }
     use super::pack::{CodeBits as C, ScaleBits as S};
     let wide = w.codes == C::Bytes && w.max_code > 127;
     let a8 = acts.bits == 8;
@@ -59,6 +65,7 @@ pub unsafe fn codes_panels(
         let c1 = (c0 + ROW_CHUNK).min(m);
         for p in p0..p1 {
             if w.scales == S::Super6 {
+                reserve_scales(&mut scales, k / w.block);
                 decode_super6(w, p, k / w.block, &mut scales);
             }
             let mut i0 = c0;
@@ -181,20 +188,25 @@ thread_local! {
     static SCALES: RefCell<Vec<PanelScales>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The scales of blocks `0..nb` of panel `p` of a `Super6` matrix into `out`, for all of
-/// the panel's row tiles and both halves: decoding them in every tile, a block's 6-bit
-/// fields at a time, was a third of the vector instructions of batch-1 decode.
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn decode_super6(w: &CodePanels, p: usize, nb: usize, out: &mut Vec<PanelScales>) {
-    if out.len() < nb {
+/// Grows `out` to at least `len` entries (every entry used is overwritten first).
+fn reserve_scales(out: &mut Vec<PanelScales>, len: usize) {
+    if out.len() < len {
         out.resize(
-            nb,
+            len,
             PanelScales {
                 d: [0.0; PANEL],
                 min: [0.0; PANEL],
             },
         );
     }
+}
+
+/// The scales of blocks `0..nb` of panel `p` of a `Super6` matrix into `out[..nb]`, for
+/// all of the panel's row tiles and both halves: decoding them in every tile, a block's
+/// 6-bit fields at a time, was a third of the vector instructions of batch-1 decode.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn decode_super6(w: &CodePanels, p: usize, nb: usize, out: &mut [PanelScales]) {
+    assert!(out.len() >= nb);
     let (nib, two) = (_mm_set1_epi8(0xF), _mm_set1_epi8(3));
     let neg = _mm256_set1_ps(-0.0);
     let load = |p: *const u8| _mm_loadu_si128(p as *const _);
@@ -417,74 +429,128 @@ impl Tile<'_> {
                     }
                 }
             }
-            if SB == SUPER_I8 {
-                // `scalar::codes_gemm`'s folded form, `J = (I - 32 Σ c) * sc` as the AVX-512
-                // byte kernel computes it (`Tile::fold_super_i8`: exact up to one rounding).
-                let hdr = w.data.as_ptr().add(at.hdr);
-                let sc: [__m256; H] = std::array::from_fn(|h| {
-                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
-                        hdr.add(32 + 16 * at.j + 8 * h) as *const _,
-                    )))
-                });
-                for r in 0..RR {
-                    let i = (self.i0 + r) * nb + b;
-                    let s = _mm256_set1_ps(*acts.scale.get_unchecked(i));
-                    let offset = _mm256_set1_epi32(32 * *acts.csum.get_unchecked(i));
-                    for h in 0..H {
-                        let j = _mm256_mul_ps(
-                            _mm256_cvtepi32_ps(_mm256_sub_epi32(dot[r][h], offset)),
-                            sc[h],
-                        );
-                        part[r][h] = _mm256_fmadd_ps(j, s, part[r][h]);
-                    }
-                }
-                if at.j + 1 == w.scales.blocks_per_group() {
-                    for h in 0..H {
-                        let d = _mm256_cvtph_ps(_mm_loadu_si128(hdr.add(16 * h) as *const _));
-                        for r in 0..RR {
-                            acc[r][h] = _mm256_fmadd_ps(part[r][h], d, acc[r][h]);
-                            part[r][h] = _mm256_setzero_ps();
-                        }
-                    }
-                }
-                continue;
-            }
-            let (mut d, mut mn) = ([_mm256_setzero_ps(); H], [_mm256_setzero_ps(); H]);
+            finish_block::<RR, SB, false>(
+                w,
+                acts,
+                self.i0,
+                self.p,
+                b,
+                self.scales,
+                offset,
+                &dot,
+                &mut part,
+                &mut acc,
+            );
+        }
+        store_tile(y, self.n, self.i0, self.p, &acc);
+    }
+}
+
+/// Block `b`'s f32 steps (`scalar::codes_gemm`) for rows `i0..i0 + RR` against both
+/// halves of panel `p`, from each row and half's exact integer product `dot`: `I`, or
+/// for `SuperI8` `J` itself when `FOLDED` (the word kernel's words hold `(code - 32) * sc`)
+/// and otherwise `I`, folded here as the AVX-512 byte kernel folds it. `scales` holds
+/// panel `p`'s `decode_super6` for `Super6` matrices.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn finish_block<const RR: usize, const SB: u8, const FOLDED: bool>(
+    w: &CodePanels,
+    acts: &QuantActs,
+    i0: usize,
+    p: usize,
+    b: usize,
+    scales: *const PanelScales,
+    offset: f32,
+    dot: &[[__m256i; H]; RR],
+    part: &mut [[__m256; H]; RR],
+    acc: &mut [[__m256; H]; RR],
+) {
+    let nb = acts.k / w.block;
+    let at = w.block_at(p, nb, b);
+    if SB == SUPER_I8 {
+        // `scalar::codes_gemm`'s folded form, `J = (I - 32 Σ c) * sc` as the AVX-512 byte
+        // kernel computes it (`Tile::fold_super_i8`): `I - 32 Σ c` is within 2^24, so both
+        // forms round the exact `J` once.
+        let hdr = w.data.as_ptr().add(at.hdr);
+        let sc: [__m256; H] = std::array::from_fn(|h| {
+            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                hdr.add(32 + 16 * at.j + 8 * h) as *const _,
+            )))
+        });
+        for r in 0..RR {
+            let i = (i0 + r) * nb + b;
+            let s = _mm256_set1_ps(*acts.scale.get_unchecked(i));
+            let offset = _mm256_set1_epi32(32 * *acts.csum.get_unchecked(i));
             for h in 0..H {
-                (d[h], mn[h]) = if SB == SUPER6 {
-                    let e = &*self.scales.add(b);
-                    (
-                        _mm256_load_ps(e.d.as_ptr().add(8 * h)),
-                        _mm256_load_ps(e.min.as_ptr().add(8 * h)),
-                    )
+                let j = if FOLDED {
+                    _mm256_cvtepi32_ps(dot[r][h])
                 } else {
-                    block_scales::<SB>(w.data.as_ptr().add(at.hdr), h, offset)
+                    _mm256_mul_ps(
+                        _mm256_cvtepi32_ps(_mm256_sub_epi32(dot[r][h], offset)),
+                        sc[h],
+                    )
                 };
+                part[r][h] = _mm256_fmadd_ps(j, s, part[r][h]);
             }
-            for r in 0..RR {
-                let at = (self.i0 + r) * nb + b;
-                let s = _mm256_set1_ps(*acts.scale.get_unchecked(at));
-                let sum = _mm256_set1_ps(*acts.sum.get_unchecked(at));
-                for h in 0..H {
-                    let x = _mm256_cvtepi32_ps(dot[r][h]);
-                    acc[r][h] = _mm256_fmadd_ps(x, _mm256_mul_ps(d[h], s), acc[r][h]);
-                    acc[r][h] = _mm256_fmadd_ps(mn[h], sum, acc[r][h]);
+        }
+        if at.j + 1 == w.scales.blocks_per_group() {
+            for h in 0..H {
+                let d = _mm256_cvtph_ps(_mm_loadu_si128(hdr.add(16 * h) as *const _));
+                for r in 0..RR {
+                    acc[r][h] = _mm256_fmadd_ps(part[r][h], d, acc[r][h]);
+                    part[r][h] = _mm256_setzero_ps();
                 }
             }
         }
+        return;
+    }
+    let (mut d, mut mn) = ([_mm256_setzero_ps(); H], [_mm256_setzero_ps(); H]);
+    for h in 0..H {
+        (d[h], mn[h]) = if SB == SUPER6 {
+            let e = &*scales.add(b);
+            (
+                _mm256_load_ps(e.d.as_ptr().add(8 * h)),
+                _mm256_load_ps(e.min.as_ptr().add(8 * h)),
+            )
+        } else {
+            block_scales::<SB>(w.data.as_ptr().add(at.hdr), h, offset)
+        };
+    }
+    for r in 0..RR {
+        let at = (i0 + r) * nb + b;
+        let s = _mm256_set1_ps(*acts.scale.get_unchecked(at));
+        let sum = _mm256_set1_ps(*acts.sum.get_unchecked(at));
         for h in 0..H {
-            let col = self.p * PANEL + 8 * h;
-            if col >= self.n {
-                return;
-            }
-            let valid = (self.n - col).min(8);
-            for r in 0..RR {
-                let mut out = [0f32; 8];
-                _mm256_storeu_ps(out.as_mut_ptr(), acc[r][h]);
-                let row = (self.i0 + r) * self.n + col;
-                // SAFETY: (row, col..col + valid) are this task's own columns.
-                y.copy_from_unshared(row, &out[..valid]);
-            }
+            let x = _mm256_cvtepi32_ps(dot[r][h]);
+            acc[r][h] = _mm256_fmadd_ps(x, _mm256_mul_ps(d[h], s), acc[r][h]);
+            acc[r][h] = _mm256_fmadd_ps(mn[h], sum, acc[r][h]);
+        }
+    }
+}
+
+/// Rows `i0..i0 + RR` of panel `p`'s outputs (the columns below `n`) from `acc`.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn store_tile<const RR: usize>(
+    y: &SharedOut,
+    n: usize,
+    i0: usize,
+    p: usize,
+    acc: &[[__m256; H]; RR],
+) {
+    for h in 0..H {
+        let col = p * PANEL + 8 * h;
+        if col >= n {
+            return;
+        }
+        let valid = (n - col).min(8);
+        for r in 0..RR {
+            let mut out = [0f32; 8];
+            _mm256_storeu_ps(out.as_mut_ptr(), acc[r][h]);
+            let row = (i0 + r) * n + col;
+            // SAFETY: (row, col..col + valid) are this task's own columns.
+            y.copy_from_unshared(row, &out[..valid]);
         }
     }
 }

@@ -187,13 +187,27 @@ fn quantize_rows(
 /// repay. Where each format starts to gain was measured with the `matmul_speed` example
 /// (docs/benchmarks.md): Q6_K and Q5_K from 16 rows (even at 12), Q4_K and Q4_0 at 32
 /// (behind at 16–24), Q8_0 only at 64 (behind at 16 and 32).
+///
+/// Without VNNI the AVX2 kernel takes words (`vpmaddwd`) instead of byte pairs for every
+/// format, from fewer rows: there the byte kernel also unpacks the codes in every 3-row
+/// tile and widens each row's two 16-bit sums per block. `matmul_speed`, one thread, on
+/// the Zen 3 EPYC (docs/benchmarks.md): Q8_0 (bytes above 127, split into nibbles for
+/// `vpmaddubsw`) gained from 2 rows; Q5_K and Q6_K from 4 (behind at 3); Q4_K about even
+/// at 5–8 and ahead from 12, Q4_0 behind at 8.
 fn wide_rows(c: &pack::CodePanels, m: usize, bits: u8) -> bool {
-    let min = match c.codes {
-        pack::CodeBits::Nib4Hi1 | pack::CodeBits::Nib4Hi2 => MR + 1,
-        pack::CodeBits::Nib4 => 32,
-        pack::CodeBits::Bytes => 64,
+    if bits != 16 {
+        return false;
+    }
+    let vnni = vnni();
+    let min = match (c.codes, vnni) {
+        (pack::CodeBits::Nib4Hi1 | pack::CodeBits::Nib4Hi2, true) => MR + 1,
+        (pack::CodeBits::Nib4, true) => 32,
+        (pack::CodeBits::Bytes, true) => 64,
+        (pack::CodeBits::Nib4Hi1 | pack::CodeBits::Nib4Hi2, false) => 4,
+        (pack::CodeBits::Nib4, false) => 12,
+        (pack::CodeBits::Bytes, false) => 2,
     };
-    m >= min && bits == 16 && vnni()
+    m >= min && (vnni || isa() != Isa::Scalar)
 }
 
 /// Runs `f(p0, p1, y)` for tasks of `ppt` consecutive panels; each task writes only

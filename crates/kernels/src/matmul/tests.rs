@@ -164,7 +164,8 @@ fn wrong_sizes_and_ragged_rows_are_errors() {
 /// Rows long enough that a task of four panels (8 panels over 2 threads) decodes its
 /// K-quant scales one or two panels at a time (the proptest's short rows fit one chunk),
 /// and widens codes two panels at a time, with batches of one to twelve row tiles
-/// (byte kernels below 32 rows for Q4_K, word kernels from 9 for Q5_K and 32 for Q4_K).
+/// (byte kernels below 32 rows for Q4_K, word kernels from 9 for Q5_K and 32 for Q4_K;
+/// on AVX2 without VNNI, words from 9 for Q5_K and 21 for Q4_K, a panel at a time).
 #[test]
 fn long_k_quant_rows_match_scalar_bitwise() {
     let pool = ThreadPool::new(2);
@@ -193,7 +194,8 @@ fn long_k_quant_rows_match_scalar_bitwise() {
 
 /// The AVX2 kernel adds `vpmaddubsw` results as 16-bit words before widening them
 /// (`avx2::word_sums`): at every format's largest codes, against activation bytes of the
-/// largest magnitude (`lo = -128`, `hi = ±127`), the words must not wrap.
+/// largest magnitude (`lo = -128`, `hi = ±127`), the words must not wrap; nor may the
+/// word kernel's 32-bit sums.
 #[test]
 fn avx2_word_sums_stay_exact_at_the_largest_codes_and_activations() {
     #[cfg(target_arch = "x86_64")]
@@ -220,6 +222,10 @@ fn avx2_word_sums_stay_exact_at_the_largest_codes_and_activations() {
             let bb = fmt.block().1;
             for blk in data.chunks_exact_mut(bb) {
                 blk[codes.clone()].fill(max);
+                if fmt == QuantFormat::Q6K {
+                    // Sub-block scales of -128: `J` within 5% of 2³¹.
+                    blk[192..208].fill(0x80);
+                }
             }
             // Every 16 values: one of magnitude 1, fifteen of 32384/32512, whose 16-bit
             // codes ±32384 split into hi = 127 or -126 and lo = -128; signs alternate by row.
@@ -229,7 +235,7 @@ fn avx2_word_sums_stay_exact_at_the_largest_codes_and_activations() {
                     sign * if i % 16 == 0 { 1.0 } else { 32384.0 / 32512.0 }
                 })
                 .collect();
-            for bits in [16u8, 8] {
+            for (bits, words) in [(16u8, false), (16, true), (8, false)] {
                 let mut w = PackedMatrix::from_ggml(fmt, &data, n, k).unwrap();
                 w.set_activation_bits(bits);
                 let Packed::Codes(c) = &w.data else {
@@ -237,7 +243,7 @@ fn avx2_word_sums_stay_exact_at_the_largest_codes_and_activations() {
                 };
                 let mut acts = acts::QuantActs::new();
                 acts.resize(m, k, c.block, bits);
-                quantize_rows(None, &x, m, &mut acts, false);
+                quantize_rows(None, &x, m, &mut acts, words);
                 if bits == 16 {
                     assert!(
                         acts.lo.iter().filter(|&&l| l == -128).count() > m * k / 2,
@@ -255,7 +261,7 @@ fn avx2_word_sums_stay_exact_at_the_largest_codes_and_activations() {
                     assert_eq!(
                         got[i].to_bits(),
                         want[i].to_bits(),
-                        "{fmt:?} {bits}-bit at {i}: {} vs {}",
+                        "{fmt:?} {bits}-bit (words: {words}) at {i}: {} vs {}",
                         got[i],
                         want[i]
                     );
@@ -288,7 +294,7 @@ proptest! {
     }
 
     #[test]
-    fn avx2_matmul_is_bitwise_equal_to_scalar(fi in 3usize..9, m in 1usize..30, n in 1usize..40, kb in 1usize..4, seed in 0u64..1000, bits in prop::sample::select(vec![8u8, 16])) {
+    fn avx2_matmul_is_bitwise_equal_to_scalar(fi in 3usize..9, m in 1usize..30, n in 1usize..40, kb in 1usize..4, seed in 0u64..1000, bits in prop::sample::select(vec![8u8, 16]), words in any::<bool>()) {
         #[cfg(target_arch = "x86_64")]
         {
             if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")) {
@@ -304,7 +310,9 @@ proptest! {
             let x = x_rows(m, k, seed);
             let mut acts = acts::QuantActs::new();
             acts.resize(m, k, c.block, bits);
-            quantize_rows(None, &x, m, &mut acts, false);
+            // The word kernel (16-bit codes only) at any row count, not just where
+            // `matmul` picks it.
+            quantize_rows(None, &x, m, &mut acts, words && bits == 16);
             let mut got = vec![0f32; m * n];
             // SAFETY: the features were detected above; shapes are consistent.
             unsafe { avx2::codes_panels(c, k, n, 0, w.panels(), &acts, m, &SharedOut::new(&mut got)) };
