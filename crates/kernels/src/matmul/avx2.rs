@@ -331,6 +331,30 @@ unsafe fn block_codes<const CB: u8, const BLOCK: usize>(
     }
 }
 
+/// Vector `v` of what `block_codes` gives, alone: a row tile takes each once, so
+/// unpacking it straight into a register spares the block's round trip through memory.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn code_vec<const CB: u8>(base: *const u8, high: *const u8, v: usize) -> __m256i {
+    let nibble = _mm256_set1_epi8(0x0F);
+    let load = |p: *const u8| _mm256_loadu_si256(p as *const _);
+    if CB == BYTES {
+        return load(base.add(v * 64));
+    }
+    // Both nibble forms hold two vectors per 32 loaded bytes: even `v` the low nibbles.
+    let raw = load(base.add(v / 2 * 64));
+    let c = if v % 2 == 0 {
+        _mm256_and_si256(raw, nibble)
+    } else {
+        _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nibble)
+    };
+    match CB {
+        HI1 => or_high(c, load(high), 4 - v as i32, 0x10),
+        HI2 => or_high(c, load(high), 4 - 2 * v as i32, 0x30),
+        _ => c,
+    }
+}
+
 impl Tile<'_> {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn run<
@@ -367,7 +391,6 @@ impl Tile<'_> {
         // As in the AVX-512 kernel: keep the panel's next bytes requested.
         let mut fetched = w.block_at(self.p, nb, 0).hdr;
         let data_end = w.data.len();
-        let mut codes = [[_mm256_setzero_si256(); 16]; H];
         for b in 0..nb {
             let at = w.block_at(self.p, nb, b);
             if self.prefetch {
@@ -377,11 +400,8 @@ impl Tile<'_> {
                     fetched += 64;
                 }
             }
-            for h in 0..H {
-                let base = w.data.as_ptr().add(at.codes + 32 * h);
-                let high = w.data.as_ptr().add(at.codes + high_at + 32 * h);
-                block_codes::<CB, BLOCK>(base, high, &mut codes[h]);
-            }
+            let base: [*const u8; H] =
+                std::array::from_fn(|h| w.data.as_ptr().add(at.codes + 32 * h));
             // Per row and half the block's exact `I = Σ code * c`: 256 times the high
             // bytes' products plus the low bytes', widened from 16-bit sums `sums` vectors
             // at a time.
@@ -391,6 +411,8 @@ impl Tile<'_> {
                 let mut sl = [[_mm256_setzero_si256(); H]; RR];
                 let mut sh = [[_mm256_setzero_si256(); H]; RR];
                 for v in v0..v0 + sums {
+                    let codes: [__m256i; H] =
+                        std::array::from_fn(|h| code_vec::<CB>(base[h], base[h].add(high_at), v));
                     // Activation bytes of code vector v: for WIDE_BYTES both nibble vectors
                     // of codes 4(v/2).., the high one weighing 16.
                     let kk = if CB == WIDE_BYTES { 4 * (v / 2) } else { 4 * v };
@@ -399,15 +421,13 @@ impl Tile<'_> {
                         let x = bcast(xl.add(at));
                         for h in 0..H {
                             sl[r][h] =
-                                _mm256_add_epi16(sl[r][h], _mm256_maddubs_epi16(codes[h][v], x));
+                                _mm256_add_epi16(sl[r][h], _mm256_maddubs_epi16(codes[h], x));
                         }
                         if !A8 {
                             let x = bcast(xh.add(at));
                             for h in 0..H {
-                                sh[r][h] = _mm256_add_epi16(
-                                    sh[r][h],
-                                    _mm256_maddubs_epi16(codes[h][v], x),
-                                );
+                                sh[r][h] =
+                                    _mm256_add_epi16(sh[r][h], _mm256_maddubs_epi16(codes[h], x));
                             }
                         }
                     }
