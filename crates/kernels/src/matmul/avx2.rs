@@ -343,7 +343,7 @@ unsafe fn code_vec<const CB: u8>(base: *const u8, high: *const u8, v: usize) -> 
     }
     // Both nibble forms hold two vectors per 32 loaded bytes: even `v` the low nibbles.
     let raw = load(base.add(v / 2 * 64));
-    let c = if v % 2 == 0 {
+    let c = if v.is_multiple_of(2) {
         _mm256_and_si256(raw, nibble)
     } else {
         _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nibble)
