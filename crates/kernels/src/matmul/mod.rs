@@ -192,8 +192,8 @@ fn quantize_rows(
 /// format, from fewer rows: there the byte kernel also unpacks the codes in every 3-row
 /// tile and widens each row's two 16-bit sums per block. `matmul_speed`, one thread, on
 /// the Zen 3 EPYC (docs/benchmarks.md): Q8_0 (bytes above 127, split into nibbles for
-/// `vpmaddubsw`) gained from 2 rows; Q5_K and Q6_K from 4 (behind at 3); Q4_K about even
-/// at 5–8 and ahead from 12, Q4_0 behind at 8.
+/// `vpmaddubsw`) gained from 2 rows; Q5_K and Q6_K from 4 (behind at 3); Q4_K and Q4_0
+/// behind at 6–8, even to ahead at 12, ahead from 16.
 fn wide_rows(c: &pack::CodePanels, m: usize, bits: u8) -> bool {
     if bits != 16 {
         return false;
