@@ -409,24 +409,25 @@ fn identical_requests_in_flight_run_the_model_once() {
         std::io::BufRead::read_line(&mut only, &mut l).unwrap();
     }
     drop(only);
-    let t = Instant::now();
-    while s.metric("autoglm_num_requests_running") > 0.0 {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "the abandoned generation kept running"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let idle = |metric: &str, within: u64, what: &str| {
+        let t = Instant::now();
+        while s.metric(metric) > 0.0 {
+            assert!(t.elapsed() < Duration::from_secs(within), "{what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    idle(
+        "autoglm_num_requests_running",
+        10,
+        "the abandoned generation kept running",
+    );
     assert!(generated(&s) - gen1 < 2000.0);
     // Its blocks are freed: the gauge reaches 0 (a leak would keep it above).
-    let t = Instant::now();
-    while s.metric("autoglm_kv_cache_blocks_used") > 0.0 {
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "the abandoned generation's KV blocks were not freed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    idle(
+        "autoglm_kv_cache_blocks_used",
+        5,
+        "the abandoned generation's KV blocks were not freed",
+    );
 }
 
 #[test]

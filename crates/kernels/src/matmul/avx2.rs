@@ -373,10 +373,7 @@ impl Tile<'_> {
         let xl = acts.lo.as_ptr().add(self.i0 * k);
         let bcast = |p: *const i8| _mm256_set1_epi32((p as *const i32).read_unaligned());
         let (ones, x256) = (_mm256_set1_epi16(1), _mm256_set1_epi16(256));
-        let offset = match w.scales {
-            super::pack::ScaleBits::ScaleOffset(o) => -(o as f32),
-            _ => -32.0,
-        };
+        let offset = super::x86::scale_offset(w);
         let high_at = w.high_bits_at();
         // Code vectors per block, and how many of them share one widening.
         let vecs = if CB == WIDE_BYTES {
@@ -453,8 +450,8 @@ impl Tile<'_> {
                 w,
                 acts,
                 self.i0,
-                self.p,
-                b,
+                (nb, b),
+                at,
                 self.scales,
                 offset,
                 &dot,
@@ -466,8 +463,8 @@ impl Tile<'_> {
     }
 }
 
-/// Block `b`'s f32 steps (`scalar::codes_gemm`) for rows `i0..i0 + RR` against both
-/// halves of panel `p`, from each row and half's exact integer product `dot`: `I`, or
+/// Block `b` (of `nb`, at `at`)'s f32 steps (`scalar::codes_gemm`) for rows
+/// `i0..i0 + RR` against both halves of its panel, from each row and half's exact integer product `dot`: `I`, or
 /// for `SuperI8` `J` itself when `FOLDED` (the word kernel's words hold `(code - 32) * sc`)
 /// and otherwise `I`, folded here as the AVX-512 byte kernel folds it. `scales` holds
 /// panel `p`'s `decode_super6` for `Super6` matrices.
@@ -478,16 +475,14 @@ unsafe fn finish_block<const RR: usize, const SB: u8, const FOLDED: bool>(
     w: &CodePanels,
     acts: &QuantActs,
     i0: usize,
-    p: usize,
-    b: usize,
+    (nb, b): (usize, usize),
+    at: super::pack::BlockAt,
     scales: *const PanelScales,
     offset: f32,
     dot: &[[__m256i; H]; RR],
     part: &mut [[__m256; H]; RR],
     acc: &mut [[__m256; H]; RR],
 ) {
-    let nb = acts.k / w.block;
-    let at = w.block_at(p, nb, b);
     if SB == SUPER_I8 {
         // `scalar::codes_gemm`'s folded form, `J = (I - 32 Σ c) * sc` as the AVX-512 byte
         // kernel computes it (`Tile::fold_super_i8`): `I - 32 Σ c` is within 2^24, so both

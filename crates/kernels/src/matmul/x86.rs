@@ -221,8 +221,8 @@ thread_local! {
     static DECODED: RefCell<Vec<BlockScales>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The scale offset `block_scales` takes for `w`.
-fn scale_offset(w: &CodePanels) -> f32 {
+/// The scale offset `block_scales` takes for `w` (the AVX2 kernels' too).
+pub(super) fn scale_offset(w: &CodePanels) -> f32 {
     match w.scales {
         super::pack::ScaleBits::ScaleOffset(o) => -(o as f32),
         _ => -32.0,

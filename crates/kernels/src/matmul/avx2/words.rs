@@ -232,10 +232,7 @@ impl WideTile<'_> {
         // This row tile's codes: per pair of codes, WIDE_TILE rows' pairs side by side.
         let x = acts.wide.as_ptr().add(self.i0 * k);
         let bcast = |p: *const i16| _mm256_set1_epi32((p as *const i32).read_unaligned());
-        let offset = match w.scales {
-            ScaleBits::ScaleOffset(o) => -(o as f32),
-            _ => -32.0,
-        };
+        let offset = super::super::x86::scale_offset(w);
         let mut acc = [[_mm256_setzero_ps(); H]; R];
         let mut part = [[_mm256_setzero_ps(); H]; R];
         for b in 0..nb {
@@ -258,8 +255,8 @@ impl WideTile<'_> {
                 w,
                 acts,
                 self.i0,
-                self.p,
-                b,
+                (nb, b),
+                w.block_at(self.p, nb, b),
                 self.scales,
                 offset,
                 &dot,
