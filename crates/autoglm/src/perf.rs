@@ -156,7 +156,9 @@ pub fn run(a: Args) -> Result<()> {
     }
     let path = crate::load::model_path(a.model)?;
     let file_bytes = std::fs::metadata(&path)?.len();
+    let started = std::time::Instant::now();
     let l = load(Some(path), a.threads, a.arith)?;
+    let load_s = started.elapsed().as_secs_f64();
     let m = &l.model;
     let loaded = crate::mem::rss();
     let vocab = m.config.vocab_size;
@@ -219,7 +221,8 @@ pub fn run(a: Args) -> Result<()> {
     let (pp_med, pp_sd) = stats(&pp);
     if !a.json {
         println!(
-            "model weights streamed per token: {:.1} MiB, threads {threads}, kernels {isa}",
+            "model weights streamed per token: {:.1} MiB, threads {threads}, kernels {isa}, \
+             loaded in {load_s:.2} s",
             m.weight_bytes() as f64 / (1 << 20) as f64
         );
         let seqs = if a.prefill_seqs > 1 {
@@ -327,6 +330,7 @@ pub fn run(a: Args) -> Result<()> {
                 "threads": threads,
                 "isa": isa,
                 "weight_bytes_per_token": m.weight_bytes(),
+                "load_seconds": load_s,
             })
         );
     }

@@ -72,13 +72,16 @@ fn format_of(f: &GgufFile, name: &str) -> Result<(QuantFormat, gguf::TensorInfo)
 /// something else.
 struct Loader<'a> {
     f: &'a GgufFile,
+    /// Repacks each matrix's panels on every thread.
+    pool: &'a ThreadPool,
     used: RefCell<HashSet<String>>,
 }
 
 impl<'a> Loader<'a> {
-    fn new(f: &'a GgufFile) -> Self {
+    fn new(f: &'a GgufFile, pool: &'a ThreadPool) -> Self {
         Self {
             f,
+            pool,
             used: RefCell::new(HashSet::new()),
         }
     }
@@ -102,7 +105,8 @@ impl<'a> Loader<'a> {
             });
         }
         self.take(name);
-        let m = PackedMatrix::from_ggml(fmt, self.f.tensor_data(&t), rows, cols)?;
+        let data = self.f.tensor_data(&t);
+        let m = PackedMatrix::from_ggml_parts(fmt, &[data], rows, cols, Some(self.pool))?;
         self.f.release(&t);
         Ok(m)
     }
@@ -152,7 +156,7 @@ impl<'a> Loader<'a> {
             .map(|n| format_of(self.f, n).map(|x| x.0))
             .collect::<Result<_>>()?;
         if fmts.iter().all(|&x| x == fmts[0]) {
-            let mut bytes = Vec::new();
+            let mut parts = Vec::with_capacity(names.len());
             for (n, &r) in names.iter().zip(rows) {
                 let (t, data) = self.f.tensor_bytes(n)?;
                 let want = vec![cols as u64, r as u64];
@@ -163,10 +167,10 @@ impl<'a> Loader<'a> {
                         want,
                     });
                 }
-                bytes.extend_from_slice(data);
+                parts.push(data);
             }
             let total = rows.iter().sum();
-            let m = PackedMatrix::from_ggml(fmts[0], &bytes, total, cols)?;
+            let m = PackedMatrix::from_ggml_parts(fmts[0], &parts, total, cols, Some(self.pool))?;
             for n in names {
                 self.take(n);
                 if let Some(t) = self.f.tensor(n) {
@@ -290,7 +294,7 @@ impl Model {
 
     pub fn from_gguf(f: &GgufFile, pool: Arc<ThreadPool>) -> Result<Self> {
         let c = Config::from_gguf(f)?;
-        let l = Loader::new(f);
+        let l = Loader::new(f, &pool);
         let d = c.n_embd;
         let embd = l.matrix("token_embd.weight", d, c.vocab_size)?;
         let output = if l.has("output.weight") {

@@ -16,6 +16,7 @@ mod acts;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 mod pack;
+mod repack;
 mod scalar;
 mod shared_out;
 #[cfg(target_arch = "x86_64")]

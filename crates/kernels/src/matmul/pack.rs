@@ -1,5 +1,4 @@
-use crate::quant::{scale_min_k4, QuantFormat};
-use crate::{Error, Result};
+use crate::quant::QuantFormat;
 
 /// Weight rows per panel: one 512-bit vector of f32 (or i32) outputs.
 pub const PANEL: usize = 16;
@@ -206,36 +205,6 @@ impl CodePanels {
     }
 }
 
-/// Codes and scale bits of every row, before they are laid out in panels.
-struct RowCodes {
-    block: usize,
-    codes: Vec<u8>,
-    /// Per row and block (`ScaleMin`, `ScaleOffset`): f16 scale and min; per row and
-    /// super-block (`Super6`, `SuperI8`): f16 `d` and `dmin`.
-    d: Vec<[u8; 2]>,
-    dmin: Vec<[u8; 2]>,
-    /// Per row and block (`Super6`, `SuperI8`): the sub-block scale and min bits.
-    sub_scale: Vec<u8>,
-    sub_min: Vec<u8>,
-}
-
-impl RowCodes {
-    fn new(block: usize, n: usize) -> Self {
-        Self {
-            block,
-            codes: Vec::with_capacity(n),
-            d: Vec::new(),
-            dmin: Vec::new(),
-            sub_scale: Vec::new(),
-            sub_min: Vec::new(),
-        }
-    }
-}
-
-fn f16_bytes(b: &[u8], i: usize) -> [u8; 2] {
-    [b[i], b[i + 1]]
-}
-
 impl PackedMatrix {
     pub fn rows(&self) -> usize {
         self.rows
@@ -269,119 +238,20 @@ impl PackedMatrix {
         }
     }
 
-    /// Repacks ggml-encoded `data` (`rows` rows of `cols` elements in `fmt`).
-    ///
-    /// Every quantized format becomes `value = code * scale + min` with an unsigned code,
-    /// which is exact: signed codes are offset (Q8_0 by 128, Q6_K by 32, Q4_0 by 8) and
-    /// the offset moves into `min`; K-quant sub-block scales times the super-block scale
-    /// are exact in f32 (11-bit by 6- or 8-bit products).
-    pub fn from_ggml(fmt: QuantFormat, data: &[u8], rows: usize, cols: usize) -> Result<Self> {
-        let row_bytes = fmt.row_bytes(cols)?;
-        let expected = row_bytes * rows;
-        if data.len() != expected {
-            return Err(Error::BadSize {
-                got: data.len(),
-                expected,
-                rows,
-                cols,
-                fmt: fmt.name(),
-            });
-        }
-        let n = rows * cols;
-        let (_, bb) = fmt.block();
-        let blocks = data.chunks_exact(bb);
-        let mut rc = RowCodes::new(32, n);
-        let (codes, scales) = match fmt {
-            QuantFormat::F32 | QuantFormat::F16 | QuantFormat::BF16 => {
-                let mut v = vec![0f32; n];
-                crate::quant::dequantize_row(fmt, data, &mut v);
-                return Ok(Self::from_f32_as(v, rows, cols, fmt));
-            }
-            QuantFormat::Q4_0 | QuantFormat::Q4_1 => {
-                let q4_1 = fmt == QuantFormat::Q4_1;
-                for b in blocks {
-                    rc.d.push(f16_bytes(b, 0));
-                    let q = if q4_1 {
-                        rc.dmin.push(f16_bytes(b, 2));
-                        &b[4..20]
-                    } else {
-                        &b[2..18]
-                    };
-                    rc.codes.extend(q.iter().map(|&v| v & 0xF));
-                    rc.codes.extend(q.iter().map(|&v| v >> 4));
-                }
-                let sb = if q4_1 {
-                    ScaleBits::ScaleMin
-                } else {
-                    ScaleBits::ScaleOffset(8)
-                };
-                (CodeBits::Nib4, sb)
-            }
-            QuantFormat::Q4K | QuantFormat::Q5K => {
-                for b in blocks {
-                    rc.d.push(f16_bytes(b, 0));
-                    rc.dmin.push(f16_bytes(b, 2));
-                    let (qh, ql) = if fmt == QuantFormat::Q4K {
-                        (None, &b[16..144])
-                    } else {
-                        (Some(&b[16..48]), &b[48..176])
-                    };
-                    for sub in 0..8 {
-                        let (sc, m) = scale_min_k4(sub, &b[4..16]);
-                        rc.sub_scale.push(sc);
-                        rc.sub_min.push(m);
-                        let src = &ql[32 * (sub / 2)..32 * (sub / 2) + 32];
-                        for l in 0..32 {
-                            let lo = if sub % 2 == 0 {
-                                src[l] & 0xF
-                            } else {
-                                src[l] >> 4
-                            };
-                            let hi =
-                                qh.map_or(0, |h| if h[l] & (1u8 << sub) != 0 { 16 } else { 0 });
-                            rc.codes.push(lo + hi);
-                        }
-                    }
-                }
-                let cb = if fmt == QuantFormat::Q4K {
-                    CodeBits::Nib4
-                } else {
-                    CodeBits::Nib4Hi1
-                };
-                (cb, ScaleBits::Super6)
-            }
-            QuantFormat::Q8_0 => {
-                for b in blocks {
-                    rc.d.push(f16_bytes(b, 0));
-                    rc.codes
-                        .extend(b[2..34].iter().map(|&v| (v as i8 as i16 + 128) as u8));
-                }
-                (CodeBits::Bytes, ScaleBits::ScaleOffset(128))
-            }
-            QuantFormat::Q6K => {
-                rc.block = 16;
-                let mut tmp = [0f32; 256];
-                for b in blocks {
-                    rc.d.push(f16_bytes(b, 208));
-                    // Codes come from the reference dequantizer run with unit scales, so the
-                    // bit layout lives in one place only.
-                    let mut unit = b.to_vec();
-                    unit[192..208].fill(1);
-                    unit[208..210].copy_from_slice(&half::f16::ONE.to_le_bytes());
-                    crate::quant::dequant_q6k(&unit, &mut tmp);
-                    rc.codes.extend(tmp.iter().map(|&v| (v as i32 + 32) as u8));
-                    rc.sub_scale.extend_from_slice(&b[192..208]);
-                }
-                (CodeBits::Nib4Hi2, ScaleBits::SuperI8)
-            }
-        };
-        Ok(Self {
+    /// A quantized matrix from its panels (see `repack`).
+    pub(super) fn from_code_panels(
+        rows: usize,
+        cols: usize,
+        source: QuantFormat,
+        panels: CodePanels,
+    ) -> Self {
+        Self {
             rows,
             cols,
             act_bits: 16,
-            source: fmt,
-            data: Packed::Codes(panelize(&rc, rows, cols, codes, scales)),
-        })
+            source,
+            data: Packed::Codes(panels),
+        }
     }
 
     /// A dense matrix from row-major f32 values.
@@ -389,7 +259,12 @@ impl PackedMatrix {
         Self::from_f32_as(values, rows, cols, QuantFormat::F32)
     }
 
-    fn from_f32_as(values: Vec<f32>, rows: usize, cols: usize, source: QuantFormat) -> Self {
+    pub(super) fn from_f32_as(
+        values: Vec<f32>,
+        rows: usize,
+        cols: usize,
+        source: QuantFormat,
+    ) -> Self {
         assert_eq!(values.len(), rows * cols);
         let panels = rows.div_ceil(PANEL);
         let mut out = vec![0f32; panels * cols * PANEL];
@@ -429,132 +304,6 @@ impl PackedMatrix {
                     }
                 }
             }
-        }
-    }
-}
-
-/// Lays out `rc` in panels (see `CodePanels`); rows past `rows` are zeros.
-fn panelize(
-    rc: &RowCodes,
-    rows: usize,
-    cols: usize,
-    codes: CodeBits,
-    scales: ScaleBits,
-) -> CodePanels {
-    let block = rc.block;
-    let nb = cols / block;
-    let bpg = scales.blocks_per_group();
-    let groups = nb / bpg;
-    let panels = rows.div_ceil(PANEL);
-    let mut out = CodePanels {
-        block,
-        codes,
-        scales,
-        max_code: rc.codes.iter().copied().max().unwrap_or(0),
-        data: Vec::new(),
-    };
-    let total = panels * groups * out.group_bytes();
-    out.data.reserve_exact(total);
-    advise_huge_pages(&out.data);
-    let row_or_pad =
-        |p: usize, lane: usize| -> Option<usize> { Some(p * PANEL + lane).filter(|&r| r < rows) };
-    let d = &mut out.data;
-    for p in 0..panels {
-        let lanes = || (0..PANEL).map(|l| row_or_pad(p, l));
-        for g in 0..groups {
-            // Header: per-row f16 values (per block or per super-block), then sub-block bits.
-            let hdr_idx = |r: usize| if bpg == 1 { r * nb + g } else { r * groups + g };
-            for r in lanes() {
-                d.extend_from_slice(&r.map_or([0; 2], |r| rc.d[hdr_idx(r)]));
-            }
-            if matches!(scales, ScaleBits::ScaleMin | ScaleBits::Super6) {
-                for r in lanes() {
-                    d.extend_from_slice(&r.map_or([0; 2], |r| rc.dmin[hdr_idx(r)]));
-                }
-            }
-            let sub =
-                |v: &[u8], r: Option<usize>, j: usize| r.map_or(0, |r| v[r * nb + g * bpg + j]);
-            match scales {
-                ScaleBits::Super6 => {
-                    for bits in [&rc.sub_scale, &rc.sub_min] {
-                        for pair in 0..4 {
-                            for r in lanes() {
-                                let (a, b) = (sub(bits, r, 2 * pair), sub(bits, r, 2 * pair + 1));
-                                d.push((a & 0xF) | ((b & 0xF) << 4));
-                            }
-                        }
-                    }
-                    for pair in 0..4 {
-                        for r in lanes() {
-                            let hi = |v: &[u8], j: usize| sub(v, r, j) >> 4;
-                            let (s0, s1) =
-                                (hi(&rc.sub_scale, 2 * pair), hi(&rc.sub_scale, 2 * pair + 1));
-                            let (m0, m1) =
-                                (hi(&rc.sub_min, 2 * pair), hi(&rc.sub_min, 2 * pair + 1));
-                            d.push(s0 | (s1 << 2) | (m0 << 4) | (m1 << 6));
-                        }
-                    }
-                }
-                ScaleBits::SuperI8 => {
-                    for j in 0..bpg {
-                        for r in lanes() {
-                            d.push(sub(&rc.sub_scale, r, j));
-                        }
-                    }
-                }
-                ScaleBits::ScaleMin | ScaleBits::ScaleOffset(_) => {}
-            }
-            for j in 0..bpg {
-                let b = g * bpg + j;
-                let code = |r: Option<usize>, kk: usize| {
-                    r.map_or(0, |r| rc.codes[r * cols + b * block + kk])
-                };
-                if codes == CodeBits::Bytes {
-                    for v in 0..block / 4 {
-                        for r in lanes() {
-                            d.extend((0..4).map(|j| code(r, 4 * v + j)));
-                        }
-                    }
-                    continue;
-                }
-                for v2 in 0..block / 8 {
-                    for r in lanes() {
-                        d.extend((0..4).map(|j| {
-                            (code(r, 8 * v2 + j) & 0xF) | ((code(r, 8 * v2 + 4 + j) & 0xF) << 4)
-                        }));
-                    }
-                }
-                if codes != CodeBits::Nib4 {
-                    let per = if codes == CodeBits::Nib4Hi1 { 1 } else { 2 };
-                    for r in lanes() {
-                        d.extend((0..4).map(|j| {
-                            (0..block / 4)
-                                .map(|v| (code(r, 4 * v + j) >> 4) << (per * v))
-                                .fold(0u8, |a, x| a | x)
-                        }));
-                    }
-                }
-            }
-        }
-    }
-    debug_assert_eq!(d.len(), total);
-    out
-}
-
-/// Asks for transparent huge pages over `v`'s allocation before it is first written:
-/// decode streams every weight once per token, and with 4-KiB pages that is one TLB miss
-/// per page. Only a hint: where THP is off nothing changes.
-fn advise_huge_pages(v: &Vec<u8>) {
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let (start, len) = (v.as_ptr() as usize, v.capacity());
-        let lo = start.div_ceil(HUGE) * HUGE;
-        let hi = (start + len) / HUGE * HUGE;
-        if hi > lo {
-            // SAFETY: the range lies within `v`'s allocation; MADV_HUGEPAGE changes how
-            // pages are backed, never their contents.
-            unsafe { libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_HUGEPAGE) };
         }
     }
 }

@@ -155,6 +155,72 @@ fn packed_quantized_matrices_are_exactly_the_ggml_size() {
     }
 }
 
+/// Loading packs a matrix's panels on every thread of the pool, from stacked tensors
+/// (fused Q/K/V) whose boundaries need not fall on panels: the result must be exactly
+/// what one thread packs from the tensors joined.
+#[test]
+fn stacked_parts_packed_on_a_pool_equal_the_joined_matrix_packed_alone() {
+    let pool = ThreadPool::new(3);
+    let cols = 512;
+    let rows_of = |i: usize| [37, 16, 5][i];
+    for fmt in FORMATS {
+        let parts: Vec<Vec<u8>> = (0..3)
+            .map(|i| random_ggml(fmt, rows_of(i), cols, 20 + i as u64))
+            .collect();
+        let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+        let total = 58;
+        let alone = PackedMatrix::from_ggml(fmt, &parts.concat(), total, cols).unwrap();
+        let pooled = PackedMatrix::from_ggml_parts(fmt, &refs, total, cols, Some(&pool)).unwrap();
+        match (&alone.data, &pooled.data) {
+            (Packed::Codes(a), Packed::Codes(b)) => {
+                assert!(a.data == b.data, "{fmt:?}: packed bytes differ");
+                assert_eq!(a.max_code, b.max_code, "{fmt:?}");
+            }
+            (Packed::F32(a), Packed::F32(b)) => assert!(a == b, "{fmt:?}: values differ"),
+            _ => panic!("{fmt:?}: packed as different kinds"),
+        }
+        // And both are the ggml values (one thread's bugs would be in both).
+        let mut want = vec![0f32; total * cols];
+        dequantize_row(fmt, &parts.concat(), &mut want);
+        let mut got = vec![0f32; cols];
+        for r in 0..total {
+            pooled.row_f32(r, &mut got);
+            for (a, b) in got.iter().zip(&want[r * cols..]) {
+                assert!((a - b).abs() <= 1e-6 * b.abs().max(1e-3), "{fmt:?} row {r}");
+            }
+        }
+    }
+    // The largest code (which picks the AVX2 kernel's arithmetic for Q8_0) is the whole
+    // matrix's, though only the last part's last row holds it.
+    let q8 = QuantFormat::Q8_0;
+    let mut parts: Vec<Vec<u8>> = (0..3)
+        .map(|i| random_ggml(q8, rows_of(i), cols, 5))
+        .collect();
+    for p in &mut parts {
+        for b in p.chunks_exact_mut(34) {
+            b[2..].fill(-100i8 as u8);
+        }
+    }
+    let last = parts[2].len() - 1;
+    parts[2][last] = 127;
+    let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+    let w = PackedMatrix::from_ggml_parts(q8, &refs, 58, cols, Some(&pool)).unwrap();
+    let Packed::Codes(c) = &w.data else {
+        panic!("Q8_0 packed as floats")
+    };
+    assert_eq!(c.max_code, 255);
+    // A part that is not a whole number of rows is refused, even when the sizes add up.
+    let row = QuantFormat::Q4_0.row_bytes(cols).unwrap();
+    let data = random_ggml(QuantFormat::Q4_0, 2, cols, 1);
+    let (a, b) = data.split_at(row + 2);
+    assert!(
+        PackedMatrix::from_ggml_parts(QuantFormat::Q4_0, &[a, b], 2, cols, Some(&pool)).is_err()
+    );
+    assert!(
+        PackedMatrix::from_ggml_parts(QuantFormat::Q4_0, &[&data[..row]], 2, cols, None).is_err()
+    );
+}
+
 #[test]
 fn wrong_sizes_and_ragged_rows_are_errors() {
     assert!(PackedMatrix::from_ggml(QuantFormat::Q4_1, &[0u8; 19], 1, 32).is_err());
