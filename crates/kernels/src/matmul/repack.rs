@@ -299,29 +299,34 @@ fn panelize(
         }
         for j in 0..bpg {
             let b = g * bpg + j;
-            let code =
-                |r: Option<usize>, kk: usize| r.map_or(0, |r| rc.codes[r * cols + b * block + kk]);
+            // Each lane's codes of this block (a padding lane's are zeros).
+            let lane_codes: [&[u8]; PANEL] = std::array::from_fn(|l| {
+                if l < rows {
+                    &rc.codes[l * cols + b * block..][..block]
+                } else {
+                    &ZEROS[..block]
+                }
+            });
             if codes == CodeBits::Bytes {
                 for v in 0..block / 4 {
-                    for r in lanes() {
-                        d.extend((0..4).map(|j| code(r, 4 * v + j)));
+                    for c in &lane_codes {
+                        d.extend_from_slice(&c[4 * v..4 * v + 4]);
                     }
                 }
                 continue;
             }
             for v2 in 0..block / 8 {
-                for r in lanes() {
-                    d.extend((0..4).map(|j| {
-                        (code(r, 8 * v2 + j) & 0xF) | ((code(r, 8 * v2 + 4 + j) & 0xF) << 4)
-                    }));
+                for c in &lane_codes {
+                    let c = &c[8 * v2..8 * v2 + 8];
+                    d.extend((0..4).map(|j| (c[j] & 0xF) | ((c[4 + j] & 0xF) << 4)));
                 }
             }
             if codes != CodeBits::Nib4 {
                 let per = if codes == CodeBits::Nib4Hi1 { 1 } else { 2 };
-                for r in lanes() {
+                for c in &lane_codes {
                     d.extend((0..4).map(|j| {
                         (0..block / 4)
-                            .map(|v| (code(r, 4 * v + j) >> 4) << (per * v))
+                            .map(|v| (c[4 * v + j] >> 4) << (per * v))
                             .fold(0u8, |a, x| a | x)
                     }));
                 }
@@ -329,6 +334,9 @@ fn panelize(
         }
     }
 }
+
+/// The codes of a padding lane (blocks are at most 32 codes).
+const ZEROS: [u8; 32] = [0; 32];
 
 /// Asks for transparent huge pages over `v`'s allocation before it is first written:
 /// decode streams every weight once per token, and with 4-KiB pages that is one TLB miss
