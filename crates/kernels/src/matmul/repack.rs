@@ -7,6 +7,7 @@ use crate::pool::ThreadPool;
 use crate::quant::{scale_min_k4, QuantFormat};
 use crate::{Error, Result};
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
 
 impl PackedMatrix {
     /// Repacks ggml-encoded `data` (`rows` rows of `cols` elements in `fmt`) on the
@@ -62,11 +63,18 @@ impl PackedMatrix {
         out.data = vec![0u8; panels * panel_bytes];
         advise_huge_pages(&out.data);
         let max_code = AtomicU8::new(0);
-        let dst = PanelsOut(out.data.as_mut_ptr());
         let threads = pool.map_or(1, |p| p.threads());
         // A few tasks per thread, so a slow thread (a busy core) is caught up with.
         let per = panels.div_ceil(4 * threads).max(1);
+        // Each task's panels, locked only by that task (a lock the borrow checker can
+        // see instead of a shared raw pointer).
+        let chunks: Vec<Mutex<&mut [u8]>> = out
+            .data
+            .chunks_mut((per * panel_bytes).max(1))
+            .map(Mutex::new)
+            .collect();
         let task = |t: usize| {
+            let mut chunk = chunks[t].lock().unwrap_or_else(|e| e.into_inner());
             let mut rc = RowCodes::default();
             let mut buf = Vec::with_capacity(panel_bytes);
             for p in t * per..((t + 1) * per).min(panels) {
@@ -79,16 +87,8 @@ impl PackedMatrix {
                 );
                 buf.clear();
                 panelize(&rc, r1 - r0, cols, (codes, scales, block), &mut buf);
-                assert_eq!(buf.len(), panel_bytes);
-                // SAFETY: panel `p`'s bytes lie within `out.data` (sized for `panels`
-                // panels), and each task writes only its own panels.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        buf.as_ptr(),
-                        dst.at(p * panel_bytes),
-                        panel_bytes,
-                    )
-                };
+                // One panel, still in L1/L2: the copy is a sliver of the decode's cost.
+                chunk[(p - t * per) * panel_bytes..][..panel_bytes].copy_from_slice(&buf);
             }
         };
         let tasks = panels.div_ceil(per);
@@ -96,23 +96,9 @@ impl PackedMatrix {
             Some(pool) => pool.run(tasks, &task),
             None => (0..tasks).for_each(task),
         }
+        drop(chunks);
         out.max_code = max_code.into_inner();
         Ok(Self::from_code_panels(rows, cols, fmt, out))
-    }
-}
-
-/// Where the tasks write their panels.
-struct PanelsOut(*mut u8);
-// SAFETY: tasks write disjoint panels, and the buffer outlives the pool's run.
-unsafe impl Sync for PanelsOut {}
-
-impl PanelsOut {
-    /// Byte `i` of the buffer (a method, so closures capture the whole `Sync` wrapper).
-    ///
-    /// # Safety
-    /// `i` must lie within the buffer.
-    unsafe fn at(&self, i: usize) -> *mut u8 {
-        self.0.add(i)
     }
 }
 
@@ -165,7 +151,7 @@ fn f16_bytes(b: &[u8], i: usize) -> [u8; 2] {
     [b[i], b[i + 1]]
 }
 
-/// Replaces `rc` with the codes and scale bits of `rows` (quantized quantized formats only).
+/// Replaces `rc` with the codes and scale bits of `rows` (quantized formats only).
 fn decode_rows<'a>(fmt: QuantFormat, rows: impl Iterator<Item = &'a [u8]>, rc: &mut RowCodes) {
     rc.codes.clear();
     rc.d.clear();

@@ -162,13 +162,14 @@ fn packed_quantized_matrices_are_exactly_the_ggml_size() {
 fn stacked_parts_packed_on_a_pool_equal_the_joined_matrix_packed_alone() {
     let pool = ThreadPool::new(3);
     let cols = 512;
-    let rows_of = |i: usize| [37, 16, 5][i];
+    // 15 panels: two per task on 3 threads, and part boundaries inside panels.
+    let rows_of = |i: usize| [149, 64, 21][i];
+    let total = 234;
     for fmt in FORMATS {
         let parts: Vec<Vec<u8>> = (0..3)
             .map(|i| random_ggml(fmt, rows_of(i), cols, 20 + i as u64))
             .collect();
         let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
-        let total = 58;
         let alone = PackedMatrix::from_ggml(fmt, &parts.concat(), total, cols).unwrap();
         let pooled = PackedMatrix::from_ggml_parts(fmt, &refs, total, cols, Some(&pool)).unwrap();
         match (&alone.data, &pooled.data) {
@@ -204,7 +205,7 @@ fn stacked_parts_packed_on_a_pool_equal_the_joined_matrix_packed_alone() {
     let last = parts[2].len() - 1;
     parts[2][last] = 127;
     let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
-    let w = PackedMatrix::from_ggml_parts(q8, &refs, 58, cols, Some(&pool)).unwrap();
+    let w = PackedMatrix::from_ggml_parts(q8, &refs, total, cols, Some(&pool)).unwrap();
     let Packed::Codes(c) = &w.data else {
         panic!("Q8_0 packed as floats")
     };
