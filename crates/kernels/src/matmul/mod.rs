@@ -197,11 +197,23 @@ fn quantize_rows(
 /// the Zen 3 EPYC (docs/benchmarks.md): Q8_0 (bytes above 127, split into nibbles for
 /// `vpmaddubsw`) gained from 2 rows; Q5_K and Q6_K from 4 (behind at 3); Q4_K and Q4_0
 /// behind at 6–8, even to ahead at 12, ahead from 16.
+///
+/// With 8-bit codes (`hi` zero) the AVX2 byte kernel takes one `vpmaddubsw` per 32
+/// products, so words gain only where bytes pay extra: Q8_0's split nibbles (ahead from
+/// 4 rows: 34.7 against 31.1 GMAC/s, 50.6 against 30.6 at 64) and Q6_K's 6-bit unpacking
+/// and widening every second sum (even at 20, ahead from 24: 53.7 against 51.1, 56.3
+/// against 50.5 at 64); Q4_K, Q4_0 and Q5_K stay faster as bytes at every row count
+/// (Q4_K 83.2 against 58.1 at 128).
 fn wide_rows(c: &pack::CodePanels, m: usize, bits: u8) -> bool {
-    if bits != 16 {
-        return false;
-    }
     let vnni = vnni();
+    if bits != 16 {
+        let min = match c.codes {
+            pack::CodeBits::Bytes => 4,
+            pack::CodeBits::Nib4Hi2 => 24,
+            pack::CodeBits::Nib4 | pack::CodeBits::Nib4Hi1 => return false,
+        };
+        return !vnni && isa() != Isa::Scalar && m >= min;
+    }
     let min = match (c.codes, vnni) {
         (pack::CodeBits::Nib4Hi1 | pack::CodeBits::Nib4Hi2, true) => MR + 1,
         (pack::CodeBits::Nib4, true) => 32,

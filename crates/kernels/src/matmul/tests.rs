@@ -302,7 +302,7 @@ fn avx2_word_sums_stay_exact_at_the_largest_codes_and_activations() {
                     sign * if i % 16 == 0 { 1.0 } else { 32384.0 / 32512.0 }
                 })
                 .collect();
-            for (bits, words) in [(16u8, false), (16, true), (8, false)] {
+            for (bits, words) in [(16u8, false), (16, true), (8, false), (8, true)] {
                 let mut w = PackedMatrix::from_ggml(fmt, &data, n, k).unwrap();
                 w.set_activation_bits(bits);
                 let Packed::Codes(c) = &w.data else {
@@ -377,9 +377,8 @@ proptest! {
             let x = x_rows(m, k, seed);
             let mut acts = acts::QuantActs::new();
             acts.resize(m, k, c.block, bits);
-            // The word kernel (16-bit codes only) at any row count, not just where
-            // `matmul` picks it.
-            quantize_rows(None, &x, m, &mut acts, words && bits == 16);
+            // The word kernel at any row count, not just where `matmul` picks it.
+            quantize_rows(None, &x, m, &mut acts, words);
             let mut got = vec![0f32; m * n];
             // SAFETY: the features were detected above; shapes are consistent.
             unsafe { avx2::codes_panels(c, k, n, 0, w.panels(), &acts, m, &SharedOut::new(&mut got)) };

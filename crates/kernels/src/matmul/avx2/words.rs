@@ -1,4 +1,5 @@
-//! The AVX2 word kernel: for batches of enough rows with 16-bit activation codes, a task
+//! The AVX2 word kernel: for batches of enough rows with 16-bit activation codes (and with
+//! 8-bit ones against Q6_K and Q8_0, whose byte tiles pay extra: `wide_rows`), a task
 //! widens its panels' codes to 16-bit words once and multiplies them with `vpmaddwd`
 //! against the activation codes as words (`QuantActs::wide`), bitwise the byte kernel's
 //! results.
