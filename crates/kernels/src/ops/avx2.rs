@@ -150,13 +150,22 @@ pub(crate) unsafe fn attend_group<
     };
     // From the chunk holding the first visible position; scores before it are ignored.
     let mut j = (s0 / bs) * cpb + (s0 % bs) / 8;
-    while j + C <= nchunks {
-        sc.chunks::<G, C>(std::array::from_fn(|c| chunk(j + c)));
-        j += C;
-    }
+    let blocks = n.div_ceil(bs);
+    // Blocks below `fetched` have had their K requested: up to PREFETCH_BLOCKS past the
+    // block being scored.
+    let mut fetched = s0 / bs;
     while j < nchunks {
-        sc.chunks::<G, 1>([chunk(j)]);
-        j += 1;
+        while fetched < blocks && fetched <= j / cpb + PREFETCH_BLOCKS {
+            prefetch_k(task, fetched);
+            fetched += 1;
+        }
+        if j + C <= nchunks {
+            sc.chunks::<G, C>(std::array::from_fn(|c| chunk(j + c)));
+            j += C;
+        } else {
+            sc.chunks::<G, 1>([chunk(j)]);
+            j += 1;
+        }
     }
     for g in 0..G {
         let s = &mut scores[g * n + s0..(g + 1) * n];
@@ -167,31 +176,97 @@ pub(crate) unsafe fn attend_group<
         weigh(task, inv, s);
     }
     let (vp, sp) = (task.kv.v.as_ptr(), scores.as_ptr());
-    for piece in 0..NV / DV {
-        let mut o = [[_mm256_setzero_ps(); DV]; G];
-        for bi in s0 / bs..n.div_ceil(bs) {
-            let block = task.table[bi] as usize;
-            let first = if bi == s0 / bs { s0 % bs } else { 0 };
-            for slot in first..bs.min(n - bi * bs) {
-                let p = bi * bs + slot;
-                let v = vp.add(l.v_index(block, slot, task.kv_head) + 8 * DV * piece);
-                let mut vv = [_mm256_setzero_ps(); DV];
-                for c in 0..DV {
-                    vv[c] = codes8(v.add(8 * c));
-                }
-                for g in 0..G {
-                    let a = _mm256_broadcast_ss(&*sp.add(g * n + p));
+    // The V pass goes a tile of blocks at a time, every pass over `DV` vectors of the head
+    // within the tile before the next tile: the tile's V rows come from memory once and
+    // stay in L1 for the other passes, where passes over the whole context read all of V
+    // once per pass. Each output lane is still one sequential FMA chain over positions,
+    // paused between tiles in `acc`.
+    let mut acc = [[_mm256_setzero_ps(); NV]; G];
+    let b0 = s0 / bs;
+    for bi in b0..blocks.min(b0 + V_TILE_BLOCKS) {
+        prefetch_v(task, bi);
+    }
+    for t0 in (b0..blocks).step_by(V_TILE_BLOCKS) {
+        let t1 = (t0 + V_TILE_BLOCKS).min(blocks);
+        // The next tile's rows, requested while this one is multiplied.
+        for bi in t1..blocks.min(t1 + V_TILE_BLOCKS) {
+            prefetch_v(task, bi);
+        }
+        for piece in 0..NV / DV {
+            let mut o: [[__m256; DV]; G] =
+                std::array::from_fn(|g| std::array::from_fn(|c| acc[g][DV * piece + c]));
+            for bi in t0..t1 {
+                let block = task.table[bi] as usize;
+                let first = if bi == b0 { s0 % bs } else { 0 };
+                for slot in first..bs.min(n - bi * bs) {
+                    let p = bi * bs + slot;
+                    let v = vp.add(l.v_index(block, slot, task.kv_head) + 8 * DV * piece);
+                    let mut vv = [_mm256_setzero_ps(); DV];
                     for c in 0..DV {
-                        o[g][c] = _mm256_fmadd_ps(a, vv[c], o[g][c]);
+                        vv[c] = codes8(v.add(8 * c));
+                    }
+                    for g in 0..G {
+                        let a = _mm256_broadcast_ss(&*sp.add(g * n + p));
+                        for c in 0..DV {
+                            o[g][c] = _mm256_fmadd_ps(a, vv[c], o[g][c]);
+                        }
                     }
                 }
             }
-        }
-        for g in 0..G {
-            for c in 0..DV {
-                let at = g * hd + 8 * (DV * piece + c);
-                _mm256_storeu_ps(out.as_mut_ptr().add(at), o[g][c]);
+            for g in 0..G {
+                for c in 0..DV {
+                    acc[g][DV * piece + c] = o[g][c];
+                }
             }
+        }
+    }
+    for g in 0..G {
+        for c in 0..NV {
+            _mm256_storeu_ps(out.as_mut_ptr().add(g * hd + 8 * c), acc[g][c]);
+        }
+    }
+}
+
+/// How many KV blocks ahead of the one being scored `attend_group` requests K. One
+/// head's K in a block is `head_dim * block_size` codes (2 KiB for 64 × 16) and the other
+/// heads' lie between one block and the next: the hardware prefetchers, which stop at
+/// page boundaries and need a run of misses to start, left most of these loads waiting on
+/// L3 or memory.
+const PREFETCH_BLOCKS: usize = 2;
+
+/// Blocks per tile of the V pass: 16 KiB of one head's V rows at 64 × 16 (a row is
+/// `head_dim` codes every `n_kv_heads * head_dim`), which stay in L1 for every pass over
+/// the tile.
+const V_TILE_BLOCKS: usize = 8;
+
+/// Requests the task's K codes (and K scales) of context block `bi`.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn prefetch_k(task: &HeadGroup, bi: usize) {
+    let l = &task.kv.layout;
+    let block = task.table[bi] as usize;
+    let k = task.kv.k.as_ptr().add(l.k_index(block, task.kv_head, 0)) as *const i8;
+    for line in (0..l.head_dim * l.block_size * 2).step_by(64) {
+        _mm_prefetch::<_MM_HINT_T0>(k.add(line));
+    }
+    let ks = task
+        .kv
+        .k_scale
+        .as_ptr()
+        .add(l.scale_index(block, task.kv_head, 0)) as *const i8;
+    _mm_prefetch::<_MM_HINT_T0>(ks);
+}
+
+/// Requests the task's V rows in context block `bi`.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn prefetch_v(task: &HeadGroup, bi: usize) {
+    let l = &task.kv.layout;
+    let block = task.table[bi] as usize;
+    for slot in 0..l.block_size {
+        let v = task.kv.v.as_ptr().add(l.v_index(block, slot, task.kv_head)) as *const i8;
+        for line in (0..l.head_dim * 2).step_by(64) {
+            _mm_prefetch::<_MM_HINT_T0>(v.add(line));
         }
     }
 }

@@ -249,6 +249,66 @@ proptest! {
     }
 }
 
+/// Contexts of many blocks against the scalar twin: the AVX2 kernel reads V a tile of
+/// blocks at a time and requests K and V blocks ahead, so windows that start inside a
+/// block of a later tile, and contexts ending inside a tile, must give the twin's bits.
+#[test]
+fn long_contexts_across_v_tiles_are_bitwise_scalar() {
+    for (n_heads, n_kv, hd) in [(8, 2, 64), (4, 2, 128), (2, 1, 48), (12, 3, 32)] {
+        for bs in [1, 3, 16] {
+            for window in [None, Some(100), Some(251)] {
+                let params = AttnParams {
+                    scale: 0.13,
+                    softcap: None,
+                    window,
+                };
+                let layout = KvLayout {
+                    block_size: bs,
+                    n_kv_heads: n_kv,
+                    head_dim: hd,
+                };
+                let (first_pos, n_rows): (usize, usize) = (298, 3);
+                let blocks = (first_pos + n_rows).div_ceil(bs);
+                // Scattered blocks, none of them block 0.
+                let table: Vec<u32> = (0..blocks)
+                    .map(|b| ((b * 11) % blocks + 1) as u32)
+                    .collect();
+                let n_blocks = blocks + 1;
+                let k = vals(n_blocks * layout.block_len(), 5, 1.5);
+                let v = vals(n_blocks * layout.block_len(), 6, 1.0);
+                let q = vals(n_rows * n_heads * hd, 7, 1.5);
+                let store = stored(&layout, n_blocks, &k, &v);
+                let kv = store.paged(layout);
+                let seqs = [AttnSeq {
+                    block_table: &table,
+                    first_row: 0,
+                    n_rows,
+                    first_pos,
+                }];
+                let mut got = vec![0f32; q.len()];
+                attention(
+                    &crate::ThreadPool::new(2),
+                    &q,
+                    n_heads,
+                    &kv,
+                    &seqs,
+                    &params,
+                    &mut got,
+                );
+                let mut want = vec![0f32; q.len()];
+                attention::reference_attention(&q, n_heads, &kv, &seqs, &params, &mut want);
+                for i in 0..q.len() {
+                    assert_eq!(
+                        got[i].to_bits(),
+                        want[i].to_bits(),
+                        "heads {n_heads}/{n_kv} of {hd}, blocks of {bs}, window {window:?}, at {i}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn kv_layout_stores_rows_where_the_kernels_read_them() {
     let layout = KvLayout {
