@@ -3,7 +3,8 @@
 # and batch-1 decode with DEPTH tokens already in the KV cache, autoglm vs llama.cpp
 # (llama-bench -d) and ik_llama.cpp (llama-bench -gp: decode only; it has no -d).
 #   bench/long_context.sh [DEPTHS]      DEPTHS default: "8192"
-# Prints a markdown table (bench/out/long_context.md) and writes it into docs/benchmarks.md.
+# Prints a markdown table (bench/out/long_context.md) and writes it into docs/benchmarks.md
+# between the markers named by TABLE (default long-context-table).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 depths="${1:-8192}"
@@ -51,4 +52,4 @@ for r in rows:
     print(f"| {r['depth']} | prefill pp512 tok/s | {r['lc_pp']:.1f} | — | {a['16']:.1f} | {a['8']:.1f} | {a['16'] / r['lc_pp']:.2f}x / {a['8'] / r['lc_pp']:.2f}x |")
     print(f"| {r['depth']} | decode batch 1 tok/s | {r['lc_tg']:.1f} | {r['ik_tg']:.1f} | {b['16']:.1f} | {b['8']:.1f} | {b['16'] / r['lc_tg']:.2f}x / {b['8'] / r['lc_tg']:.2f}x |")
 PY
-python3 bench/update_docs.py long-context-table bench/out/long_context.md
+python3 bench/update_docs.py "${TABLE:-long-context-table}" bench/out/long_context.md
