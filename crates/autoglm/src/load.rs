@@ -41,11 +41,15 @@ fn parse_bits(s: &str) -> std::result::Result<u8, String> {
 pub fn load(arg: Option<PathBuf>, threads: Option<usize>, arith: Arithmetic) -> Result<Loaded> {
     let path = model_path(arg)?;
     let f = GgufFile::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    // The tokenizer first: building its tables frees as much again as they keep (the
+    // token and merge strings, the tables' growth), and given back before the weights
+    // load, that transient stays under the weights' peak instead of on top of it.
+    let tokenizer =
+        Tokenizer::from_gguf(&f).with_context(|| format!("tokenizer of {}", path.display()))?;
+    model::heap::return_free_pages();
     let pool = Arc::new(ThreadPool::new(crate::settings::threads(threads)));
     let mut model =
         Model::from_gguf(&f, pool).with_context(|| format!("loading {}", path.display()))?;
     model.set_activation_bits(arith.activation_bits);
-    let tokenizer =
-        Tokenizer::from_gguf(&f).with_context(|| format!("tokenizer of {}", path.display()))?;
     Ok(Loaded { model, tokenizer })
 }

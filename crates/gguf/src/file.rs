@@ -147,7 +147,7 @@ impl GgufFile {
                 });
             }
         }
-        Ok(Self {
+        let file = Self {
             backing,
             version,
             alignment,
@@ -156,7 +156,11 @@ impl GgufFile {
             meta_index,
             tensors,
             tensor_index,
-        })
+        };
+        // Everything before the tensor data was parsed into owned values: its pages (a
+        // large vocabulary's tokens and merges are megabytes) need not stay resident.
+        file.release_range(0, data_start as usize);
+        Ok(file)
     }
 
     pub fn metadata(&self) -> &[(String, Value)] {
@@ -225,15 +229,16 @@ impl GgufFile {
     /// and the copy would both count, twice the model. The page cache keeps the bytes, and
     /// reading the tensor again faults the same bytes back in.
     pub fn release(&self, t: &TensorInfo) {
+        self.release_range((self.data_start + t.offset) as usize, t.n_bytes as usize);
+    }
+
+    /// Drops the mapped pages of bytes `start..start + len` (rounded out to whole pages).
+    fn release_range(&self, start: usize, len: usize) {
         const PAGE: usize = 4096;
         let Backing::Map(map) = &self.backing else {
             return;
         };
-        let start = (self.data_start + t.offset) as usize;
-        let (lo, hi) = (
-            start / PAGE * PAGE,
-            (start + t.n_bytes as usize).div_ceil(PAGE) * PAGE,
-        );
+        let (lo, hi) = (start / PAGE * PAGE, (start + len).div_ceil(PAGE) * PAGE);
         let hi = hi.min(map.len());
         if hi > lo {
             // SAFETY: the map is private and read-only, so no write can be lost: dropped

@@ -418,9 +418,5 @@ const RELEASE_AFTER_ROWS: usize = 128;
 /// step a few thousand page faults, well under 1% of its time.
 fn release_step_memory() {
     kernels::matmul::release_activation_buffers();
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free heap memory to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    crate::heap::return_free_pages();
 }

@@ -7,6 +7,7 @@ mod config;
 mod error;
 mod forward;
 pub mod generate;
+pub mod heap;
 mod kv_cache;
 pub mod logits_processors;
 pub mod paths;
