@@ -79,7 +79,11 @@ fn main() {
             w.set_activation_bits(bits);
             let mut best = f64::INFINITY;
             for _ in 0..7 {
-                let reps = 20;
+                // REPS=N repeats each timed run N times (default 20), e.g. for a profile.
+                let reps = std::env::var("REPS")
+                    .ok()
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(20);
                 let t = Instant::now();
                 for _ in 0..reps {
                     matmul(&pool, &w, &x, m, &mut y);

@@ -134,12 +134,12 @@ const SUPER_I8: u8 = 3;
 
 /// How many `vpmaddubsw` results of codes `CB` may be added as 16-bit words before they
 /// must be widened: each is two products of a code and an activation byte (at most 128
-/// in magnitude), and the sum must stay within ±32767. 4-bit codes (≤ 15): 8 (30720);
-/// 5-bit (≤ 31): 4 (31744); 6-bit (≤ 63): 2 (32256); bytes (≤ 127) and nibbles of wide
-/// bytes: 1.
+/// in magnitude), and the sum must stay within ±32767. 4-bit codes and the nibbles of wide
+/// bytes (≤ 15): 8 (30720); 5-bit (≤ 31): 4 (31744); 6-bit (≤ 63): 2 (32256); bytes
+/// (≤ 127): 1.
 const fn word_sums(cb: u8) -> usize {
     match cb {
-        NIB4 => 8,
+        NIB4 | WIDE_BYTES => 8,
         HI1 => 4,
         HI2 => 2,
         _ => 1,
@@ -285,8 +285,7 @@ struct Tile<'a> {
 }
 
 /// One block's codes for eight lanes, as byte vectors of four codes per lane: vector `v`
-/// holds codes `4v..4v + 4` (for `WIDE_BYTES`, vectors `2v` and `2v + 1` hold the low and
-/// high nibbles of codes `4v..4v + 4`).
+/// holds codes `4v..4v + 4` (`WIDE_BYTES` codes are taken only by `code_vec`).
 #[target_feature(enable = "avx2")]
 #[inline]
 unsafe fn block_codes<const CB: u8, const BLOCK: usize>(
@@ -301,14 +300,7 @@ unsafe fn block_codes<const CB: u8, const BLOCK: usize>(
         }
         return;
     }
-    if CB == WIDE_BYTES {
-        for v in 0..BLOCK / 4 {
-            let raw = _mm256_loadu_si256(base.add(v * 64) as *const _);
-            out[2 * v] = _mm256_and_si256(raw, nibble);
-            out[2 * v + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nibble);
-        }
-        return;
-    }
+    assert!(CB != WIDE_BYTES, "split bytes are unpacked by code_vec");
     let high = if CB == NIB4 {
         _mm256_setzero_si256()
     } else {
@@ -333,13 +325,28 @@ unsafe fn block_codes<const CB: u8, const BLOCK: usize>(
 
 /// Vector `v` of what `block_codes` gives, alone: a row tile takes each once, so
 /// unpacking it straight into a register spares the block's round trip through memory.
+/// `WIDE_BYTES` blocks give twice as many: the low nibbles of codes `4v..4v + 4` as vector
+/// `v`, their high nibbles as vector `BLOCK / 4 + v`, so that each kind's sums can be added
+/// as words before one widening with its weight (1 or 16).
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn code_vec<const CB: u8>(base: *const u8, high: *const u8, v: usize) -> __m256i {
+unsafe fn code_vec<const CB: u8, const BLOCK: usize>(
+    base: *const u8,
+    high: *const u8,
+    v: usize,
+) -> __m256i {
     let nibble = _mm256_set1_epi8(0x0F);
     let load = |p: *const u8| _mm256_loadu_si256(p as *const _);
     if CB == BYTES {
         return load(base.add(v * 64));
+    }
+    if CB == WIDE_BYTES {
+        let (raw, high_nibbles) = (load(base.add(v % (BLOCK / 4) * 64)), v >= BLOCK / 4);
+        return if high_nibbles {
+            _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nibble)
+        } else {
+            _mm256_and_si256(raw, nibble)
+        };
     }
     // Both nibble forms hold two vectors per 32 loaded bytes: even `v` the low nibbles.
     let raw = load(base.add(v / 2 * 64));
@@ -408,11 +415,12 @@ impl Tile<'_> {
                 let mut sl = [[_mm256_setzero_si256(); H]; RR];
                 let mut sh = [[_mm256_setzero_si256(); H]; RR];
                 for v in v0..v0 + sums {
-                    let codes: [__m256i; H] =
-                        std::array::from_fn(|h| code_vec::<CB>(base[h], base[h].add(high_at), v));
-                    // Activation bytes of code vector v: for WIDE_BYTES both nibble vectors
-                    // of codes 4(v/2).., the high one weighing 16.
-                    let kk = if CB == WIDE_BYTES { 4 * (v / 2) } else { 4 * v };
+                    let codes: [__m256i; H] = std::array::from_fn(|h| {
+                        code_vec::<CB, BLOCK>(base[h], base[h].add(high_at), v)
+                    });
+                    // Activation bytes of code vector v: for WIDE_BYTES the low and the high
+                    // nibbles of codes 4v.. come BLOCK / 4 vectors apart.
+                    let kk = 4 * (v % (BLOCK / 4));
                     for r in 0..RR {
                         let at = r * k + kb + kk;
                         let x = bcast(xl.add(at));
@@ -429,9 +437,8 @@ impl Tile<'_> {
                         }
                     }
                 }
-                // WIDE_BYTES alternates low and high nibbles (sums = 1): the high ones
-                // weigh 16.
-                let (wl, wh) = if CB == WIDE_BYTES && (v0 % 2) == 1 {
+                // WIDE_BYTES's high nibbles (the second half of its vectors) weigh 16.
+                let (wl, wh) = if CB == WIDE_BYTES && v0 >= BLOCK / 4 {
                     (_mm256_set1_epi16(16), _mm256_set1_epi16(16 * 256))
                 } else {
                     (ones, x256)

@@ -195,20 +195,21 @@ fn quantize_rows(
 /// format, from fewer rows: there the byte kernel also unpacks the codes in every 3-row
 /// tile and widens each row's two 16-bit sums per block. `matmul_speed`, one thread, on
 /// the Zen 3 EPYC (docs/benchmarks.md): Q8_0 (bytes above 127, split into nibbles for
-/// `vpmaddubsw`) gained from 2 rows; Q5_K and Q6_K from 4 (behind at 3); Q4_K and Q4_0
-/// behind at 6–8, even to ahead at 12, ahead from 16.
+/// `vpmaddubsw`) gains from 3 rows (31.7 against 24.5 GMAC/s; at 2, 19.9 against 22.3);
+/// Q5_K and Q6_K from 4 (behind at 3); Q4_K and Q4_0 behind at 6–8, even to ahead at 12,
+/// ahead from 16.
 ///
 /// With 8-bit codes (`hi` zero) the AVX2 byte kernel takes one `vpmaddubsw` per 32
 /// products, so words gain only where bytes pay extra: Q8_0's split nibbles (ahead from
-/// 4 rows: 34.7 against 31.1 GMAC/s, 50.6 against 30.6 at 64) and Q6_K's 6-bit unpacking
-/// and widening every second sum (even at 20, ahead from 24: 53.7 against 51.1, 56.3
-/// against 50.5 at 64); Q4_K, Q4_0 and Q5_K stay faster as bytes at every row count
-/// (Q4_K 83.2 against 58.1 at 128).
+/// 24 rows: 52.0 against 47.7 GMAC/s, 56.9 against 46.5 at 128; behind up to 16, 47.7
+/// against 50.1) and Q6_K's 6-bit unpacking and widening every second sum (even at 20,
+/// ahead from 24: 53.7 against 51.1, 56.3 against 50.5 at 64); Q4_K, Q4_0 and Q5_K stay
+/// faster as bytes at every row count (Q4_K 83.2 against 58.1 at 128).
 fn wide_rows(c: &pack::CodePanels, m: usize, bits: u8) -> bool {
     let vnni = vnni();
     if bits != 16 {
         let min = match c.codes {
-            pack::CodeBits::Bytes => 4,
+            pack::CodeBits::Bytes => 24,
             pack::CodeBits::Nib4Hi2 => 24,
             pack::CodeBits::Nib4 | pack::CodeBits::Nib4Hi1 => return false,
         };
@@ -220,7 +221,7 @@ fn wide_rows(c: &pack::CodePanels, m: usize, bits: u8) -> bool {
         (pack::CodeBits::Bytes, true) => 64,
         (pack::CodeBits::Nib4Hi1 | pack::CodeBits::Nib4Hi2, false) => 4,
         (pack::CodeBits::Nib4, false) => 12,
-        (pack::CodeBits::Bytes, false) => 2,
+        (pack::CodeBits::Bytes, false) => 3,
     };
     m >= min && (vnni || isa() != Isa::Scalar)
 }
