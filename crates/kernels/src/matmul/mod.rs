@@ -209,8 +209,7 @@ fn wide_rows(c: &pack::CodePanels, m: usize, bits: u8) -> bool {
     let vnni = vnni();
     if bits != 16 {
         let min = match c.codes {
-            pack::CodeBits::Bytes => 24,
-            pack::CodeBits::Nib4Hi2 => 24,
+            pack::CodeBits::Bytes | pack::CodeBits::Nib4Hi2 => 24,
             pack::CodeBits::Nib4 | pack::CodeBits::Nib4Hi1 => return false,
         };
         return !vnni && isa() != Isa::Scalar && m >= min;
