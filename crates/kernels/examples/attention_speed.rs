@@ -1,5 +1,5 @@
 //! Times paged attention over a long context on the Llama-3.2-1B head shape (32 query
-//! heads, 8 KV heads of 64), for comparing attention changes on one host without a model
+//! heads, 8 KV heads of 64; `HEADS=9 KV_HEADS=3` for SmolLM2-135M's), for comparing attention changes on one host without a model
 //! around them (`autoglm perf --prefill-depth` measures end to end).
 //!   cargo run --release -p kernels --example attention_speed -- [DEPTH] [ROWS] [THREADS]
 //! Defaults: 8192 positions in the cache, 32 query rows (a prefill chunk at that depth; 1
@@ -29,12 +29,15 @@ fn main() {
     };
     let (depth, rows) = (arg(1, 8192), arg(2, 32));
     let pool = ThreadPool::new(arg(3, ThreadPool::default_threads()));
+    // HEADS=9 KV_HEADS=3 picks another head shape (SmolLM2-135M's).
+    let env =
+        |name: &str, d: usize| std::env::var(name).map_or(d, |s| s.parse().expect("a number"));
     let layout = KvLayout {
         block_size: 16,
-        n_kv_heads: 8,
+        n_kv_heads: env("KV_HEADS", 8),
         head_dim: 64,
     };
-    let n_heads = 32;
+    let n_heads = env("HEADS", 32);
     let ctx = depth + rows;
     let blocks = ctx.div_ceil(layout.block_size);
     let mut seed = 0x9e37_79b9u64;
@@ -65,7 +68,8 @@ fn main() {
     }];
     let params = AttnParams::scaled(0.125);
     let mut best = f64::INFINITY;
-    for _ in 0..5 {
+    // ROUNDS=N times N rounds (default 5), e.g. for a profile.
+    for _ in 0..env("ROUNDS", 5) {
         let t = Instant::now();
         for kv in &layers {
             attention(

@@ -356,6 +356,27 @@ fn kv_layout_stores_rows_where_the_kernels_read_them() {
             );
         }
     }
+
+    // A partial copy moves every head's first slots and leaves the rest of the block.
+    kv.store(&layout, 2, 0, &vrow, &krow);
+    kv.copy_prefix(&layout, 2, 1, 1);
+    for h in 0..2 {
+        let (src, dst) = (layout.v_index(2, 0, h), layout.v_index(1, 0, h));
+        assert_eq!(kv.v[dst..dst + 8], kv.v[src..src + 8], "head {h}");
+        assert!(
+            kv.v[dst + 8..dst + 3 * 8].iter().all(|&c| c == 0),
+            "head {h}"
+        );
+        assert_eq!(
+            kv.v_scale[layout.scale_index(1, h, 0)],
+            kv.v_scale[layout.scale_index(2, h, 0)]
+        );
+        for d in 0..8 {
+            let (src, dst) = (layout.k_index(2, h, 0), layout.k_index(1, h, 0));
+            assert_eq!(kv.k[dst + d * 4], kv.k[src + d * 4]);
+            assert_eq!(kv.k[dst + d * 4 + 1], 0);
+        }
+    }
 }
 
 #[test]
