@@ -3,6 +3,7 @@
 # and batch-1 decode with DEPTH tokens already in the KV cache, autoglm vs llama.cpp
 # (llama-bench -d) and ik_llama.cpp (llama-bench -gp: decode only; it has no -d).
 #   bench/long_context.sh [DEPTHS]      DEPTHS default: "8192"
+#   MODEL=<file.gguf> bench/long_context.sh "1024 4096"   the same on another model
 # Prints a markdown table (bench/out/long_context.md) and writes it into docs/benchmarks.md
 # between the markers named by TABLE (default long-context-table).
 set -euo pipefail
@@ -12,7 +13,10 @@ lc="$(bench/build_llamacpp.sh)"
 ik="$(bench/build_ikllama.sh)"
 cargo build --release -p autoglm >&2
 ag=./target/release/autoglm
-model="$($ag synth --shape llama-3.2-1b --quant q4_k_m --vocab bench/llama.cpp/src/models/ggml-vocab-llama-bpe.gguf)"
+# MODEL=<a .gguf> measures another file (e.g. the default SmolLM2) instead of the 1B shape.
+model="${MODEL:-$($ag synth --shape llama-3.2-1b --quant q4_k_m --vocab bench/llama.cpp/src/models/ggml-vocab-llama-bpe.gguf)}"
+if [ -n "${MODEL:-}" ]; then label="$(basename "$model")"; else label="Llama-3.2-1B shape Q4_K_M"; fi
+export label
 threads="$(nproc)"
 mkdir -p bench/out
 out=bench/out/long_context.jsonl
@@ -41,10 +45,10 @@ print(json.dumps({"depth": d, "lc_pp": lc_pp, "lc_tg": lc_tg, "ik_tg": ik_tg,
 PY
 done
 python3 - <<'PY' | tee bench/out/long_context.md
-import json, subprocess, datetime
+import json, os, subprocess, datetime
 rows = [json.loads(l) for l in open("bench/out/long_context.jsonl")]
 cpu = subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | sed 's/.*: *//'"], capture_output=True, text=True).stdout.strip()
-print(f"Measured {datetime.date.today()} on {cpu}, command `bench/long_context.sh`, one repetition, Llama-3.2-1B shape Q4_K_M.\n")
+print(f"Measured {datetime.date.today()} on {cpu}, command `bench/long_context.sh`, one repetition, {os.environ['label']}.\n")
 print("| depth | test | llama.cpp | ik_llama.cpp | autoglm 16-bit | autoglm 8-bit | 16-bit / 8-bit vs llama.cpp |")
 print("|---|---|---|---|---|---|---|")
 for r in rows:

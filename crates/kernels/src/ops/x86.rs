@@ -198,8 +198,8 @@ pub(crate) unsafe fn attend_group<const G: usize, const NV: usize>(
                 _mm512_storeu_ps(weights[g].as_mut_ptr(), a);
             }
             for j in 0..lanes {
-                // As in `attend_pair`: V rows are a token's KV width apart and, across
-                // blocks, anywhere.
+                // As in `attend_pair`: a head's V rows are consecutive within a block and,
+                // across blocks, anywhere.
                 let ahead = bi * bs + c0 + j + pair::V_AHEAD;
                 if ahead < n {
                     let b = task.table[ahead / bs] as usize;

@@ -112,7 +112,7 @@ pub(crate) unsafe fn attend_pair<
             let end = bs.min(last - bi * bs);
             for slot in 0..end {
                 let p = bi * bs + slot;
-                // Positions' V rows lie a whole token's KV width apart and, across blocks,
+                // A head's V rows are consecutive within a block and, across blocks,
                 // anywhere: ask for the one V_AHEAD positions on.
                 if p + V_AHEAD < last {
                     let ahead = v_at(p + V_AHEAD) as *const i8;
