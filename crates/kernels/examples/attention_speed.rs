@@ -1,6 +1,7 @@
 //! Times paged attention over a long context on the Llama-3.2-1B head shape (32 query
-//! heads, 8 KV heads of 64; `HEADS=9 KV_HEADS=3` for SmolLM2-135M's), for comparing attention changes on one host without a model
-//! around them (`autoglm perf --prefill-depth` measures end to end).
+//! heads, 8 KV heads of 64; `HEADS=9 KV_HEADS=3` for SmolLM2-135M's), for comparing
+//! attention changes on one host without a model around them (`autoglm perf
+//! --prefill-depth` measures end to end).
 //!   cargo run --release -p kernels --example attention_speed -- [DEPTH] [ROWS] [THREADS]
 //! Defaults: 8192 positions in the cache, 32 query rows (a prefill chunk at that depth; 1
 //! is batch-1 decode), all cores. Every call goes to the next of 16 layers' caches, as a

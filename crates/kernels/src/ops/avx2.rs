@@ -196,8 +196,9 @@ pub(crate) unsafe fn attend_group<
                 let block = task.table[bi] as usize;
                 let first = if bi == b0 { s0 % bs } else { 0 };
                 // The first pass requests the block V_AHEAD_BLOCKS ahead a row per
-                // position: requested a block or a tile at once, the lines outnumber the
-                // core's outstanding misses and the pass waits on memory anyway.
+                // position: requested a tile at once (256 lines at 64 × 16), the lines
+                // outnumbered the core's outstanding misses and the pass waited on memory
+                // anyway.
                 let ahead = (piece == 0 && bi + V_AHEAD_BLOCKS < blocks)
                     .then(|| task.table[bi + V_AHEAD_BLOCKS] as usize);
                 for slot in first..bs.min(n - bi * bs) {
