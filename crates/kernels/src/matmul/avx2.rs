@@ -66,7 +66,6 @@ pub unsafe fn codes_panels(
         for p in p0..p1 {
             if w.scales == S::Super6 {
                 reserve_scales(&mut scales, k / w.block);
-                decode_super6(w, p, k / w.block, &mut scales);
             }
             let mut i0 = c0;
             while i0 < c1 {
@@ -81,9 +80,10 @@ pub unsafe fn codes_panels(
                     acts,
                     i0,
                     p,
-                    // The first tile over a panel brings it in; the others find it cached.
-                    prefetch: i0 == c0,
-                    scales: scales.as_ptr(),
+                    // The first tile over a panel brings it in and decodes its scales;
+                    // the others find both cached.
+                    first: i0 == c0,
+                    scales: scales.as_mut_ptr(),
                 };
                 macro_rules! by_rows {
                     ($cb:expr, $sb:expr, $block:expr) => {
@@ -202,18 +202,13 @@ fn reserve_scales(out: &mut Vec<PanelScales>, len: usize) {
 }
 
 /// The scales of blocks `0..nb` of panel `p` of a `Super6` matrix into `out[..nb]`, for
-/// all of the panel's row tiles and both halves: decoding them in every tile, a block's
-/// 6-bit fields at a time, was a third of the vector instructions of batch-1 decode.
+/// all of the panel's row tiles and both halves, before the word kernel's tiles (the byte
+/// tiles decode a group at a time as they go: `Tile::run`). Decoding them in every tile,
+/// a block's 6-bit fields at a time, was a third of the vector instructions of batch-1
+/// decode.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn decode_super6(w: &CodePanels, p: usize, nb: usize, out: &mut [PanelScales]) {
     assert!(out.len() >= nb);
-    let (nib, two) = (_mm_set1_epi8(0xF), _mm_set1_epi8(3));
-    let neg = _mm256_set1_ps(-0.0);
-    let load = |p: *const u8| _mm_loadu_si128(p as *const _);
-    // Per 16-bit lane shifts, masked afterwards: a byte's field bits come from that byte.
-    let bits = |v: __m128i, shift: i32, mask: __m128i| {
-        _mm_and_si128(_mm_srl_epi16(v, _mm_cvtsi32_si128(shift)), mask)
-    };
     // This is the panel's first touch: ask for every header before waiting on the first.
     for g in 0..nb / 8 {
         let hdr = w.data.as_ptr().add(w.block_at(p, nb, 8 * g).hdr);
@@ -223,48 +218,63 @@ unsafe fn decode_super6(w: &CodePanels, p: usize, nb: usize, out: &mut [PanelSca
     }
     for g in 0..nb / 8 {
         let hdr = w.data.as_ptr().add(w.block_at(p, nb, 8 * g).hdr);
-        let d = [
-            _mm256_cvtph_ps(load(hdr)),
-            _mm256_cvtph_ps(load(hdr.add(16))),
-        ];
-        let dmin = [
-            _mm256_cvtph_ps(load(hdr.add(32))),
-            _mm256_cvtph_ps(load(hdr.add(48))),
-        ];
-        for t in 0..4 {
-            // Byte r of these holds lane r's fields of blocks 2t and 2t + 1.
-            let (sl, ml, h) = (
-                load(hdr.add(64 + 16 * t)),
-                load(hdr.add(128 + 16 * t)),
-                load(hdr.add(192 + 16 * t)),
+        decode_super6_group(hdr, out.as_mut_ptr().add(8 * g));
+    }
+}
+
+/// The scales of the eight blocks of the `Super6` group whose header is at `hdr` into
+/// `out[..8]`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn decode_super6_group(hdr: *const u8, out: *mut PanelScales) {
+    let (nib, two) = (_mm_set1_epi8(0xF), _mm_set1_epi8(3));
+    let neg = _mm256_set1_ps(-0.0);
+    let load = |p: *const u8| _mm_loadu_si128(p as *const _);
+    // Per 16-bit lane shifts, masked afterwards: a byte's field bits come from that byte.
+    let bits = |v: __m128i, shift: i32, mask: __m128i| {
+        _mm_and_si128(_mm_srl_epi16(v, _mm_cvtsi32_si128(shift)), mask)
+    };
+    let d = [
+        _mm256_cvtph_ps(load(hdr)),
+        _mm256_cvtph_ps(load(hdr.add(16))),
+    ];
+    let dmin = [
+        _mm256_cvtph_ps(load(hdr.add(32))),
+        _mm256_cvtph_ps(load(hdr.add(48))),
+    ];
+    for t in 0..4 {
+        // Byte r of these holds lane r's fields of blocks 2t and 2t + 1.
+        let (sl, ml, h) = (
+            load(hdr.add(64 + 16 * t)),
+            load(hdr.add(128 + 16 * t)),
+            load(hdr.add(192 + 16 * t)),
+        );
+        for odd in 0..2 {
+            // Block 2t + odd: nibble `odd` of the low planes, and of the high plane
+            // bits 2 odd (scale) and 4 + 2 odd (min).
+            let (lo_shift, hi_shift) = (4 * odd as i32, 2 * odd as i32);
+            let sc = _mm_or_si128(
+                bits(sl, lo_shift, nib),
+                _mm_slli_epi16::<4>(bits(h, hi_shift, two)),
             );
-            for odd in 0..2 {
-                // Block 2t + odd: nibble `odd` of the low planes, and of the high plane
-                // bits 2 odd (scale) and 4 + 2 odd (min).
-                let (lo_shift, hi_shift) = (4 * odd as i32, 2 * odd as i32);
-                let sc = _mm_or_si128(
-                    bits(sl, lo_shift, nib),
-                    _mm_slli_epi16::<4>(bits(h, hi_shift, two)),
+            let m = _mm_or_si128(
+                bits(ml, lo_shift, nib),
+                _mm_slli_epi16::<4>(bits(h, 4 + hi_shift, two)),
+            );
+            let e = &mut *out.add(2 * t + odd);
+            for hh in 0..2 {
+                let lanes = |v: __m128i| {
+                    let v = if hh == 0 { v } else { _mm_srli_si128::<8>(v) };
+                    _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v))
+                };
+                _mm256_store_ps(
+                    e.d.as_mut_ptr().add(8 * hh),
+                    _mm256_mul_ps(d[hh], lanes(sc)),
                 );
-                let m = _mm_or_si128(
-                    bits(ml, lo_shift, nib),
-                    _mm_slli_epi16::<4>(bits(h, 4 + hi_shift, two)),
+                _mm256_store_ps(
+                    e.min.as_mut_ptr().add(8 * hh),
+                    _mm256_mul_ps(dmin[hh], _mm256_xor_ps(lanes(m), neg)),
                 );
-                let e = &mut out[8 * g + 2 * t + odd];
-                for hh in 0..2 {
-                    let lanes = |v: __m128i| {
-                        let v = if hh == 0 { v } else { _mm_srli_si128::<8>(v) };
-                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v))
-                    };
-                    _mm256_store_ps(
-                        e.d.as_mut_ptr().add(8 * hh),
-                        _mm256_mul_ps(d[hh], lanes(sc)),
-                    );
-                    _mm256_store_ps(
-                        e.min.as_mut_ptr().add(8 * hh),
-                        _mm256_mul_ps(dmin[hh], _mm256_xor_ps(lanes(m), neg)),
-                    );
-                }
             }
         }
     }
@@ -278,10 +288,11 @@ struct Tile<'a> {
     acts: &'a QuantActs,
     i0: usize,
     p: usize,
-    /// Whether to request the panel's next bytes ahead of the loads.
-    prefetch: bool,
-    /// `decode_super6` of panel `p`, for `Super6` matrices.
-    scales: *const PanelScales,
+    /// Whether this is the panel's first tile, which requests the panel's next bytes
+    /// ahead of the loads and decodes `Super6` scales into `scales`.
+    first: bool,
+    /// Panel `p`'s decoded `Super6` scales, one entry per block.
+    scales: *mut PanelScales,
 }
 
 /// One block's codes for eight lanes, as byte vectors of four codes per lane: vector `v`
@@ -397,11 +408,18 @@ impl Tile<'_> {
         let data_end = w.data.len();
         for b in 0..nb {
             let at = w.block_at(self.p, nb, b);
-            if self.prefetch {
+            if self.first {
                 let want = (at.codes + w.code_bytes() + super::PREFETCH_AHEAD).min(data_end);
                 while fetched < want {
                     _mm_prefetch::<_MM_HINT_T0>(w.data.as_ptr().add(fetched) as *const i8);
                     fetched += 64;
+                }
+                // A group's scales where its blocks begin, not the whole panel's before
+                // its first block: the header has just come in with the codes, and the
+                // requests ahead keep their pace (at batch 1 the panel-wide pass was a
+                // fifth of the kernel's time, with no request issued for the codes).
+                if SB == SUPER6 && at.j == 0 {
+                    decode_super6_group(w.data.as_ptr().add(at.hdr), self.scales.add(b));
                 }
             }
             let base: [*const u8; H] =
