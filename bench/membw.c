@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 static double now(void) {
@@ -21,7 +22,10 @@ int main(int argc, char **argv) {
   size_t mib = argc > 1 ? strtoul(argv[1], 0, 10) : 2048;
   int threads = argc > 2 ? atoi(argv[2]) : omp_get_max_threads();
   size_t n = mib << 20;
-  uint8_t *buf = aligned_alloc(4096, n);
+  uint8_t *buf = aligned_alloc(2 << 20, n);
+  // Transparent huge pages, as the engine asks for its packed weights: with 4-KiB pages
+  // this read 26.5 GB/s against 28.4 on the Zen 3 EPYC (means of 8 alternations).
+  madvise(buf, n, MADV_HUGEPAGE);
   memset(buf, 1, n);
   double best = 0;
   volatile uint64_t sink = 0;
