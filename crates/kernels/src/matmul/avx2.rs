@@ -409,7 +409,7 @@ impl Tile<'_> {
         for b in 0..nb {
             let at = w.block_at(self.p, nb, b);
             if self.first {
-                let want = (at.codes + w.code_bytes() + super::PREFETCH_AHEAD).min(data_end);
+                let want = (at.codes + w.code_bytes() + super::PREFETCH_AHEAD_AVX2).min(data_end);
                 while fetched < want {
                     _mm_prefetch::<_MM_HINT_T0>(w.data.as_ptr().add(fetched) as *const i8);
                     fetched += 64;

@@ -34,14 +34,20 @@ use std::cell::RefCell;
 /// Activation rows per register tile on the f32 path.
 pub const MR: usize = 8;
 
-/// How far ahead of the block being multiplied the integer kernels prefetch a panel's
-/// bytes. 512–4096 measured within noise of each other on the 1B shape (a 2-thread
-/// AVX-512 Xeon VM), 512 a little behind; without any, batch-1 decode there was 27%
-/// slower and batch-16 23% (docs/benchmarks.md, "After panel prefetching"). On a Zen 3
-/// EPYC (AVX2) 4096 decoded the 1B shape at batch 1 13% faster than 1024 (2048 +10%,
-/// 8192 +8%), batch 16 within noise ("Prefetching further on Zen 3").
+/// How far ahead of the block being multiplied the AVX-512 integer kernels prefetch a
+/// panel's bytes. On a 2-thread AVX-512 Xeon VM 512–4096 measured within noise of each
+/// other on the 1B shape, 512 a little behind; without any, batch-1 decode there was 27%
+/// slower and batch-16 23% (docs/benchmarks.md, "After panel prefetching"). On a Zen 4
+/// EPYC 1024 decoded the 1B shape at batch 1 23% faster than 4096 and 4% faster than
+/// 2048, with none 15% slower, batch 16 within noise ("Prefetch distance on Zen 4").
 #[cfg(target_arch = "x86_64")]
-const PREFETCH_AHEAD: usize = 4096;
+const PREFETCH_AHEAD_AVX512: usize = 1024;
+
+/// The same for the AVX2 kernels: on a Zen 3 EPYC 4096 decoded the 1B shape at batch 1
+/// 13% faster than 1024 (2048 +10%, 8192 +8%), batch 16 within noise ("Prefetching
+/// further on Zen 3").
+#[cfg(target_arch = "x86_64")]
+const PREFETCH_AHEAD_AVX2: usize = 4096;
 
 /// Up to this many activation rows, tasks take few panels each (decode is bound by
 /// streaming the weights, so every thread must have its share).

@@ -579,9 +579,10 @@ impl Tile<'_> {
             }
             // The hardware prefetchers fall behind on these short, header-interleaved
             // streams (a panel's first row tile stalled on every block's first load), so
-            // keep each panel's next PREFETCH_AHEAD bytes requested.
+            // keep each panel's next PREFETCH_AHEAD_AVX512 bytes requested.
             for q in 0..P {
-                let want = (at[q].codes + w.code_bytes() + super::PREFETCH_AHEAD).min(data_end);
+                let want =
+                    (at[q].codes + w.code_bytes() + super::PREFETCH_AHEAD_AVX512).min(data_end);
                 while fetched[q] < want {
                     _mm_prefetch::<_MM_HINT_T0>(w.data.as_ptr().add(fetched[q]) as *const i8);
                     fetched[q] += 64;

@@ -133,12 +133,13 @@ unsafe fn widen_codes_as<const CB: u8, const FOLD: bool>(
     let dst = out.as_mut_ptr();
     let data_end = w.data.len();
     // This is where the weights come in from memory (the tiles read the words): keep the
-    // next PREFETCH_AHEAD bytes requested, as `Tile::tile` does.
+    // next PREFETCH_AHEAD_AVX512 bytes requested, as `Tile::tile` does.
     let mut fetched = w.block_at(p0, nb, 0).hdr;
     for p in p0..p1 {
         for b in 0..nb {
             let at = w.block_at(p, nb, b);
-            let want = (at.codes + w.code_bytes() + super::super::PREFETCH_AHEAD).min(data_end);
+            let want =
+                (at.codes + w.code_bytes() + super::super::PREFETCH_AHEAD_AVX512).min(data_end);
             while fetched < want {
                 _mm_prefetch::<_MM_HINT_T0>(w.data.as_ptr().add(fetched) as *const i8);
                 fetched += 64;
